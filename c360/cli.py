@@ -1,0 +1,238 @@
+"""The ``c360`` command line: one entry point for every job.
+
+Errors a user can fix print one line (``c360: error: ...``) and exit non-zero; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from lakehouse.errors import C360Error
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("configuration (overrides the config file and C360_* variables)")
+    g.add_argument("--config", metavar="FILE", help="a TOML file overlaying lakehouse/defaults.toml")
+    g.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default: the local broker)")
+    g.add_argument("--lake", metavar="PATH|URI", help="lake root for the Delta tables")
+    g.add_argument("--checkpoints", metavar="PATH|URI", help="streaming checkpoint root")
+    g.add_argument("--master", metavar="URL", help="Spark master (default local[*])")
+    g.add_argument("--driver-memory", metavar="SIZE", help="Spark driver memory, e.g. 4g")
+    g.add_argument("-v", "--verbose", action="store_true", help="log more")
+    g.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+    p = _Parser(prog="c360", description="c360: a near-real-time Customer 360 engine "
+                "(Kafka -> Spark Structured Streaming -> Delta bronze/silver/gold).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, parents=[common])
+
+    cmd("setup", "fetch the JVM jars (Delta, Spark's Kafka connector, the Kafka broker) with Maven, once")
+    cmd("config", "print the effective configuration")
+
+    k = cmd("kafka", "run the embedded local Kafka broker (KRaft mode)")
+    k.add_argument("action", choices=["start", "stop", "status"])
+
+    gen = cmd("generate", "write a synthetic, realistically dirty data set (replaces the previous one)")
+    gen.add_argument("--out", metavar="DIR", help="output directory (default: lake.data_dir)")
+    gen.add_argument("--scale", type=_positive_int, default=1000, help="number of customers (default 1000)")
+    gen.add_argument("--seed", type=int, default=42, help="random seed: same seed, same bytes (default 42)")
+    gen.add_argument("--dirty-rate", type=float, default=0.02, help="share of records given each kind of dirt")
+    gen.add_argument("--start", default="2023-01-01", help="first registration day (YYYY-MM-DD)")
+    gen.add_argument("--end", default="2024-12-31", help="last activity day (YYYY-MM-DD)")
+
+    r = cmd("replay", "send source files to Kafka (one JSON record per row, key = customer id)")
+    r.add_argument("--input", metavar="DIR", help="directory of source files (default: lake.data_dir)")
+    r.add_argument("--sources", type=_csv_list, metavar="A,B", help="only these sources (e.g. customers,logins)")
+    r.add_argument("--rate", type=_positive_float, metavar="EPS", help="at most this many events per second")
+    r.add_argument("--rejects", metavar="FILE", help="where unreadable rows go (JSON lines)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = cmd("stream", "run the streaming app: Kafka -> bronze -> silver (+ quarantine)")
+    s.add_argument("--available-now", action="store_true", help="process what is in Kafka, then stop")
+    s.add_argument("--sources", type=_csv_list, metavar="A,B", help="only these sources")
+    s.add_argument("--trigger", metavar="INTERVAL", help="micro-batch interval, e.g. '10 seconds'")
+
+    gold = cmd("gold", "refresh the gold tables from one consistent silver snapshot")
+    gold.add_argument("--as-of", type=_date, metavar="YYYY-MM-DD", help="measure 'days since' to this day (default today)")
+    gold.add_argument("--only", type=_csv_list, metavar="TABLE,...", help="refresh only these gold tables")
+
+    d = cmd("demo", "the whole pipeline on the local broker and local Delta tables, then where to look")
+    d.add_argument("--scale", type=_positive_int, default=2000, help="number of customers (default 2000)")
+    d.add_argument("--keep-broker", action="store_true", help="leave the local broker running afterwards")
+    return p
+
+
+def load_config(args: argparse.Namespace):
+    from lakehouse import config
+
+    overrides = {
+        "kafka": {"bootstrap": args.bootstrap},
+        "lake": {"root": args.lake, "checkpoint_root": args.checkpoints},
+        "spark": {"master": args.master, "driver_memory": args.driver_memory},
+    }
+    if getattr(args, "trigger", None):
+        overrides["stream"] = {"trigger_interval": args.trigger}
+    return config.load(args.config, overrides=overrides)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("kafka", "py4j", "urllib3", "faker"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+
+
+def _print_table(rows: list[tuple], header: tuple) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+
+
+def run_command(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    if args.command == "config":
+        import dataclasses
+
+        for section, values in dataclasses.asdict(cfg).items():
+            print(f"[{section}]")
+            for key, value in values.items():
+                print(f"{key} = {value!r}")
+        return 0
+    if args.command == "setup":
+        from lakehouse.jars import ensure_jars, jar_dir
+
+        for which in ("spark", "kafka"):
+            jars = ensure_jars(cfg.lake.state_dir, which)
+            size = sum(j.stat().st_size for j in jars) / 2**20
+            print(f"{which}: {len(jars)} jars, {size:.0f} MiB in {jar_dir(cfg.lake.state_dir, which)}")
+        return 0
+    if args.command == "kafka":
+        from lakehouse.kafka_local import LocalKafka
+
+        broker = LocalKafka.from_config(cfg)
+        if args.action == "start":
+            if not cfg.kafka.embedded:
+                raise C360Error(f"kafka.bootstrap is set ({cfg.kafka.bootstrap}): c360 uses that cluster and "
+                                f"starts no local broker; unset C360_KAFKA_BOOTSTRAP to use the local one")
+            print(broker.start().describe())
+        elif args.action == "stop":
+            print("local Kafka broker stopped" if broker.stop() else "local Kafka broker was not running")
+        else:
+            status = broker.status()
+            print(status.describe())
+            return 0 if status.running else 3
+        return 0
+    if args.command == "generate":
+        from producers.generate import GenerateParams, generate
+
+        out = args.out or cfg.lake.data_dir
+        summary = generate(out, GenerateParams(scale=args.scale, seed=args.seed, dirty_rate=args.dirty_rate,
+                                               start=args.start, end=args.end))
+        print(f"wrote {', '.join(f'{f} ({n} rows)' for f, n in summary.rows.items())} to {out} "
+              f"(labels of the injected dirt in {Path(out) / '_labels'})")
+        return 0
+    if args.command == "replay":
+        from producers.replay import replay
+
+        summary = replay(cfg, args.input or cfg.lake.data_dir, sources=args.sources, rate=args.rate,
+                         rejects_file=args.rejects, progress=not args.no_progress)
+        print(summary.describe())
+        if summary.interrupted:
+            return 130
+        return 1 if summary.failed else 0
+    if args.command == "stream":
+        from streaming import app
+
+        progress = app.run(cfg, available_now=args.available_now, sources=args.sources)
+        print(f"stream stopped; queries: {', '.join(progress) or 'none'}")
+        return 0
+    if args.command == "gold":
+        from batch import gold
+
+        results = gold.run(cfg, as_of=args.as_of, only=args.only)
+        _print_table([(r.table, r.rows, f"{r.seconds:.1f}s", r.path) for r in results],
+                     ("table", "rows", "took", "path"))
+        return 0
+    if args.command == "demo":
+        from c360 import demo
+
+        return demo.run(cfg, scale=args.scale, keep_broker=args.keep_broker)
+    raise AssertionError(args.command)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "desc", None) or exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:400]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return run_command(args)
+    except C360Error as exc:
+        if args.debug:
+            raise
+        print(f"c360: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("c360: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, the trace with --debug
+        if args.debug:
+            raise
+        print(f"c360: error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the trace)",
+              file=sys.stderr)
+        return 1

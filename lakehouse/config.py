@@ -1,0 +1,243 @@
+"""One typed, frozen configuration object.
+
+Layers, later wins: the committed defaults (``lakehouse/defaults.toml``), an optional TOML file of the same
+shape (``--config`` or ``C360_CONFIG``), environment variables ``C360_<SECTION>_<KEY>``, and CLI flags.
+Transforms never read configuration themselves: entry points pass them the values they need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from lakehouse.errors import C360Error
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap: str
+    local_host: str
+    local_port: int
+    local_controller_port: int
+    topic_prefix: str
+    partitions: int
+    retention_hours: int
+    connect_timeout_s: float
+
+    @property
+    def embedded(self) -> bool:
+        """True when c360 uses its own local broker rather than an external cluster."""
+        return not self.bootstrap
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap or f"{self.local_host}:{self.local_port}"
+
+    def topic(self, source: str) -> str:
+        return f"{self.topic_prefix}{source}"
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    root: str
+    checkpoint_root: str
+    state_dir: str
+    data_dir: str
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str
+    driver_memory: str
+    shuffle_partitions: int
+    ui_enabled: bool
+    bind_address: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    trigger_interval: str
+    max_offsets_per_trigger: int
+    starting_offsets: str
+    timestamp_formats: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BusinessConfig:
+    churn_at_risk_days: int
+    churn_churned_days: int
+    evening_hour: int
+    never_logged_in_label: str
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig
+    lake: LakeConfig
+    spark: SparkConfig
+    stream: StreamConfig
+    business: BusinessConfig
+
+    def replace(self, section: str, **values: Any) -> Config:
+        """A copy with some values of one section changed (values are checked like any other layer)."""
+        return load(overrides={section: values}, base=self)
+
+
+_SECTIONS: dict[str, type] = {
+    "kafka": KafkaConfig,
+    "lake": LakeConfig,
+    "spark": SparkConfig,
+    "stream": StreamConfig,
+    "business": BusinessConfig,
+}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Convert a value from TOML or the environment to the declared type, or say what is wrong."""
+    origin = typing.get_origin(typ)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(str(value).strip())
+        if typ is float:
+            return float(str(value).strip())
+        if typ is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError
+            return str(value)
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(v).strip() for v in items if str(v).strip())
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    name = getattr(typ, "__name__", str(typ))
+    raise C360Error(f"bad config value for {where}: {value!r} is not a valid {name}")
+
+
+def _validate(cfg: Config) -> None:
+    checks = [
+        (cfg.kafka.partitions >= 1, "kafka.partitions must be at least 1"),
+        (1 <= cfg.kafka.local_port <= 65535, "kafka.local_port must be a TCP port (1-65535)"),
+        (1 <= cfg.kafka.local_controller_port <= 65535, "kafka.local_controller_port must be a TCP port"),
+        (cfg.kafka.local_port != cfg.kafka.local_controller_port,
+         "kafka.local_port and kafka.local_controller_port must differ"),
+        (cfg.kafka.connect_timeout_s > 0, "kafka.connect_timeout_s must be positive"),
+        (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions must be at least 1"),
+        (cfg.stream.max_offsets_per_trigger >= 1, "stream.max_offsets_per_trigger must be at least 1"),
+        (bool(cfg.stream.timestamp_formats), "stream.timestamp_formats must name at least one format"),
+        (0 < cfg.business.churn_at_risk_days < cfg.business.churn_churned_days,
+         "business.churn_at_risk_days must be positive and below business.churn_churned_days"),
+        (0 <= cfg.business.evening_hour <= 23, "business.evening_hour must be an hour 0-23"),
+        (bool(cfg.lake.root), "lake.root must not be empty"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise C360Error(f"bad config: {message}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise C360Error(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise C360Error(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    layer: dict[str, dict[str, str]] = {}
+    for section, cls in _SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            key = f"C360_{section.upper()}_{f.name.upper()}"
+            if key in environ:
+                layer.setdefault(section, {})[f.name] = environ[key]
+    return layer
+
+
+def _as_layers(base: Config) -> dict[str, dict[str, Any]]:
+    return {name: dataclasses.asdict(getattr(base, name)) for name in _SECTIONS}
+
+
+def load(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    base: Config | None = None,
+) -> Config:
+    """Build the configuration from its layers.
+
+    Args:
+        config_file: a TOML file overlaying the defaults; ``C360_CONFIG`` names one when this is None.
+        environ: the environment to read ``C360_*`` overrides from (``os.environ`` when None).
+        overrides: the last layer, e.g. from CLI flags: ``{"kafka": {"bootstrap": "host:9092"}}``;
+            None values are ignored.
+        base: start from this configuration instead of the defaults (no file or environment is read).
+
+    Raises:
+        C360Error: an unknown key, a value of the wrong type, or a value out of range.
+    """
+    if base is not None:
+        layers = [_as_layers(base)]
+    else:
+        env = os.environ if environ is None else environ
+        layers = [_read_toml(DEFAULTS_FILE)]
+        path = config_file or env.get("C360_CONFIG")
+        if path:
+            layers.append(_read_toml(Path(path)))
+        layers.append(_env_layer(env))
+    if overrides:
+        layers.append({s: {k: v for k, v in vals.items() if v is not None} for s, vals in overrides.items()})
+
+    merged: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+    for layer in layers:
+        for section, values in layer.items():
+            if section not in _SECTIONS:
+                raise C360Error(f"unknown config section [{section}] (known: {', '.join(_SECTIONS)})")
+            if not isinstance(values, Mapping):
+                raise C360Error(f"config section [{section}] must be a table of key = value")
+            merged[section].update(values)
+
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(merged[section]) - known
+        if unknown:
+            raise C360Error(f"unknown config key {section}.{sorted(unknown)[0]} (known: {', '.join(sorted(known))})")
+        missing = known - set(merged[section])
+        if missing:
+            raise C360Error(f"config key {section}.{sorted(missing)[0]} has no value")
+        sections[section] = cls(
+            **{k: _coerce(v, hints[k], f"{section}.{k}") for k, v in merged[section].items()}
+        )
+    cfg = Config(**sections)
+    _validate(cfg)
+    return cfg

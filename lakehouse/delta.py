@@ -1,0 +1,98 @@
+"""Delta Lake helpers: tables that exist before anyone reads them, idempotent writes, bounded retries.
+
+foreachBatch is at-least-once: a batch may run again after a failure. Every write made in it is therefore
+tagged with an application id and the batch id, so Delta skips a write it has already committed:
+appends through the writer options ``txnAppId``/``txnVersion``, MERGE through the session confs
+``spark.databricks.delta.write.txnAppId``/``txnVersion`` (MERGE ignores the writer options). Use one app id per
+(query, table, operation): two writes sharing one in a batch would silently skip the second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+
+
+def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: list[str] | None = None) -> None:
+    """Create an empty Delta table at ``path`` unless one is there."""
+    from delta.tables import DeltaTable
+
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if partition_by:
+        builder = builder.partitionedBy(*partition_by)
+    retry(builder.execute, what=f"create {path}")
+
+
+def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,
+                      partition_by: list[str] | None = None) -> None:
+    """Append ``df`` once per (app_id, version): a repeat of the same version writes nothing."""
+    writer = (df.write.format("delta").mode("append")
+              .option("txnAppId", app_id).option("txnVersion", str(version)))
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    retry(lambda: writer.save(path), what=f"append to {path}")
+
+
+@contextlib.contextmanager
+def idempotent_txn(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
+    """Within this block, Delta commits of ``spark`` (MERGE included) happen once per (app_id, version)."""
+    spark.conf.set(_TXN_APP_ID, app_id)
+    spark.conf.set(_TXN_VERSION, str(version))
+    try:
+        yield
+    finally:
+        spark.conf.unset(_TXN_APP_ID)
+        spark.conf.unset(_TXN_VERSION)
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    """The current version of a Delta table (a snapshot to read consistently with ``versionAsOf``)."""
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+
+
+def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
+    return dict(row[0] or {}) if row else {}
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return any(name in text for name in (
+        "ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+        "MetadataChangedException", "ConcurrentTransactionException", "ProtocolChangedException",
+        "DELTA_CONCURRENT",
+    ))
+
+
+def retry(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay_s: float = 0.5) -> T:
+    """Run ``fn``, retrying Delta write conflicts with bounded, jittered exponential backoff.
+
+    Safe because c360's writes are idempotent; any other error is raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - py4j wraps the JVM's exceptions
+            if attempt == attempts or not _is_conflict(exc):
+                raise
+            delay = base_delay_s * 2 ** (attempt - 1) * (0.5 + random.random())
+            log.warning("write conflict on %s (attempt %d/%d), retrying in %.1fs", what, attempt, attempts, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,68 @@
+"""The one SparkSession factory: Delta Lake and the Kafka connector, on any master.
+
+Called by entry points and the test fixture only; nothing starts Spark at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from lakehouse.config import Config
+from lakehouse.jars import JVM_DIR, ensure_jars, require_tool
+
+log = logging.getLogger(__name__)
+
+
+def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
+    """The session settings c360 runs with (pure: easy to inspect and test)."""
+    conf = {
+        "spark.master": cfg.spark.master,
+        # spark.driver.memory only takes effect before the JVM starts, so it goes in with the first session.
+        "spark.driver.memory": cfg.spark.driver_memory,
+        "spark.jars": ",".join(jars),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        "spark.sql.session.timeZone": cfg.spark.timezone,
+        "spark.ui.enabled": str(cfg.spark.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}",
+    }
+    if cfg.spark.master.startswith("local"):
+        # Serve nothing beyond localhost unless configured otherwise.
+        conf["spark.driver.bindAddress"] = cfg.spark.bind_address
+        conf["spark.driver.host"] = cfg.spark.bind_address
+    return conf
+
+
+def get_spark(cfg: Config, app_name: str = "c360"):
+    """The active SparkSession, or a new one configured for c360.
+
+    Fetches the Delta and Kafka-connector jars on first use (``c360 setup`` does it ahead of time).
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    require_tool("java", "to run Spark")
+    jars = [str(p) for p in ensure_jars(cfg.lake.state_dir, "spark")]
+    os.environ.setdefault("PYSPARK_PYTHON", _python())
+    if cfg.spark.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", cfg.spark.bind_address)
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in spark_conf(cfg, jars).items():
+        builder = builder.config(key, value)
+    log.info("starting Spark (%s, driver memory %s)", cfg.spark.master, cfg.spark.driver_memory)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
