@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JVM_DIR = PROJECT_ROOT / "jvm"
 JAR_SETS = ("spark", "kafka")
-_VERSIONED_JAR = re.compile(r"^(?P<artifact>.+?)-\d[^-]*(?:-[A-Za-z0-9.]+)*\.jar$")
+# the version is the first "-<digits>.<...>" part with no underscore (artifact ids may hold "-0-10_2.13")
+_VERSIONED_JAR = re.compile(r"^(?P<artifact>.+?)-\d+\.[^_]*\.jar$")
 
 
 def artifact_id(jar_name: str) -> str:

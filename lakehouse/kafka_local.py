@@ -77,11 +77,14 @@ class LocalKafka:
         host: the address it listens and advertises on (localhost unless configured otherwise).
         port: the client port; controller_port: the KRaft controller port.
         heap: the broker JVM's maximum heap.
+        home: where the broker keeps its files (default ``<state_dir>/kafka``); the jars always come from
+            ``<state_dir>/jars/kafka``.
     """
 
-    def __init__(self, state_dir: str | Path, host: str, port: int, controller_port: int, heap: str = "1g"):
+    def __init__(self, state_dir: str | Path, host: str, port: int, controller_port: int, heap: str = "1g",
+                 home: str | Path | None = None):
         self.state_dir = Path(state_dir).resolve()
-        self.home = self.state_dir / "kafka"
+        self.home = Path(home).resolve() if home else self.state_dir / "kafka"
         self.host, self.port, self.controller_port, self.heap = host, port, controller_port, heap
         self.props_file = self.home / "server.properties"
         self.data_dir = self.home / "data"

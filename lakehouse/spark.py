@@ -51,6 +51,7 @@ def get_spark(cfg: Config, app_name: str = "c360"):
     require_tool("java", "to run Spark")
     jars = [str(p) for p in ensure_jars(cfg.lake.state_dir, "spark")]
     os.environ.setdefault("PYSPARK_PYTHON", _python())
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # pandas-on-Spark asks for it before the JVM starts
     if cfg.spark.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", cfg.spark.bind_address)
     builder = SparkSession.builder.appName(app_name)

@@ -183,7 +183,8 @@ def generate(out_dir: str | Path, params: GenerateParams) -> GenerateSummary:
     last_text[never_idx] = rng.choice(np.array(NULL_PLACEHOLDERS, dtype=object), len(never_idx),
                                       p=[0.7, 0.1, 0.1, 0.1])
     bad_email = rng.random(n) < rate
-    emails[bad_email] = np.char.replace(emails[bad_email].astype(str), "@", "").astype(object)
+    if bad_email.any():
+        emails[bad_email] = np.char.replace(emails[bad_email].astype(str), "@", "").astype(object)
     bad_reg = rng.random(n) < rate / 2
     reg_text = reg_text.to_numpy(dtype=object)
     reg_text[bad_reg] = "not a date"

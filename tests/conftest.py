@@ -1,0 +1,61 @@
+"""Session-scoped fixtures: one real Kafka broker and one SparkSession for the whole test run."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lakehouse import config
+from lakehouse.kafka_local import LocalKafka, free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setup)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    """A real single-node Kafka broker (KRaft) on free ports, started with the code of `c360 kafka start`."""
+    broker = LocalKafka(STATE_DIR, "127.0.0.1", free_port(), free_port(), heap="512m",
+                        home=tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def make_config(root: Path, bootstrap: str = "") -> config.Config:
+    """A configuration whose lake, checkpoints and data live under ``root`` (environment ignored)."""
+    return config.load(environ={}, overrides={
+        "kafka": {"bootstrap": bootstrap, "connect_timeout_s": 10, "partitions": 2},
+        "lake": {"root": str(root / "lake"), "checkpoint_root": str(root / "checkpoints"),
+                 "data_dir": str(root / "data"), "state_dir": str(STATE_DIR)},
+        "spark": {"driver_memory": "2g", "shuffle_partitions": 2},
+        "stream": {"trigger_interval": "1 second"},
+    })
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from lakehouse.spark import get_spark
+
+    session = get_spark(make_config(tmp_path_factory.mktemp("spark")), "c360-tests")
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+@pytest.fixture
+def cfg(tmp_path) -> config.Config:
+    """A fresh lake per test, no broker."""
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def kafka_cfg(tmp_path, kafka) -> config.Config:
+    """A fresh lake per test, on the session's broker (topics get a per-test prefix)."""
+    cfg = make_config(tmp_path, kafka.bootstrap)
+    return cfg.replace("kafka", topic_prefix=f"t{uuid.uuid4().hex[:8]}.")

@@ -1,0 +1,70 @@
+import dataclasses
+
+import pytest
+
+from lakehouse import config
+from lakehouse.errors import C360Error
+
+
+def test_defaults_load_and_embedded_bootstrap():
+    cfg = config.load(environ={})
+    assert cfg.kafka.embedded
+    assert cfg.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert cfg.kafka.topic("customers") == "c360.customers"
+    assert cfg.spark.master == "local[*]"
+    assert "yyyy-MM-dd HH:mm:ss" in cfg.stream.timestamp_formats
+
+
+def test_environment_overrides_defaults_and_flags_override_environment():
+    env = {"C360_KAFKA_BOOTSTRAP": "broker:9092", "C360_KAFKA_PARTITIONS": "6", "C360_SPARK_MASTER": "spark://m:7077"}
+    cfg = config.load(environ=env)
+    assert (cfg.kafka.bootstrap_servers, cfg.kafka.partitions, cfg.spark.master) == ("broker:9092", 6, "spark://m:7077")
+    assert not cfg.kafka.embedded
+    cfg = config.load(environ=env, overrides={"kafka": {"bootstrap": "other:9093", "partitions": None}})
+    assert (cfg.kafka.bootstrap_servers, cfg.kafka.partitions) == ("other:9093", 6)
+
+
+def test_config_file_layer(tmp_path):
+    f = tmp_path / "c360.toml"
+    f.write_text('[lake]\nroot = "s3a://bucket/c360"\n[business]\nchurn_at_risk_days = 14\n')
+    cfg = config.load(f, environ={"C360_BUSINESS_CHURN_CHURNED_DAYS": "60"})
+    assert cfg.lake.root == "s3a://bucket/c360"
+    assert (cfg.business.churn_at_risk_days, cfg.business.churn_churned_days) == (14, 60)
+
+
+def test_list_values_from_environment():
+    cfg = config.load(environ={"C360_STREAM_TIMESTAMP_FORMATS": "yyyy-MM-dd, dd/MM/yyyy"})
+    assert cfg.stream.timestamp_formats == ("yyyy-MM-dd", "dd/MM/yyyy")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"C360_KAFKA_PARTITIONS": "many"}, "kafka.partitions: 'many' is not a valid int"),
+    ({"C360_SPARK_UI_ENABLED": "perhaps"}, "spark.ui_enabled"),
+    ({"C360_KAFKA_PARTITIONS": "0"}, "kafka.partitions must be at least 1"),
+    ({"C360_BUSINESS_CHURN_AT_RISK_DAYS": "120"}, "churn_at_risk_days must be positive and below"),
+])
+def test_bad_values_give_one_line_errors(env, message):
+    with pytest.raises(C360Error, match=message.replace("(", r"\(")) as info:
+        config.load(environ=env)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_keys_and_sections_are_refused(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text("[kafka]\nbootsrap = 'x'\n")
+    with pytest.raises(C360Error, match="unknown config key kafka.bootsrap"):
+        config.load(f, environ={})
+    f.write_text("[kafak]\nbootstrap = 'x'\n")
+    with pytest.raises(C360Error, match=r"unknown config section \[kafak\]"):
+        config.load(f, environ={})
+    with pytest.raises(C360Error, match="config file not found"):
+        config.load(tmp_path / "missing.toml", environ={})
+
+
+def test_config_is_frozen_and_replace_checks_values():
+    cfg = config.load(environ={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.kafka.partitions = 9  # type: ignore[misc]
+    assert cfg.replace("kafka", partitions="4").kafka.partitions == 4
+    with pytest.raises(C360Error):
+        cfg.replace("kafka", local_port=70000)
