@@ -128,8 +128,10 @@ def load_config(args: argparse.Namespace):
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("kafka", "py4j", "urllib3", "faker"):
+    for noisy in ("py4j", "urllib3", "faker"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+    # kafka-python logs every refused connection as an ERROR; c360 reports what matters in one line itself
+    logging.getLogger("kafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 def _print_table(rows: list[tuple], header: tuple) -> None:

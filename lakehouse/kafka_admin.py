@@ -27,8 +27,10 @@ def admin_client(bootstrap: str, timeout_s: float, embedded: bool = False):
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
+        left_ms = max(500, int((deadline - time.monotonic()) * 1000))
         try:
-            return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(min(timeout_s, 10) * 1000))
+            return KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=left_ms,
+                                    request_timeout_ms=max(left_ms, 5000), reconnect_backoff_max_ms=1000)
         except KafkaConfigurationError:
             raise
         except (KafkaError, OSError, ValueError) as exc:

@@ -237,7 +237,8 @@ def _serves_metadata(bootstrap: str) -> bool:
     from kafka.errors import KafkaConfigurationError, KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000,
+                                 reconnect_backoff_max_ms=500)
     except KafkaConfigurationError:
         raise
     except (KafkaError, OSError):

@@ -136,6 +136,7 @@ def _producer(cfg: Config):
             batch_size=256 * 1024,
             max_request_size=4 * 1024 * 1024,
             request_timeout_ms=int(cfg.kafka.connect_timeout_s * 1000),
+            bootstrap_timeout_ms=int(cfg.kafka.connect_timeout_s * 1000),
         )
     except KafkaConfigurationError:
         raise

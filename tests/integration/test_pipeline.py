@@ -92,3 +92,9 @@ def test_replay_stream_gold_end_to_end_and_replay_twice_adds_no_duplicates(spark
     assert gold.where("churn_status = 'Never Logged In'").count() == truth["customers_never_logged_in"]
     assert gold.where("last_login_label = 'Never Logged In'").count() == truth["customers_never_logged_in"]
     assert "gold_customer_activity" in capsys.readouterr().out
+
+
+def test_gold_on_an_empty_lake_says_to_run_the_stream_first(spark, cfg, capsys):
+    assert cli.main(["gold", "--lake", cfg.lake.root]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"c360: error: silver_customers does not exist in {cfg.lake.root}: run `c360 stream` first"]

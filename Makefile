@@ -1,0 +1,45 @@
+# c360 — every target does its own set-up (venv, Python packages, JVM jars) on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: help setup demo test lint bench kafka-start kafka-stop clean
+
+help:
+	@echo "make demo   - the whole pipeline on a local Kafka broker and local Delta tables"
+	@echo "make test   - the whole test suite (real Kafka, Spark and Delta)"
+	@echo "make lint   - ruff"
+	@echo "make setup  - venv + packages + JVM jars (the other targets run it)"
+	@echo "make clean  - remove generated data, lake, checkpoints and broker state (keeps venv and jars)"
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+	  { echo "c360 needs Python >= 3.10 (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
+	@command -v java >/dev/null || { echo "java not found: install a Java 17 JDK (apt-get install openjdk-17-jdk-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "mvn not found: install Apache Maven (apt-get install maven)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+	$(BIN)/c360 setup
+
+demo: setup
+	$(BIN)/c360 demo
+
+test: setup lint
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+kafka-start: setup
+	$(BIN)/c360 kafka start
+
+kafka-stop: $(VENV)/.installed
+	$(BIN)/c360 kafka stop
+
+clean:
+	-$(BIN)/c360 kafka stop 2>/dev/null
+	rm -rf data lake .c360/kafka .c360/replay
+	find checkpoints -mindepth 1 ! -name README.md -exec rm -rf {} +

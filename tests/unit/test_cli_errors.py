@@ -1,0 +1,102 @@
+"""A user's mistake gets one line on stderr and a non-zero exit: never a traceback, never a hang."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from c360.cli import build_parser
+from lakehouse.kafka_local import free_port
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "c360", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=120)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("c360"), lines[0]
+    assert text in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["generate", "--scale", "0"], "argument --scale: must be at least 1"),
+    (["replay", "--rate", "fast"], "argument --rate: not a number"),
+    (["gold", "--as-of", "2025-13-01"], "not a date"),
+    (["kafka", "restart"], "invalid choice: 'restart'"),
+    (["stream", "--sources", ","], "expected a comma-separated list"),
+])
+def test_bad_arguments(args, text):
+    assert_one_line_error(run_cli(*args), 2, text)
+
+
+def test_missing_input_directory(tmp_path):
+    assert_one_line_error(run_cli("replay", "--input", str(tmp_path / "nope")), 1, "input directory not found")
+
+
+def test_directory_without_source_files(tmp_path):
+    assert_one_line_error(run_cli("replay", "--input", str(tmp_path)), 1, "no source files in")
+
+
+def test_missing_named_source_file(tmp_path):
+    (tmp_path / "customers.csv").write_text("customer_id\n")
+    assert_one_line_error(run_cli("replay", "--input", str(tmp_path), "--sources", "customers,logins"), 1,
+                          "missing file(s)")
+
+
+def test_bad_config_value_from_environment():
+    assert_one_line_error(run_cli("config", env={"C360_KAFKA_PARTITIONS": "many"}), 1,
+                          "bad config value for kafka.partitions")
+
+
+def test_unknown_key_in_config_file(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[spark]\nmastr = 'x'\n")
+    assert_one_line_error(run_cli("config", "--config", str(f)), 1, "unknown config key spark.mastr")
+
+
+@pytest.mark.parametrize("command", [["replay"], ["stream", "--available-now"]])
+def test_unreachable_broker_fails_fast_with_advice(tmp_path, command):
+    (tmp_path / "customers.csv").write_text("customer_id,status\nC1,Active\n")
+    port = free_port()
+    proc = run_cli(*command, "--bootstrap", f"127.0.0.1:{port}", "--lake", str(tmp_path / "lake"),
+                   env={"C360_KAFKA_CONNECT_TIMEOUT_S": "2", "C360_LAKE_DATA_DIR": str(tmp_path)})
+    assert_one_line_error(proc, 1, f"no Kafka broker answers at 127.0.0.1:{port}")
+    assert "C360_KAFKA_BOOTSTRAP" in proc.stderr
+
+
+def test_kafka_status_of_a_stopped_local_broker(tmp_path):
+    proc = run_cli("kafka", "status", env={"C360_LAKE_STATE_DIR": str(tmp_path),
+                                          "C360_KAFKA_LOCAL_PORT": str(free_port())})
+    assert proc.returncode == 3 and "not running" in proc.stdout
+
+
+def test_kafka_start_refuses_when_an_external_cluster_is_configured():
+    assert_one_line_error(run_cli("kafka", "start", "--bootstrap", "kafka.example:9092"), 1,
+                          "kafka.bootstrap is set")
+
+
+def test_missing_maven_says_what_to_install(tmp_path):
+    proc = run_cli("kafka", "start", env={"PATH": "/nonexistent", "C360_LAKE_STATE_DIR": str(tmp_path),
+                                          "C360_KAFKA_LOCAL_PORT": str(free_port()),
+                                          "C360_KAFKA_LOCAL_CONTROLLER_PORT": str(free_port())})
+    assert_one_line_error(proc, 1, "'mvn' not found on PATH")
+
+
+def test_every_command_has_help():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+    assert set(commands) >= {"setup", "config", "kafka", "generate", "replay", "stream", "gold", "demo"}
+    for name in commands:
+        proc = run_cli(name, "--help")
+        assert proc.returncode == 0 and f"usage: c360 {name}" in proc.stdout
