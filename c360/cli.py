@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dirty-rate", type=float, default=0.02, help="share of records given each kind of dirt")
     gen.add_argument("--start", default="2023-01-01", help="first registration day (YYYY-MM-DD)")
     gen.add_argument("--end", default="2024-12-31", help="last activity day (YYYY-MM-DD)")
+    gen.add_argument("--append", action="store_true",
+                     help="add one new day of activity to an earlier output of the same parameters")
 
     r = cmd("replay", "send source files to Kafka (one JSON record per row, key = customer id)")
     r.add_argument("--input", metavar="DIR", help="directory of source files (default: lake.data_dir)")
@@ -179,9 +181,9 @@ def run_command(args: argparse.Namespace) -> int:
 
         out = args.out or cfg.lake.data_dir
         summary = generate(out, GenerateParams(scale=args.scale, seed=args.seed, dirty_rate=args.dirty_rate,
-                                               start=args.start, end=args.end))
-        print(f"wrote {', '.join(f'{f} ({n} rows)' for f, n in summary.rows.items())} to {out} "
-              f"(labels of the injected dirt in {Path(out) / '_labels'})")
+                                               start=args.start, end=args.end), append=args.append)
+        print(f"wrote {sum(summary.rows.values())} rows ({summary.events} events) in {len(summary.rows)} files "
+              f"to {out}; ground truth in {Path(out) / '_labels'}")
         return 0
     if args.command == "replay":
         from producers.replay import replay

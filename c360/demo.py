@@ -8,7 +8,8 @@ from datetime import date
 from pathlib import Path
 
 from lakehouse.config import Config
-from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, table_path
+from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
+from streaming.silver import TRANSFORMS
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
 
         _step("what is in the lake")
         spark = get_spark(cfg)
-        names = ([f"bronze_{s}" for s in SOURCES] + [f"silver_{s}" for s in SOURCES]
+        names = ([f"bronze_{s}" for s in TRANSFORMS] + [f"silver_{s}" for s in TRANSFORMS]
                  + [QUARANTINE, OPS_BATCHES] + list(gold.PRODUCTS))
         for name in names:
             path = table_path(cfg.lake.root, name)

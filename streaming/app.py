@@ -13,8 +13,9 @@ from lakehouse.config import Config
 from lakehouse.errors import C360Error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.spark import get_spark
-from lakehouse.tables import SOURCES, checkpoint_path
+from lakehouse.tables import checkpoint_path
 from streaming.ingest import IngestTarget, ensure_tables, process_batch, source_target
+from streaming.silver import TRANSFORMS
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,10 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
     Raises:
         C360Error: a query failed, the broker is unreachable, or another app holds the checkpoints.
     """
-    names = sources or list(SOURCES)
-    unknown = [s for s in names if s not in SOURCES]
+    names = sources or list(TRANSFORMS)
+    unknown = [s for s in names if s not in TRANSFORMS]
     if unknown:
-        raise C360Error(f"unknown source {unknown[0]!r} (known: {', '.join(SOURCES)})")
+        raise C360Error(f"no streaming query for source {unknown[0]!r} yet (streamed: {', '.join(TRANSFORMS)})")
     ensure_topics(cfg.kafka.bootstrap_servers, [cfg.kafka.topic(s) for s in names],
                   partitions=cfg.kafka.partitions, retention_hours=cfg.kafka.retention_hours,
                   timeout_s=cfg.kafka.connect_timeout_s, embedded=cfg.kafka.embedded)
