@@ -95,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmd("replay", "send source files to Kafka (one JSON record per row, key = customer id)")
     r.add_argument("--input", metavar="DIR", help="directory of source files (default: lake.data_dir)")
     r.add_argument("--sources", type=_csv_list, metavar="A,B", help="only these sources (e.g. customers,logins)")
-    r.add_argument("--rate", type=_positive_float, metavar="EPS", help="at most this many events per second")
+    pace = r.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=_positive_float, metavar="EPS", help="at most this many events per second")
+    pace.add_argument("--speedup", type=_positive_float, metavar="X",
+                      help="event-time replay, X times real time (3600: an hour a second), sources interleaved")
+    r.add_argument("--resume", action="store_true", help="continue from the last acknowledged position")
     r.add_argument("--rejects", metavar="FILE", help="where unreadable rows go (JSON lines)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -132,8 +136,8 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("py4j", "urllib3", "faker"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
-    # kafka-python logs every refused connection as an ERROR; c360 reports what matters in one line itself
-    logging.getLogger("kafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
+    # librdkafka logs every refused connection; c360 reports what matters in one line itself
+    logging.getLogger("librdkafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 def _print_table(rows: list[tuple], header: tuple) -> None:
@@ -189,7 +193,8 @@ def run_command(args: argparse.Namespace) -> int:
         from producers.replay import replay
 
         summary = replay(cfg, args.input or cfg.lake.data_dir, sources=args.sources, rate=args.rate,
-                         rejects_file=args.rejects, progress=not args.no_progress)
+                         speedup=args.speedup, resume=args.resume, rejects_file=args.rejects,
+                         progress=not args.no_progress)
         print(summary.describe())
         if summary.interrupted:
             return 130

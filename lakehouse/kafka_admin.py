@@ -1,15 +1,23 @@
-"""Kafka administration for c360: is the broker there, and the topics c360 writes to."""
+"""Kafka clients for c360 (confluent-kafka, i.e. librdkafka): is the broker there, and the topics c360 writes.
+
+librdkafka's own log lines go through Python logging (logger ``librdkafka``), so a refused connection is not
+printed to the terminal: c360 reports what matters in one line itself.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
 from collections.abc import Iterable
 
 from lakehouse.errors import C360Error
 
 log = logging.getLogger(__name__)
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+
+
+def client_config(bootstrap: str, **extra) -> dict:
+    """The settings every c360 Kafka client shares."""
+    return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, "client.id": "c360", **extra}
 
 
 def unreachable_hint(bootstrap: str, embedded: bool) -> str:
@@ -19,25 +27,31 @@ def unreachable_hint(bootstrap: str, embedded: bool) -> str:
             f"config file), or unset it to use the local broker")
 
 
-def admin_client(bootstrap: str, timeout_s: float, embedded: bool = False):
-    """A connected KafkaAdminClient, or a one-line error within ``timeout_s`` when no broker answers."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaConfigurationError, KafkaError
+def cluster_metadata(bootstrap: str, timeout_s: float, embedded: bool = False):
+    """(admin client, cluster metadata), or a one-line error within ``timeout_s`` when no broker answers."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
 
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        left_ms = max(500, int((deadline - time.monotonic()) * 1000))
-        try:
-            return KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=left_ms,
-                                    request_timeout_ms=max(left_ms, 5000), reconnect_backoff_max_ms=1000)
-        except KafkaConfigurationError:
-            raise
-        except (KafkaError, OSError, ValueError) as exc:
-            last = exc
-            time.sleep(0.5)
-    log.debug("admin connection failed: %r", last)
-    raise C360Error(unreachable_hint(bootstrap, embedded))
+    admin = AdminClient(client_config(bootstrap))
+    try:
+        return admin, admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        log.debug("metadata request failed: %s", exc)
+        raise C360Error(unreachable_hint(bootstrap, embedded)) from None
+
+
+def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True once a broker answers a metadata request."""
+    try:
+        cluster_metadata(bootstrap, timeout_s)
+        return True
+    except C360Error:
+        return False
+
+
+def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
+    _, md = cluster_metadata(bootstrap, timeout_s)
+    return len(md.topics[topic].partitions) if topic in md.topics else 0
 
 
 def ensure_topics(
@@ -53,25 +67,23 @@ def ensure_topics(
 
     Replication is 1 on a single-broker cluster and up to 3 on larger ones.
     """
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
 
-    admin = admin_client(bootstrap, timeout_s, embedded)
-    try:
-        existing = set(admin.list_topics())
-        wanted = [t for t in dict.fromkeys(topics) if t not in existing]
-        if not wanted:
-            return []
-        brokers = len(admin.describe_cluster().get("brokers", [])) or 1
-        replication = min(3, brokers)
-        new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=replication,
-                     topic_configs={"retention.ms": str(retention_hours * 3600 * 1000)})
-            for t in wanted
-        ]
-        with contextlib.suppress(TopicAlreadyExistsError):  # created by someone else meanwhile
-            admin.create_topics(new)
-        log.info("created topics %s (%d partitions, replication %d)", ", ".join(wanted), partitions, replication)
-        return wanted
-    finally:
-        admin.close()
+    admin, md = cluster_metadata(bootstrap, timeout_s, embedded)
+    wanted = [t for t in dict.fromkeys(topics) if t not in md.topics]
+    if not wanted:
+        return []
+    replication = min(3, len(md.brokers) or 1)
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=replication,
+                  config={"retention.ms": str(retention_hours * 3600 * 1000)}) for t in wanted],
+        operation_timeout=timeout_s, request_timeout=timeout_s)
+    for topic, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # created by someone else meanwhile: fine
+                raise C360Error(f"could not create topic {topic}: {exc.args[0].str()}") from None
+    log.info("created topics %s (%d partitions, replication %d)", ", ".join(wanted), partitions, replication)
+    return wanted

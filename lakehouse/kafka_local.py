@@ -233,20 +233,6 @@ def _reap(pid: int) -> None:
 
 def _serves_metadata(bootstrap: str) -> bool:
     """True once the broker answers a metadata request (it may accept TCP a little earlier)."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaConfigurationError, KafkaError
+    from lakehouse.kafka_admin import broker_answers
 
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000,
-                                 reconnect_backoff_max_ms=500)
-    except KafkaConfigurationError:
-        raise
-    except (KafkaError, OSError):
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
+    return broker_answers(bootstrap, timeout_s=3.0)

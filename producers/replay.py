@@ -1,41 +1,56 @@
 """Replay source files into Kafka (``c360 replay``).
 
-Every row becomes one JSON record on its source's topic: key = customer id (so one customer's records stay
-in order on one partition), value = the row's fields as strings plus a stable ``event_id`` (a hash of the
-source and the row's content: replaying the same file twice is recognisable downstream), and headers naming the
-source file and line. Rows that cannot be read (wrong number of fields, undecodable bytes) are skipped,
-counted and written to a reject file with the reason.
+Every row (CSV) or line (JSON lines) becomes one JSON record on its source's topic: key = the customer id (so
+one customer's records stay in order on one partition), value = the row's fields as strings plus a stable
+``event_id`` (a hash of the source and the row's content: replaying the same file twice is recognisable
+downstream), headers naming the source file and line.
+
+Delivery is safe: acks=all with the idempotent producer (librdkafka, through confluent-kafka). Positions are
+tracked per file as the last line up to which every record was acknowledged; they are saved as the replay goes
+and when it stops, so ``--resume`` continues exactly there. Ctrl-C or SIGTERM flushes what was sent and says
+how far it got. Rows that cannot be read are skipped, counted and written to a reject file with the reason.
+
+Modes: as fast as possible (files one after another); ``rate`` events per second; or event-time replay
+``speedup`` times faster than real time, interleaving all sources in event-time order (files without an event
+time, such as customer records and catalogues, go first).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import heapq
 import json
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from lakehouse.config import Config
 from lakehouse.errors import C360Error
-from lakehouse.kafka_admin import ensure_topics, unreachable_hint
+from lakehouse.kafka_admin import client_config, ensure_topics, unreachable_hint
 from lakehouse.tables import SOURCES, Source
 
 log = logging.getLogger(__name__)
 
+_TIME_FORMATS = ("%d-%m-%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d-%m-%Y %H:%M")
+
 
 @dataclass(frozen=True)
 class Record:
-    """One Kafka record, ready to send."""
+    """One Kafka record, ready to send, and where it came from."""
 
     topic: str
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    file: str = ""
+    line: int = 0
+    event_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,22 +64,31 @@ class Reject:
 @dataclass
 class ReplaySummary:
     sent: dict[str, int] = field(default_factory=dict)
+    resumed_after: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     failed: int = 0
+    seconds: float = 0.0
     rejects_file: str | None = None
     interrupted: bool = False
+    positions: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_sent(self) -> int:
         return sum(self.sent.values())
 
+    @property
+    def events_per_s(self) -> float:
+        return self.total_sent / self.seconds if self.seconds > 0 else 0.0
+
     def describe(self) -> str:
-        parts = ", ".join(f"{f}: {n}" for f, n in self.sent.items())
-        text = f"sent {self.total_sent} records ({parts}); rejected {sum(self.rejected.values())}; failed {self.failed}"
+        text = (f"sent {self.total_sent} records in {self.seconds:.1f}s ({self.events_per_s:,.0f} events/s) "
+                f"from {len(self.sent)} files; rejected {sum(self.rejected.values())}; failed {self.failed}")
+        if self.resumed_after:
+            text += f"; resumed after the acknowledged lines of {len(self.resumed_after)} files"
         if self.rejects_file:
             text += f"; rejects in {self.rejects_file}"
         if self.interrupted:
-            text = "interrupted after flushing: " + text
+            text = "interrupted, everything sent was flushed: " + text + "; continue with --resume"
         return text
 
 
@@ -77,8 +101,30 @@ def event_id(source: str, values: list[str]) -> str:
     return digest.hexdigest()
 
 
-def to_record(source: Source, topic: str, file_name: str, line: int, header: list[str], values: list[str]) -> Record:
-    """The Kafka record for one row of a source file (pure)."""
+def parse_event_time(text: str | None) -> float | None:
+    """Epoch seconds of a timestamp in any of the formats the sources use (UTC), or None."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        for fmt in _TIME_FORMATS:
+            try:
+                dt = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+        else:
+            return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def to_record(source: Source, topic: str, file_name: str, line: int, header: list[str], values: list[str],
+              with_time: bool = False) -> Record:
+    """The Kafka record for one CSV row of a source file (pure)."""
     fields = dict(zip(header, values, strict=True))
     key = fields.get(source.key_column, "").strip()
     value = {"event_id": event_id(source.name, values), **fields}
@@ -87,13 +133,49 @@ def to_record(source: Source, topic: str, file_name: str, line: int, header: lis
         key=key.encode() if key else None,
         value=json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
         headers=[("source_file", file_name.encode()), ("source_line", str(line).encode())],
+        file=file_name, line=line,
+        event_time=parse_event_time(fields.get(source.time_column)) if with_time and source.time_column else None,
     )
 
 
-def read_rows(path: Path, source: Source, topic: str) -> Iterator[Record | Reject]:
-    """The records of one file, and a Reject for each row that cannot be read."""
-    name = path.name
+def json_to_record(source: Source, topic: str, file_name: str, line: int, text: str,
+                   with_time: bool = False) -> Record | Reject:
+    """The Kafka record for one JSON line, or a Reject when the line is not a JSON object."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Reject(file_name, line, f"invalid JSON: {exc.msg} at column {exc.colno}", text[:2000])
+    if not isinstance(obj, dict):
+        return Reject(file_name, line, "not a JSON object", text[:2000])
+    key = str(obj.get(source.key_column) or "").strip()
+    value = {"event_id": event_id(source.name, [text]), **obj}
+    return Record(
+        topic=topic, key=key.encode() if key else None,
+        value=json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
+        headers=[("source_file", file_name.encode()), ("source_line", str(line).encode())],
+        file=file_name, line=line,
+        event_time=parse_event_time(str(obj.get(source.time_column) or "")) if with_time and source.time_column
+        else None,
+    )
+
+
+def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
+              with_time: bool = False) -> Iterator[Record | Reject]:
+    """The records of one file (after line ``skip_to``), and a Reject for each row that cannot be read."""
+    name = source.file
     with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        if source.format == "jsonl":
+            for line_no, text in enumerate(fh, start=1):
+                if line_no <= skip_to or not text.strip():
+                    continue
+                text = text.rstrip("\r\n")
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    yield Reject(name, line_no, "not valid UTF-8", text.encode("utf-8", "replace").decode()[:2000])
+                    continue
+                yield json_to_record(source, topic, name, line_no, text, with_time)
+            return
         reader = csv.reader(fh)
         try:
             header = [h.strip() for h in next(reader)]
@@ -111,41 +193,100 @@ def read_rows(path: Path, source: Source, topic: str) -> Iterator[Record | Rejec
                 yield Reject(name, reader.line_num, f"unreadable CSV: {exc}", "")
                 continue
             line = reader.line_num
-            raw = ",".join(values)
-            if not values:
+            if line <= skip_to or not values:
                 continue
             if len(values) != len(header):
-                yield Reject(name, line, f"expected {len(header)} fields, found {len(values)}", raw)
+                yield Reject(name, line, f"expected {len(header)} fields, found {len(values)}", ",".join(values))
                 continue
             try:
-                yield to_record(source, topic, name, line, header, values)
+                yield to_record(source, topic, name, line, header, values, with_time)
             except UnicodeEncodeError:
-                yield Reject(name, line, "not valid UTF-8", raw.encode("utf-8", "replace").decode())
+                yield Reject(name, line, "not valid UTF-8", ",".join(values).encode("utf-8", "replace").decode())
 
 
-def _producer(cfg: Config):
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaConfigurationError, KafkaError
+class Positions:
+    """Per file, the last line up to which every record was acknowledged (or rejected): where --resume starts.
 
-    try:
-        return KafkaProducer(
-            bootstrap_servers=cfg.kafka.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=20,
-            batch_size=256 * 1024,
-            max_request_size=4 * 1024 * 1024,
-            request_timeout_ms=int(cfg.kafka.connect_timeout_s * 1000),
-            bootstrap_timeout_ms=int(cfg.kafka.connect_timeout_s * 1000),
-        )
-    except KafkaConfigurationError:
-        raise
-    except (KafkaError, OSError) as exc:
-        raise C360Error(unreachable_hint(cfg.kafka.bootstrap_servers, cfg.kafka.embedded)) from exc
+    Saved as JSON under ``<state_dir>/replay/``, one file per input directory.
+    """
+
+    def __init__(self, path: Path, start: dict[str, int]):
+        self.path = path
+        self.done = dict(start)
+        self._pending: dict[str, deque[int]] = {}
+        self._acked: dict[str, set[int]] = {}
+
+    @staticmethod
+    def path_for(state_dir: str, input_dir: Path) -> Path:
+        digest = hashlib.blake2b(str(input_dir.resolve()).encode(), digest_size=8).hexdigest()
+        return Path(state_dir) / "replay" / f"positions-{digest}.json"
+
+    @classmethod
+    def load(cls, path: Path, input_dir: Path) -> Positions:
+        if not path.exists():
+            raise C360Error(f"nothing to resume: no earlier replay of {input_dir} (state {path})")
+        state = json.loads(path.read_text())
+        return cls(path, {k: int(v) for k, v in state["positions"].items()})
+
+    def sent(self, file: str, line: int) -> None:
+        self._pending.setdefault(file, deque()).append(line)
+
+    def finished(self, file: str, line: int) -> None:
+        """A line needs no more work: acknowledged, or rejected."""
+        self._acked.setdefault(file, set()).add(line)
+
+    def advance(self) -> None:
+        for file, pending in self._pending.items():
+            acked = self._acked.get(file, set())
+            while pending and pending[0] in acked:
+                line = pending.popleft()
+                acked.discard(line)
+                self.done[file] = line
+
+    def save(self, input_dir: Path) -> None:
+        self.advance()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"input": str(input_dir.resolve()), "positions": self.done,
+                                   "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=1))
+        tmp.replace(self.path)
 
 
 class _Stop(Exception):
     pass
+
+
+def _producer(cfg: Config, on_error):
+    from confluent_kafka import Producer
+
+    return Producer(client_config(
+        cfg.kafka.bootstrap_servers,
+        **{"acks": "all", "enable.idempotence": True, "linger.ms": 20, "batch.size": 1_000_000,
+           "queue.buffering.max.messages": 500_000, "message.timeout.ms": 120_000,
+           "error_cb": on_error}))
+
+
+def _records(files, positions: Positions, with_time: bool) -> Iterator[Record | Reject]:
+    for source, path, topic in files:
+        yield from read_rows(path, source, topic, skip_to=positions.done.get(source.file, 0), with_time=with_time)
+
+
+def _event_time_order(files, positions: Positions) -> Iterator[Record | Reject]:
+    """Files without an event time first, then every timed record of all files merged by event time (a record
+    that is late in its file is sent when it is reached: it arrives late, as it would in production)."""
+    untimed = [f for f in files if f[0].time_column is None]
+    timed = [f for f in files if f[0].time_column is not None]
+    yield from _records(untimed, positions, with_time=False)
+
+    def keyed(f):
+        clock = float("-inf")
+        for item in read_rows(f[1], f[0], f[2], skip_to=positions.done.get(f[0].file, 0), with_time=True):
+            if isinstance(item, Record) and item.event_time is not None:
+                clock = max(clock, item.event_time)
+            yield clock, item
+
+    streams = [keyed(f) for f in timed]
+    yield from (item for _, item in heapq.merge(*streams, key=lambda pair: pair[0]))
 
 
 def replay(
@@ -154,6 +295,8 @@ def replay(
     *,
     sources: list[str] | None = None,
     rate: float | None = None,
+    speedup: float | None = None,
+    resume: bool = False,
     rejects_file: str | Path | None = None,
     progress: bool = True,
 ) -> ReplaySummary:
@@ -161,90 +304,132 @@ def replay(
 
     Args:
         cfg: the configuration (bootstrap, topic names, partitions).
-        input_dir: a directory holding files of the input contract (``customers.csv``, ``logins.csv``...).
+        input_dir: a directory holding files of the input contract (docs/input-contract.md).
         sources: replay only these sources (default: every source whose file is present).
         rate: at most this many records per second (default: as fast as possible).
+        speedup: event-time replay, this many times faster than real time (3600: an hour a second).
+        resume: continue from the positions the last replay of this directory reached.
         rejects_file: where unreadable rows go (default ``<state_dir>/replay/rejects-<time>.jsonl``).
         progress: show a progress bar on a terminal.
 
     Raises:
-        C360Error: missing directory or files, unknown source, unreachable broker.
+        C360Error: missing directory or files, unknown source, unreachable broker, nothing to resume.
     """
-    from kafka.errors import KafkaError
     from tqdm import tqdm
 
     root = Path(input_dir)
     if not root.is_dir():
         raise C360Error(f"input directory not found: {root}")
+    if rate and speedup:
+        raise C360Error("choose one of --rate and --speedup")
     names = sources or list(SOURCES)
     unknown = [s for s in names if s not in SOURCES]
     if unknown:
         raise C360Error(f"unknown source {unknown[0]!r} (known: {', '.join(SOURCES)})")
-    files = [(SOURCES[s], root / SOURCES[s].file) for s in names if (root / SOURCES[s].file).is_file()]
-    if sources and len(files) < len(names):
-        missing = [SOURCES[s].file for s in names if not (root / SOURCES[s].file).is_file()]
+    present = [s for s in names if (root / SOURCES[s].file).is_file()]
+    if sources and len(present) < len(names):
+        missing = [SOURCES[s].file for s in names if s not in present]
         raise C360Error(f"missing file(s) in {root}: {', '.join(missing)}")
-    if not files:
+    if not present:
         raise C360Error(f"no source files in {root} (expected any of: {', '.join(s.file for s in SOURCES.values())})")
+    files = [(SOURCES[s], root / SOURCES[s].file, cfg.kafka.topic(s)) for s in present]
 
-    topics = {s.name: cfg.kafka.topic(s.name) for s, _ in files}
-    ensure_topics(cfg.kafka.bootstrap_servers, topics.values(), partitions=cfg.kafka.partitions,
+    state_path = Positions.path_for(cfg.lake.state_dir, root)
+    positions = Positions.load(state_path, root) if resume else Positions(state_path, {})
+    ensure_topics(cfg.kafka.bootstrap_servers, [t for _, _, t in files], partitions=cfg.kafka.partitions,
                   retention_hours=cfg.kafka.retention_hours, timeout_s=cfg.kafka.connect_timeout_s,
                   embedded=cfg.kafka.embedded)
-    producer = _producer(cfg)
-    summary = ReplaySummary()
-    failures: list[BaseException] = []
+    fatal: list[str] = []
+    producer = _producer(cfg, lambda err: fatal.append(err.str()) if err.fatal() else log.debug("kafka: %s", err))
+    summary = ReplaySummary(sent={s.file: 0 for s, _, _ in files}, rejected={s.file: 0 for s, _, _ in files},
+                            resumed_after={f: n for f, n in positions.done.items() if n})
+    failures: list[str] = []
+
+    def on_delivery(file: str, line: int):
+        def delivered(err, msg) -> None:  # noqa: ARG001
+            if err is None:
+                positions.finished(file, line)
+            else:
+                failures.append(f"{file}:{line}: {err.str()}")
+        return delivered
+
     reject_path = Path(rejects_file) if rejects_file else (
         Path(cfg.lake.state_dir) / "replay" / f"rejects-{datetime.now():%Y%m%dT%H%M%S}.jsonl")
     reject_fh = None
-
-    def on_error(exc: BaseException) -> None:
-        failures.append(exc)
+    items = _event_time_order(files, positions) if speedup else _records(files, positions, with_time=False)
 
     def on_signal(signum, frame):  # noqa: ARG001
         raise _Stop
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
-    sent_total = 0
+    first_event: float | None = None
+    last_save = started
+    bar = tqdm(unit=" ev", disable=None if progress else True, dynamic_ncols=True, smoothing=0.1, mininterval=0.5)
+    count = 0
     try:
-        bar = tqdm(unit=" ev", disable=None if progress else True, dynamic_ncols=True, smoothing=0.1)
-        for source, path in files:
-            sent = rejected = 0
-            bar.set_description(path.name)
-            for item in read_rows(path, source, topics[source.name]):
-                if isinstance(item, Reject):
-                    if reject_fh is None:
-                        reject_path.parent.mkdir(parents=True, exist_ok=True)
-                        reject_fh = reject_path.open("a", encoding="utf-8")
-                    reject_fh.write(json.dumps(item.__dict__) + "\n")
-                    rejected += 1
-                    continue
-                producer.send(item.topic, key=item.key, value=item.value,
-                              headers=item.headers).add_errback(on_error)
-                sent += 1
-                sent_total += 1
-                bar.update(1)
-                if rate:
-                    ahead = sent_total / rate - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
-            summary.sent[path.name] = sent
-            summary.rejected[path.name] = rejected
-        bar.close()
+        for item in items:
+            if isinstance(item, Reject):
+                if reject_fh is None:
+                    reject_path.parent.mkdir(parents=True, exist_ok=True)
+                    reject_fh = reject_path.open("a", encoding="utf-8")
+                reject_fh.write(json.dumps(item.__dict__) + "\n")
+                summary.rejected[item.file] += 1
+                positions.sent(item.file, item.line)
+                positions.finished(item.file, item.line)
+                continue
+            if speedup and item.event_time is not None:
+                first_event = item.event_time if first_event is None else first_event
+                ahead = (item.event_time - first_event) / speedup - (time.monotonic() - started)
+                if ahead > 0:
+                    _sleep_polling(producer, ahead)
+            while True:
+                try:
+                    producer.produce(item.topic, value=item.value, key=item.key, headers=item.headers,
+                                     on_delivery=on_delivery(item.file, item.line))
+                    break
+                except BufferError:  # the local queue is full: let deliveries catch up
+                    producer.poll(0.1)
+            positions.sent(item.file, item.line)
+            producer.poll(0)
+            summary.sent[item.file] += 1
+            count += 1
+            if count % 2048 == 0:
+                bar.update(2048)
+                if fatal:
+                    raise C360Error(f"Kafka producer failed: {fatal[0]}")
+                now = time.monotonic()
+                if now - last_save > 2.0:
+                    positions.save(root)
+                    last_save = now
+            if rate:
+                ahead = count / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    _sleep_polling(producer, ahead)
     except (KeyboardInterrupt, _Stop):
         summary.interrupted = True
     finally:
         signal.signal(signal.SIGTERM, previous)
-        try:
-            producer.flush(timeout=max(30.0, cfg.kafka.connect_timeout_s))
-        except KafkaError as exc:
-            failures.append(exc)
-        producer.close(timeout=10)
+        bar.update(count % 2048)
+        bar.close()
+        remaining = producer.flush(max(30.0, cfg.kafka.connect_timeout_s))
+        if remaining:
+            failures.append(f"{remaining} records still unacknowledged when the flush timed out")
+        positions.save(root)
         if reject_fh is not None:
             reject_fh.close()
             summary.rejects_file = str(reject_path)
+    summary.seconds = time.monotonic() - started
     summary.failed = len(failures)
+    summary.positions = dict(positions.done)
     if failures:
-        log.error("%d records were not acknowledged by Kafka; first error: %s", len(failures), failures[0])
+        log.error("%d records were not acknowledged by Kafka; first: %s", len(failures), failures[0])
+        if summary.total_sent and len(failures) >= summary.total_sent:
+            raise C360Error(unreachable_hint(cfg.kafka.bootstrap_servers, cfg.kafka.embedded))
     return summary
+
+
+def _sleep_polling(producer, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        producer.poll(min(left, 0.2))

@@ -36,15 +36,18 @@ def test_replay_stream_gold_end_to_end_and_replay_twice_adds_no_duplicates(spark
     assert cli.main(["generate", "--scale", "300", "--seed", "11", "--out", str(data)]) == 0
     truth = json.loads((data / "_labels" / "summary.json").read_text())["truth"]
 
-    assert cli.main(["replay", "--input", str(data), "--no-progress", *_args(cfg)]) == 0
+    replay = ["replay", "--input", str(data), "--sources", "customers,logins", "--no-progress", *_args(cfg)]
+    assert cli.main(replay) == 0
     out = capsys.readouterr().out
-    assert f"sent {truth['customer_rows'] + truth['login_rows']} records" in out
+    sent_customers = truth["customer_rows"] - truth["customers_malformed_rows"]  # malformed rows: rejected
+    assert f"sent {sent_customers + truth['login_rows']} records" in out
+    assert f"rejected {truth['customers_malformed_rows']}" in out
     assert cli.main(["stream", "--available-now", *_args(cfg)]) == 0
 
     bronze_c = _table(spark, cfg, "bronze_customers")
-    assert bronze_c.count() == truth["customer_rows"]
+    assert bronze_c.count() == sent_customers
     assert bronze_c.where("_source_file = 'customers.csv' AND _source_line >= 2 AND value IS NOT NULL").count() \
-        == truth["customer_rows"]
+        == sent_customers
     assert _table(spark, cfg, "bronze_logins").count() == truth["login_rows"]
     silver_c = _table(spark, cfg, "silver_customers")
     assert silver_c.count() == truth["customers_valid"]
@@ -74,9 +77,9 @@ def test_replay_stream_gold_end_to_end_and_replay_twice_adds_no_duplicates(spark
 
     silver_before = sorted(tuple(r) for r in silver_c.drop("_updated_at").collect())
     # the same files again: bronze keeps every raw record, silver gets no duplicates
-    assert cli.main(["replay", "--input", str(data), "--no-progress", *_args(cfg)]) == 0
+    assert cli.main(replay) == 0
     assert cli.main(["stream", "--available-now", *_args(cfg)]) == 0
-    assert _table(spark, cfg, "bronze_customers").count() == 2 * truth["customer_rows"]
+    assert _table(spark, cfg, "bronze_customers").count() == 2 * sent_customers
     silver_c = _table(spark, cfg, "silver_customers")
     assert silver_c.count() == truth["customers_valid"]
     assert _table(spark, cfg, "silver_logins").count() == truth["logins_valid"]

@@ -1,13 +1,23 @@
 import json
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from lakehouse.errors import C360Error
 from lakehouse.tables import SOURCES
-from producers.replay import Reject, event_id, read_rows, to_record
+from producers.replay import (
+    Positions,
+    Record,
+    Reject,
+    event_id,
+    json_to_record,
+    parse_event_time,
+    read_rows,
+    to_record,
+)
 
-HEADER = ["customer_id", "customer_name", "email", "phone", "city", "registration_datetime",
-          "last_login_datetime", "status"]
+HEADER = list(SOURCES["customers"].columns)
 ROW = ["C0000001", "Asha Rao", "asha@x.com", "+91 1", "Pune", "2024-01-02 10:00:00", "", "Active"]
 
 
@@ -19,19 +29,51 @@ def test_row_to_record_key_value_headers():
     assert value["customer_id"] == "C0000001" and value["last_login_datetime"] == ""
     assert value["event_id"] == event_id("customers", ROW)
     assert rec.headers == [("source_file", b"customers.csv"), ("source_line", b"2")]
+    assert (rec.file, rec.line, rec.event_time) == ("customers.csv", 2, None)
+
+
+def test_event_time_of_timed_sources():
+    header = list(SOURCES["logins"].columns)
+    rec = to_record(SOURCES["logins"], "t", "logins.csv", 5, header,
+                    ["L1", "C1", "05-03-2024 14:22:10", "Pune", "web"], with_time=True)
+    assert rec.event_time == datetime(2024, 3, 5, 14, 22, 10, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-03-05 14:22:10", datetime(2024, 3, 5, 14, 22, 10)),
+    ("2024-03-05T14:22:10", datetime(2024, 3, 5, 14, 22, 10)),
+    ("2024/03/05 14:22:10", datetime(2024, 3, 5, 14, 22, 10)),
+    ("05-03-2024 14:22", datetime(2024, 3, 5, 14, 22)),
+    ("not a date", None), ("", None), (None, None),
+])
+def test_parse_event_time(text, expected):
+    got = parse_event_time(text)
+    assert got == (expected.replace(tzinfo=timezone.utc).timestamp() if expected else None)
 
 
 def test_event_id_is_stable_and_content_based():
     assert event_id("customers", ROW) == event_id("customers", list(ROW))
     assert event_id("customers", ROW) != event_id("customers", [*ROW[:-1], "Blocked"])
     assert event_id("customers", ROW) != event_id("logins", ROW)
-    # field boundaries matter: ["ab", "c"] is not ["a", "bc"]
-    assert event_id("s", ["ab", "c"]) != event_id("s", ["a", "bc"])
+    assert event_id("s", ["ab", "c"]) != event_id("s", ["a", "bc"])  # field boundaries matter
 
 
 def test_blank_customer_id_gives_no_key():
     rec = to_record(SOURCES["customers"], "t", "customers.csv", 3, HEADER, ["  ", *ROW[1:]])
     assert rec.key is None
+
+
+def test_json_lines_map_to_records_and_bad_lines_to_rejects():
+    src = SOURCES["clickstream"]
+    line = '{"click_id":"E1","customer_id":"C7","event_timestamp":"2024-12-24 19:00:00","event_type":"purchase"}'
+    rec = json_to_record(src, "c360.clickstream", src.file, 4, line, with_time=True)
+    assert isinstance(rec, Record) and rec.key == b"C7"
+    value = json.loads(rec.value)
+    assert value["event_type"] == "purchase" and value["event_id"] == event_id("clickstream", [line])
+    assert rec.event_time == datetime(2024, 12, 24, 19, tzinfo=timezone.utc).timestamp()
+    bad = json_to_record(src, "t", src.file, 9, '{"click_id":"E1","sess', False)
+    assert isinstance(bad, Reject) and bad.line == 9 and bad.reason.startswith("invalid JSON")
+    assert json_to_record(src, "t", src.file, 10, "[1, 2]").reason == "not a JSON object"
 
 
 def test_unreadable_rows_are_rejected_with_reason(tmp_path):
@@ -41,6 +83,7 @@ def test_unreadable_rows_are_rejected_with_reason(tmp_path):
     assert [type(i).__name__ for i in items] == ["Record", "Reject", "Reject"]
     assert items[1] == Reject("customers.csv", 3, "expected 8 fields, found 3", "C2,too,few")
     assert items[2].line == 4 and "found 9" in items[2].reason
+    assert [type(i).__name__ for i in read_rows(f, SOURCES["customers"], "t", skip_to=3)] == ["Reject"]
 
 
 def test_header_without_key_column_is_a_clear_error(tmp_path):
@@ -48,3 +91,19 @@ def test_header_without_key_column_is_a_clear_error(tmp_path):
     f.write_text("id,name\n1,x\n")
     with pytest.raises(C360Error, match="header lacks column"):
         list(read_rows(f, SOURCES["customers"], "t"))
+
+
+def test_positions_advance_only_over_contiguous_acknowledgements(tmp_path):
+    pos = Positions(tmp_path / "p.json", {"a.csv": 1})
+    for line in (2, 3, 4, 5):
+        pos.sent("a.csv", line)
+    pos.finished("a.csv", 3)
+    pos.finished("a.csv", 2)
+    pos.finished("a.csv", 5)  # 4 is still in flight
+    pos.advance()
+    assert pos.done == {"a.csv": 3}
+    pos.finished("a.csv", 4)
+    pos.save(Path(tmp_path))
+    assert Positions.load(tmp_path / "p.json", tmp_path).done == {"a.csv": 5}
+    with pytest.raises(C360Error, match="nothing to resume"):
+        Positions.load(tmp_path / "missing.json", tmp_path)
