@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 help:
 	@echo "make demo   - the whole pipeline on a local Kafka broker and local Delta tables"
 	@echo "make test   - the whole test suite (real Kafka, Spark and Delta)"
+	@echo "make bench  - speed and memory figures -> bench/results/latest.json"
 	@echo "make lint   - ruff"
 	@echo "make setup  - venv + packages + JVM jars (the other targets run it)"
 	@echo "make clean  - remove generated data, lake, checkpoints and broker state (keeps venv and jars)"
@@ -32,6 +33,9 @@ test: setup lint
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python -m bench.run
 
 kafka-start: setup
 	$(BIN)/c360 kafka start

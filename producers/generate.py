@@ -468,44 +468,8 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
 
     # ---- logins (seed 000), with anomalies and their ground truth ----------------------------------------------
     rng = _rng(p.seed, 10, day)
-    l_owner, l_ts = _login_events(u, p, lo, hi, counts_for(p.logins_per_customer, rng), rng, calendar,
-                                  with_patterns=day == 0)
-    login_base = _counter(out, "login", day)
-    m = len(l_owner)
-    _save_clean_logins(out, day, l_owner, l_ts, login_base + np.arange(1, m + 1))
-    all_owner, all_ts, all_num = _load_clean_logins(out)
-    _write_anomaly_labels(out, p, u, all_owner, all_ts, all_num, truth)
-    last_login = np.full(n, -1, dtype=np.int64)
-    if len(all_owner):
-        ends = np.r_[np.flatnonzero(np.diff(all_owner)), len(all_owner) - 1]
-        last_login[all_owner[ends]] = all_ts[ends]
-    # dirt adds rows (the clean events above stay exactly the ground truth): logins of customers nobody knows
-    # (owner -2) and logins without a customer id (owner -1); then late arrivals, duplicates, other formats
-    k_unknown, k_no_id = int(rng.binomial(m, rate / 2)), int(rng.binomial(m, rate / 2))
-    k = k_unknown + k_no_id
-    owner = np.concatenate([l_owner, np.full(k_unknown, -2), np.full(k_no_id, -1)])
-    ts = np.concatenate([l_ts, rng.integers(int(lo.min()), period_end, k)])
-    fake_owner = n + 1 + rng.integers(0, max(n, 10), m + k)
-    city_idx = np.where(owner >= 0, u.city[np.maximum(owner, 0)], rng.integers(0, len(CITIES), m + k))
-    nums = login_base + np.arange(1, m + k + 1)
-    codes = dirt_codes(rng, m + k, rate, len(DIRTY_FORMATS))
-    device = _choice(rng, DEVICES, m + k)
-    order, late, dup = event_order(ts, rng, rate)
-
-    def login_rows(idx):
-        known = u.ids.take(pa.array(np.maximum(owner[idx], 0)))
-        c = pc.if_else(pa.array(owner[idx] >= 0), known,
-                       pc.if_else(pa.array(owner[idx] == -2), ids("C", fake_owner[idx], width), pa.scalar("")))
-        return [ids("L", nums[idx], 10), c, ts_text_coded(ts[idx], codes[idx]), pick(cities, city_idx[idx]),
-                pick([d for d, _ in DEVICES], device[idx])]
-
-    o.write("logins", order, login_rows)
-    for mask, kind in ((dup, "duplicate_row"), (late, "late_event"), (owner == -2, "unknown_customer_id"),
-                       (owner == -1, "missing_customer_id")):
-        dirt.add("logins.csv", ids("L", nums[mask], 10), kind)
-    truth |= {"login_rows": len(order), "login_duplicate_rows": int(dup.sum()), "logins_clean": m,
-              "login_ids_used": m + k, "logins_valid": m + k_unknown, "logins_missing_customer_id": k_no_id,
-              "logins_unknown_customer": k_unknown, "logins_late": int(late.sum())}
+    l_owner, last_login = _write_logins(o, out, p, u, dirt, truth, day, rate, width, lo, hi, calendar,
+                                        counts_for(p.logins_per_customer, rng), rng)
 
     # ---- customers (seed 000): on an appended day, the customers who logged in are exported again -------------
     rng = _rng(p.seed, 11, day)
@@ -544,7 +508,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
         "customers_malformed_rows": int(malformed[rows].sum()),
         "customers_invalid_email": int((u.invalid_email[sel] & valid).sum()),
         "customers_never_logged_in": int((~has_login & valid).sum()),
-        "dirty_timestamps": int((reg_codes >= 0).sum() + (last_codes >= 0).sum() + (codes >= 0).sum()),
+        "dirty_timestamps": int((reg_codes >= 0).sum() + (last_codes >= 0).sum()) + truth["login_dirty_timestamps"],
     }
 
     # ---- sessions -> clickstream, online orders (seed 001 orders_large + seed 002 OnlineTransactions) ----------
@@ -634,54 +598,8 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     truth |= {"refunds": len(r_idx)}
 
     # clickstream: page views, then add-to-cart, then (for converted sessions) the purchase at the order time
-    rng = _rng(p.seed, 14, day)
-    views = rng.integers(1, 4, ns)
-    n_events = views + carted + converted
-    e_session = repeat_index(n_events)
-    ne = len(e_session)
-    starts = np.r_[0, np.cumsum(n_events)[:-1]]
-    step = np.arange(ne) - starts[e_session]
-    kind = np.where(step < views[e_session], 0, np.where(step == views[e_session], 1, 2)).astype(np.int8)
-    order_of_session = np.full(ns, -1)
-    order_of_session[oi] = np.arange(no)
-    e_conv = converted[e_session]
-    e_order_ts = np.append(o_ts, 0)[order_of_session[e_session]]  # -1 (no order) picks the 0
-    e_ts = s_start[e_session] + step * rng.integers(20, 180, ne)
-    e_ts = np.where(kind == 2, e_order_ts, np.minimum(e_ts, np.where(e_conv, e_order_ts - 1, hi[s_owner[e_session]])))
-    other = rng.choice(len(cat.price), ne, p=cat.popularity)
-    e_product = np.where((kind == 0) & (step > 0), other, s_product[e_session])
-    e_num = _counter(out, "click", day) + np.arange(1, ne + 1)
-    e_unknown = rng.random(ne) < rate / 4
-    e_fake = n + 1 + rng.integers(0, max(n, 10), ne)
-    e_device = _choice(rng, DEVICES, ne)
-    e_order, e_late, e_dup = event_order(e_ts, rng, rate)
-    event_names = np.array(["page_view", "add_to_cart", "purchase"])
-
-    def click_fields(idx):
-        prod = cat.ids.take(pa.array(e_product[idx]))
-        k_ = kind[idx]
-        page = pc.if_else(pa.array(k_ == 0), pc.binary_join_element_wise("/product/", prod, ""),
-                          pc.if_else(pa.array(k_ == 1), pa.scalar("/cart"), pa.scalar("/checkout/complete")))
-        sess = e_session[idx]
-        return {
-            "click_id": ids("E", e_num[idx], 11), "session_id": ids("S", s_num[sess], 10),
-            "customer_id": pc.if_else(pa.array(e_unknown[idx]), ids("C", e_fake[idx], width), cust(s_owner[sess])),
-            "event_type": pick(event_names, k_), "product_id": prod, "page": page,
-            "event_timestamp": ts_text(e_ts[idx]), "device": pick([d for d, _ in DEVICES], e_device[idx]),
-            "campaign": pick(camp_names, s_camp[sess]),
-        }
-
-    w = o.writer("clickstream")
-    w.write_json_rows(e_order, click_fields, quoted=set(click_fields(np.zeros(0, np.int64))))
-    broken = np.flatnonzero(rng.random(ne) < rate / 10)
-    if len(broken):  # truncated JSON lines, as a crashed exporter leaves them
-        w.write_raw_lines([f'{{"click_id":"{c}","session_id":' for c in ids("E", e_num[broken], 11).to_pylist()])
-    o.done("clickstream", w)
-    for mask, kind_name in ((e_dup, "duplicate_row"), (e_late, "late_event"), (e_unknown, "unknown_customer_id")):
-        dirt.add("clickstream.json", ids("E", e_num[mask], 11), kind_name)
-    dirt.add("clickstream.json", ids("E", e_num[broken], 11), "malformed_row")
-    truth |= {"sessions": ns, "sessions_converted": int(converted.sum()),
-              "abandoned_carts": int((carted & ~converted).sum()), "clicks": ne, "clicks_malformed": len(broken)}
+    truth |= _write_clickstream(o, out, p, u, cat, dirt, day, rate, width, hi, s_owner, s_start, s_camp, s_product,
+                                s_num, carted, converted, oi, o_ts)
 
     # Customer360Insights (seed 002): one row per converted session, with demographics and campaign
     rng = _rng(p.seed, 15, day)
@@ -837,6 +755,117 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     _save_state(out, p, day, summary)
     log.info("generated %d rows in %d files", sum(o.rows.values()), len(o.rows))
     return summary
+
+
+def _write_logins(o, out, p, u, dirt, truth, day, rate, width, lo, hi, calendar, counts, rng):
+    """logins.csv and the anomaly labels; returns (owners of the clean logins, each customer's last login).
+    Its own function so that its large arrays are freed when it returns."""
+    n = u.n
+    cities = list(CITIES)
+    period_end = int(hi.max())
+
+    l_owner, l_ts = _login_events(u, p, lo, hi, counts, rng, calendar, with_patterns=day == 0)
+    login_base = _counter(out, "login", day)
+    m = len(l_owner)
+    _save_clean_logins(out, day, l_owner, l_ts, login_base + np.arange(1, m + 1))
+    all_owner, all_ts, all_num = _load_clean_logins(out)
+    _write_anomaly_labels(out, p, u, all_owner, all_ts, all_num, truth)
+    last_login = np.full(n, -1, dtype=np.int64)
+    if len(all_owner):
+        ends = np.r_[np.flatnonzero(np.diff(all_owner)), len(all_owner) - 1]
+        last_login[all_owner[ends]] = all_ts[ends]
+    # dirt adds rows (the clean events above stay exactly the ground truth): logins of customers nobody knows
+    # (owner -2) and logins without a customer id (owner -1); then late arrivals, duplicates, other formats
+    k_unknown, k_no_id = int(rng.binomial(m, rate / 2)), int(rng.binomial(m, rate / 2))
+    k = k_unknown + k_no_id
+    owner = np.concatenate([l_owner, np.full(k_unknown, -2), np.full(k_no_id, -1)])
+    ts = np.concatenate([l_ts, rng.integers(int(lo.min()), period_end, k)])
+    fake_owner = n + 1 + rng.integers(0, max(n, 10), m + k)
+    city_idx = np.where(owner >= 0, u.city[np.maximum(owner, 0)], rng.integers(0, len(CITIES), m + k))
+    nums = login_base + np.arange(1, m + k + 1)
+    codes = dirt_codes(rng, m + k, rate, len(DIRTY_FORMATS))
+    device = _choice(rng, DEVICES, m + k)
+    order, late, dup = event_order(ts, rng, rate)
+
+    def login_rows(idx):
+        known = u.ids.take(pa.array(np.maximum(owner[idx], 0)))
+        c = pc.if_else(pa.array(owner[idx] >= 0), known,
+                       pc.if_else(pa.array(owner[idx] == -2), ids("C", fake_owner[idx], width), pa.scalar("")))
+        return [ids("L", nums[idx], 10), c, ts_text_coded(ts[idx], codes[idx]), pick(cities, city_idx[idx]),
+                pick([d for d, _ in DEVICES], device[idx])]
+
+    o.write("logins", order, login_rows)
+    for mask, kind in ((dup, "duplicate_row"), (late, "late_event"), (owner == -2, "unknown_customer_id"),
+                       (owner == -1, "missing_customer_id")):
+        dirt.add("logins.csv", ids("L", nums[mask], 10), kind)
+    truth |= {"login_rows": len(order), "login_duplicate_rows": int(dup.sum()), "logins_clean": m,
+              "login_ids_used": m + k, "logins_valid": m + k_unknown, "logins_missing_customer_id": k_no_id,
+              "logins_unknown_customer": k_unknown, "logins_late": int(late.sum()),
+              "login_dirty_timestamps": int((codes >= 0).sum())}
+
+    return l_owner, last_login
+
+
+def _write_clickstream(o, out, p, u, cat, dirt, day, rate, width, hi, s_owner, s_start, s_camp, s_product, s_num,
+                       carted, converted, oi, o_ts) -> dict[str, int]:
+    """clickstream.json: per session, page views, then an add-to-cart, then (converted) the purchase at the
+    order's time. Its own function so that its large index arrays are freed when it returns."""
+    rng = _rng(p.seed, 14, day)
+    n = u.n
+    ns, no = len(s_owner), len(oi)
+    camp_names = list(CAMPAIGNS)
+
+    def cust(idx: np.ndarray) -> pa.Array:
+        return u.ids.take(pa.array(idx))
+
+    views = rng.integers(1, 4, ns)
+    n_events = views + carted + converted
+    e_session = repeat_index(n_events)
+    ne = len(e_session)
+    starts = np.r_[0, np.cumsum(n_events)[:-1]]
+    step = np.arange(ne) - starts[e_session]
+    kind = np.where(step < views[e_session], 0, np.where(step == views[e_session], 1, 2)).astype(np.int8)
+    order_of_session = np.full(ns, -1)
+    order_of_session[oi] = np.arange(no)
+    e_conv = converted[e_session]
+    e_order_ts = np.append(o_ts, 0)[order_of_session[e_session]]  # -1 (no order) picks the 0
+    e_ts = s_start[e_session] + step * rng.integers(20, 180, ne)
+    e_ts = np.where(kind == 2, e_order_ts, np.minimum(e_ts, np.where(e_conv, e_order_ts - 1, hi[s_owner[e_session]])))
+    other = rng.choice(len(cat.price), ne, p=cat.popularity)
+    e_product = np.where((kind == 0) & (step > 0), other, s_product[e_session])
+    e_num = _counter(out, "click", day) + np.arange(1, ne + 1)
+    e_unknown = rng.random(ne) < rate / 4
+    e_fake = n + 1 + rng.integers(0, max(n, 10), ne)
+    e_device = _choice(rng, DEVICES, ne)
+    e_order, e_late, e_dup = event_order(e_ts, rng, rate)
+    event_names = np.array(["page_view", "add_to_cart", "purchase"])
+
+    def click_fields(idx):
+        prod = cat.ids.take(pa.array(e_product[idx]))
+        k_ = kind[idx]
+        page = pc.if_else(pa.array(k_ == 0), pc.binary_join_element_wise("/product/", prod, ""),
+                          pc.if_else(pa.array(k_ == 1), pa.scalar("/cart"), pa.scalar("/checkout/complete")))
+        sess = e_session[idx]
+        return {
+            "click_id": ids("E", e_num[idx], 11), "session_id": ids("S", s_num[sess], 10),
+            "customer_id": pc.if_else(pa.array(e_unknown[idx]), ids("C", e_fake[idx], width), cust(s_owner[sess])),
+            "event_type": pick(event_names, k_), "product_id": prod, "page": page,
+            "event_timestamp": ts_text(e_ts[idx]), "device": pick([d for d, _ in DEVICES], e_device[idx]),
+            "campaign": pick(camp_names, s_camp[sess]),
+        }
+
+    w = o.writer("clickstream")
+    w.write_json_rows(e_order, click_fields, quoted=set(click_fields(np.zeros(0, np.int64))))
+    broken = np.flatnonzero(rng.random(ne) < rate / 10)
+    if len(broken):  # truncated JSON lines, as a crashed exporter leaves them
+        w.write_raw_lines([f'{{"click_id":"{c}","session_id":' for c in ids("E", e_num[broken], 11).to_pylist()])
+    o.done("clickstream", w)
+    for mask, kind_name in ((e_dup, "duplicate_row"), (e_late, "late_event"), (e_unknown, "unknown_customer_id")):
+        dirt.add("clickstream.json", ids("E", e_num[mask], 11), kind_name)
+    dirt.add("clickstream.json", ids("E", e_num[broken], 11), "malformed_row")
+    return {"sessions": ns, "sessions_converted": int(converted.sum()),
+            "abandoned_carts": int((carted & ~converted).sum()), "clicks": ne, "clicks_malformed": len(broken)}
+
 
 
 def _write_shopping_behaviour(o: _Out, u: Universe, cat: Catalog, rng, o_owner, o_product, o_ts, total, i_owner,
