@@ -23,6 +23,7 @@ import heapq
 import json
 import logging
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -82,7 +83,8 @@ class ReplaySummary:
 
     def describe(self) -> str:
         text = (f"sent {self.total_sent} records in {self.seconds:.1f}s ({self.events_per_s:,.0f} events/s) "
-                f"from {len(self.sent)} files; rejected {sum(self.rejected.values())}; failed {self.failed}")
+                f"from {len(self.sent)} files; skipped {sum(self.rejected.values())} unreadable rows; "
+                f"failed {self.failed}")
         if self.resumed_after:
             text += f"; resumed after the acknowledged lines of {len(self.resumed_after)} files"
         if self.rejects_file:
@@ -252,10 +254,6 @@ class Positions:
         tmp.replace(self.path)
 
 
-class _Stop(Exception):
-    pass
-
-
 def _producer(cfg: Config, on_error):
     from confluent_kafka import Producer
 
@@ -358,10 +356,12 @@ def replay(
     reject_fh = None
     items = _event_time_order(files, positions) if speedup else _records(files, positions, with_time=False)
 
-    def on_signal(signum, frame):  # noqa: ARG001
-        raise _Stop
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C and SIGTERM only raise a flag, checked between records: an exception raised at an arbitrary point
+    # could fall between sending a record and noting it, and --resume would then send it again.
+    stop = threading.Event()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     started = time.monotonic()
     first_event: float | None = None
     last_save = started
@@ -369,6 +369,9 @@ def replay(
     count = 0
     try:
         for item in items:
+            if stop.is_set():
+                summary.interrupted = True
+                break
             if isinstance(item, Reject):
                 if reject_fh is None:
                     reject_path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,7 +385,7 @@ def replay(
                 first_event = item.event_time if first_event is None else first_event
                 ahead = (item.event_time - first_event) / speedup - (time.monotonic() - started)
                 if ahead > 0:
-                    _sleep_polling(producer, ahead)
+                    _sleep_polling(producer, ahead, stop)
             while True:
                 try:
                     producer.produce(item.topic, value=item.value, key=item.key, headers=item.headers,
@@ -405,11 +408,10 @@ def replay(
             if rate:
                 ahead = count / rate - (time.monotonic() - started)
                 if ahead > 0:
-                    _sleep_polling(producer, ahead)
-    except (KeyboardInterrupt, _Stop):
-        summary.interrupted = True
+                    _sleep_polling(producer, ahead, stop)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
         bar.update(count % 2048)
         bar.close()
         remaining = producer.flush(max(30.0, cfg.kafka.connect_timeout_s))
@@ -429,7 +431,7 @@ def replay(
     return summary
 
 
-def _sleep_polling(producer, seconds: float) -> None:
+def _sleep_polling(producer, seconds: float, stop: threading.Event | None = None) -> None:
     end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
+    while (left := end - time.monotonic()) > 0 and not (stop and stop.is_set()):
         producer.poll(min(left, 0.2))
