@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from lakehouse.config import Config
@@ -14,6 +15,19 @@ from streaming.silver import TRANSFORMS
 log = logging.getLogger(__name__)
 
 DEMO_AS_OF = date(2025, 1, 1)  # the generated activity ends 2024-12-31
+DEMO_DIR = Path("demo")
+
+
+def demo_config(cfg: Config) -> Config:
+    """The demo's own workspace (demo/: lake, checkpoints, data) and topics: it never touches your lake.
+
+    On the embedded broker its topics are ``demo.*`` (recreated each run); on an external cluster each run gets
+    topics of its own, so nothing there is deleted.
+    """
+    prefix = "demo." if cfg.kafka.embedded else f"c360-demo-{datetime.now():%Y%m%d%H%M%S}."
+    cfg = cfg.replace("lake", root=str(DEMO_DIR / "lake"), checkpoint_root=str(DEMO_DIR / "checkpoints"),
+                      data_dir=str(DEMO_DIR / "data"))
+    return cfg.replace("kafka", topic_prefix=prefix)
 
 
 def _step(title: str) -> float:
@@ -23,6 +37,7 @@ def _step(title: str) -> float:
 
 def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
     from batch import gold
+    from lakehouse.kafka_admin import delete_topics
     from lakehouse.kafka_local import LocalKafka
     from lakehouse.spark import get_spark
     from producers.generate import GenerateParams, generate
@@ -30,6 +45,7 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
     from streaming import app
 
     t0 = time.monotonic()
+    cfg = demo_config(cfg)
     broker = LocalKafka.from_config(cfg) if cfg.kafka.embedded else None
     started_broker = False
     try:
@@ -37,9 +53,13 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
             _step("starting the local Kafka broker")
             started_broker = not broker.status().running
             print(broker.start().describe())
+            gone = delete_topics(cfg.kafka.bootstrap_servers, cfg.kafka.topic_prefix, cfg.kafka.connect_timeout_s)
+            if gone:
+                print(f"removed the previous demo's {len(gone)} topics")
+        shutil.rmtree(DEMO_DIR, ignore_errors=True)
         _step(f"generating {scale} customers into {cfg.lake.data_dir}")
         summary = generate(cfg.lake.data_dir, GenerateParams(scale=scale))
-        print(", ".join(f"{f}: {n} rows" for f, n in summary.rows.items()))
+        print(f"{sum(summary.rows.values())} rows ({summary.events} events) in {len(summary.rows)} files")
         _step(f"replaying the files into Kafka at {cfg.kafka.bootstrap_servers}")
         print(replay(cfg, cfg.lake.data_dir, progress=False).describe())
         _step("streaming Kafka -> bronze -> silver (available-now)")

@@ -7,6 +7,7 @@ printed to the terminal: c360 reports what matters in one line itself.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from lakehouse.errors import C360Error
@@ -87,3 +88,22 @@ def ensure_topics(
                 raise C360Error(f"could not create topic {topic}: {exc.args[0].str()}") from None
     log.info("created topics %s (%d partitions, replication %d)", ", ".join(wanted), partitions, replication)
     return wanted
+
+
+def delete_topics(bootstrap: str, prefix: str, timeout_s: float) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (the demo's own topics); returns their names."""
+    from confluent_kafka import KafkaException
+
+    admin, md = cluster_metadata(bootstrap, timeout_s)
+    doomed = sorted(t for t in md.topics if t.startswith(prefix))
+    if not doomed:
+        return []
+    for topic, future in admin.delete_topics(doomed, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise C360Error(f"could not delete topic {topic}: {exc.args[0].str()}") from None
+    deadline = time.monotonic() + timeout_s  # deletion completes asynchronously: wait before reusing the names
+    while time.monotonic() < deadline and set(doomed) & set(admin.list_topics(timeout=timeout_s).topics):
+        time.sleep(0.2)
+    return doomed
