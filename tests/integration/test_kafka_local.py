@@ -40,3 +40,13 @@ def test_stop_and_status_of_a_separate_broker(tmp_path):
         assert broker.stop() is True
     assert not broker.status().running and not port_open("127.0.0.1", broker.port)
     assert (tmp_path / "k3" / "data" / "meta.properties").exists()  # formatted once, kept for the next start
+
+
+def test_delete_topics_by_prefix_leaves_the_others(kafka):
+    from lakehouse.kafka_admin import cluster_metadata, delete_topics
+
+    ensure_topics(kafka.bootstrap, ["demo-x.a", "demo-x.b", "keep.a"], partitions=1, retention_hours=1, timeout_s=10)
+    assert delete_topics(kafka.bootstrap, "demo-x.", timeout_s=20) == ["demo-x.a", "demo-x.b"]
+    topics = set(cluster_metadata(kafka.bootstrap, 10)[1].topics)
+    assert "keep.a" in topics and not {"demo-x.a", "demo-x.b"} & topics
+    assert ensure_topics(kafka.bootstrap, ["demo-x.a"], partitions=1, retention_hours=1, timeout_s=10) == ["demo-x.a"]

@@ -1,0 +1,14 @@
+from c360.demo import demo_config
+from lakehouse import config
+
+
+def test_demo_has_its_own_workspace_and_topics():
+    cfg = demo_config(config.load(environ={"C360_LAKE_ROOT": "/data/my-lake"}))
+    assert (cfg.lake.root, cfg.lake.checkpoint_root, cfg.lake.data_dir) == (
+        "demo/lake", "demo/checkpoints", "demo/data")
+    assert cfg.kafka.topic("logins") == "demo.logins"
+
+
+def test_on_an_external_cluster_each_demo_run_gets_topics_of_its_own():
+    cfg = demo_config(config.load(environ={"C360_KAFKA_BOOTSTRAP": "kafka.example:9092"}))
+    assert cfg.kafka.topic_prefix.startswith("c360-demo-") and cfg.kafka.topic_prefix != "demo."
