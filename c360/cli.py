@@ -36,24 +36,23 @@ def _csv_list(text: str) -> list[str]:
     return items
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+def _positive(number_type: type, name: str):
+    """An argparse type: a number of ``number_type`` above zero."""
+
+    def parse(text: str):
+        try:
+            value = number_type(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {name}: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+_positive_int = _positive(int, "a whole number")
+_positive_float = _positive(float, "a number")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: st
 
 @pytest.mark.parametrize(("args", "text"), [
     (["frobnicate"], "invalid choice: 'frobnicate'"),
-    (["generate", "--scale", "0"], "argument --scale: must be at least 1"),
+    (["generate", "--scale", "0"], "argument --scale: must be positive"),
+    (["generate", "--scale", "many"], "argument --scale: not a whole number"),
     (["replay", "--rate", "fast"], "argument --rate: not a number"),
     (["gold", "--as-of", "2025-13-01"], "not a date"),
     (["kafka", "restart"], "invalid choice: 'restart'"),
