@@ -209,6 +209,10 @@ class Universe:
     invalid_email: np.ndarray
     address: pa.Array
 
+    def cust(self, idx: np.ndarray) -> pa.Array:
+        """The customer ids of the given customer indices."""
+        return self.ids.take(pa.array(idx))
+
 
 def _name_pools(seed: int, size: int) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
     """First names by gender (female, male, any), last names and street names, made once with Faker."""
@@ -394,17 +398,6 @@ def event_order(ts: np.ndarray, rng: np.random.Generator, rate: float) -> tuple[
     return rows[np.argsort(when, kind="stable")], late, dup
 
 
-def _unknown_customers(cust_ids: pa.Array, rng: np.random.Generator, rate: float, n: int) -> tuple[pa.Array, np.ndarray]:
-    mask = rng.random(len(cust_ids)) < rate
-    if not mask.any():
-        return cust_ids, mask
-    fake = ids("C", n + 1 + rng.integers(0, max(n, 10), len(cust_ids)), _width(n))
-    return pc.if_else(pa.array(mask), fake, cust_ids), mask
-
-
-# --------------------------------------------------------------------------------------------------------------
-# the whole data set
-# --------------------------------------------------------------------------------------------------------------
 class _Out:
     def __init__(self, root: Path, append: bool):
         self.root, self.append = root, append
@@ -463,9 +456,6 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
         counts_for = lambda mean, r: r.poisson(mean / span_days * 2.0, n)  # noqa: E731
     period_end = int(hi.max())
 
-    def cust(idx: np.ndarray) -> pa.Array:
-        return u.ids.take(pa.array(idx))
-
     # ---- logins (seed 000), with anomalies and their ground truth ----------------------------------------------
     rng = _rng(p.seed, 10, day)
     l_owner, last_login = _write_logins(o, out, p, u, dirt, truth, day, rate, width, lo, hi, calendar,
@@ -492,14 +482,14 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
         last = pc.if_else(pa.array(has_login[idx]),
                           ts_text_coded(np.maximum(last_login[who], 0), last_codes[idx]),
                           pick(NULL_PLACEHOLDERS, placeholder[idx]))
-        return [pc.if_else(pa.array(c_no_id[idx]), pa.scalar(""), cust(who)), u.name.take(pa.array(who)),
+        return [pc.if_else(pa.array(c_no_id[idx]), pa.scalar(""), u.cust(who)), u.name.take(pa.array(who)),
                 u.email.take(pa.array(who)), u.phone.take(pa.array(who)), pick(cities, u.city[who]), reg_text, last,
                 pick([s for s, _ in STATUSES], u.status[who])]
 
     o.write("customers", rows, customer_rows, malformed=malformed[rows])
     for mask, kind in ((bad_reg, "bad_registration_datetime"), (c_no_id, "missing_customer_id"),
                        (u.invalid_email[sel], "invalid_email"), (c_dup, "duplicate_row"), (malformed, "malformed_row")):
-        dirt.add("customers.csv", cust(sel[mask]), kind)
+        dirt.add("customers.csv", u.cust(sel[mask]), kind)
     valid = ~(bad_reg | c_no_id | malformed)
     truth |= {
         "customer_rows": len(rows), "customer_duplicate_rows": int(c_dup.sum()),
@@ -551,7 +541,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     o_malformed = (rng.random(no) < rate / 4) & ~o_unknown & ~negative
 
     def order_rows(idx):
-        c = pc.if_else(pa.array(o_unknown[idx]), ids("C", o_fake[idx], width), cust(o_owner[idx]))
+        c = pc.if_else(pa.array(o_unknown[idx]), ids("C", o_fake[idx], width), u.cust(o_owner[idx]))
         tot = num(total[idx], 2)
         tot = pc.if_else(pa.array(negative[idx]), pc.binary_join_element_wise("-", tot, ""), tot)
         subs = pc.if_else(pa.array(sub[idx]), pc.if_else(pa.array(sub_cancel[idx]), pa.scalar("Cancelled"),
@@ -575,7 +565,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     # the same orders in seed 002's OnlineTransactions (another system's export: its own layout, clean)
     seed2_status = np.array(["Completed", "Shipped", "Processing", "Cancelled", "Returned"])
     o.write("online_transactions", np.argsort(o_ts, kind="stable"), lambda idx: [
-        ids("O", o_num[idx], 10), cust(o_owner[idx]), cat.ids.take(pa.array(o_product[idx])), num(qty[idx]),
+        ids("O", o_num[idx], 10), u.cust(o_owner[idx]), cat.ids.take(pa.array(o_product[idx])), num(qty[idx]),
         num(total[idx], 2), ts_text(o_ts[idx]), pick(PAYMENTS, pay[idx]), pick(seed2_status, status[idx])])
 
     # refunds: returned orders, 2-20 days later, and a few partial refunds of delivered ones
@@ -591,7 +581,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     r_codes = dirt_codes(rng, len(r_idx), rate, len(DIRTY_FORMATS))
     r_reason = rng.integers(0, len(RETURN_REASONS), len(r_idx))
     o.write("refunds", r_order, lambda idx: [
-        ids("R", r_num[idx], 10), ids("O", o_num[r_idx[idx]], 10), cust(o_owner[r_idx[idx]]),
+        ids("R", r_num[idx], 10), ids("O", o_num[r_idx[idx]], 10), u.cust(o_owner[r_idx[idx]]),
         cat.ids.take(pa.array(o_product[r_idx[idx]])), num(r_amount[idx], 2), ts_text_coded(r_ts[idx], r_codes[idx]),
         pick(RETURN_REASONS, r_reason[idx])])
     dirt.add("refunds_large.csv", ids("R", r_num[r_dup], 10), "duplicate_row")
@@ -609,7 +599,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
 
     def insight_rows(idx):
         who, prod = o_owner[idx], o_product[idx]
-        return [ids("S", s_num[oi[idx]], 10), ts_text(s_start[oi[idx]]), cust(who), u.name.take(pa.array(who)),
+        return [ids("S", s_num[oi[idx]], 10), ts_text(s_start[oi[idx]]), u.cust(who), u.name.take(pa.array(who)),
                 pick(GENDERS, u.gender[who]), num(u.age[who]), num(credit[who]), num(income[who], 2),
                 pick(["India"], np.zeros(len(idx), int)), pick(states, u.city[who]), pick(cities, u.city[who]),
                 pick(list(CATEGORIES), cat.category[prod]), cat.name.take(pa.array(prod)), num(cat.cost[prod], 2),
@@ -638,7 +628,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     i_codes = dirt_codes(rng, ni, rate, len(DIRTY_FORMATS))
     i_pay = rng.integers(0, len(STORE_PAYMENTS), ni)
     o.write("instore_transactions", i_order, lambda idx: [
-        ids("T", i_num[idx], 10), cust(i_owner[idx]), ids("ST", i_store[idx] + 1, 4),
+        ids("T", i_num[idx], 10), u.cust(i_owner[idx]), ids("ST", i_store[idx] + 1, 4),
         cat.ids.take(pa.array(i_product[idx])), num(i_qty[idx]), num(i_amount[idx], 2),
         ts_text_coded(i_ts[idx], i_codes[idx]), pick(STORE_PAYMENTS, i_pay[idx])])
     dirt.add("360/InStoreTransactions.csv", ids("T", i_num[i_dup], 10), "duplicate_row")
@@ -667,7 +657,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     lt_reason = np.concatenate([np.zeros(len(e_buyers), np.int8), np.ones(len(redeemers), np.int8)])
     lt_num = _counter(out, "loyalty", day) + np.arange(1, len(lt_owner) + 1)
     o.write("loyalty_transactions", np.argsort(lt_ts, kind="stable"), lambda idx: [
-        ids("LT", lt_num[idx], 10), ids("LY", lt_owner[idx] + 1, width), cust(lt_owner[idx]), ts_text(lt_ts[idx]),
+        ids("LT", lt_num[idx], 10), ids("LY", lt_owner[idx] + 1, width), u.cust(lt_owner[idx]), ts_text(lt_ts[idx]),
         num(lt_pts[idx]), pick(("Purchase", "Redemption"), lt_reason[idx])])
     truth |= {"loyalty_transactions": len(lt_owner)}
 
@@ -687,7 +677,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     t_hours = np.round(rng.gamma(2.0, 12.0, nt), 1)
     t_score = np.where(resolved, rng.integers(3, 6, nt), rng.integers(1, 4, nt))
     o.write("service_interactions", np.argsort(t_ts, kind="stable"), lambda idx: [
-        ids("I", t_num[idx], 9), cust(t_owner[idx]), ids("A", t_agent[idx], 4), ts_text(t_ts[idx]),
+        ids("I", t_num[idx], 9), u.cust(t_owner[idx]), ids("A", t_agent[idx], 4), ts_text(t_ts[idx]),
         pick([c for c, _ in SUPPORT_CHANNELS], t_channel[idx]), pick(ISSUES, t_issue[idx]),
         pick([r for r, _ in RESOLUTIONS], res[idx]),
         pc.if_else(pa.array(resolved[idx]), num(t_hours[idx]), pa.scalar("")), num(t_score[idx])])
@@ -707,7 +697,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
         tier_names = np.array(["Bronze", "Silver", "Gold", "Platinum"])
         tier = np.searchsorted([500, 2000, 5000], earned, side="right")
         o.write("loyalty_accounts", np.flatnonzero(enrolled), lambda idx: [
-            ids("LY", idx + 1, width), cust(idx), date_text(loyalty_join[idx]), num(earned_i[idx]), num(redeemed[idx]),
+            ids("LY", idx + 1, width), u.cust(idx), date_text(loyalty_join[idx]), num(earned_i[idx]), num(redeemed[idx]),
             num(balance_pts[idx]), pick(tier_names, tier[idx])])
         status_4 = np.where(tier >= 2, 0, np.where(tier == 1, 1, 2)).astype(np.int8)  # Gold / Silver / Bronze
         account_balance = np.round(rng.lognormal(7.0, 1.2, n), 2) * (rng.random(n) < 0.85)
@@ -716,7 +706,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
                                  "points": points}), out / LABELS / "accounts_state.parquet")
         dob = u.reg - (u.age * 365.25 * DAY).astype(np.int64) - rng.integers(0, 365, n) * DAY
         o.write("crm_customers", everyone, lambda idx: [
-            cust(idx), u.name.take(pa.array(idx)), u.email.take(pa.array(idx)), u.phone.take(pa.array(idx)),
+            u.cust(idx), u.name.take(pa.array(idx)), u.email.take(pa.array(idx)), u.phone.take(pa.array(idx)),
             u.address.take(pa.array(idx)), pick(cities, u.city[idx]), pick(states, u.city[idx]),
             pick(["India"], np.zeros(len(idx), int)), date_text(dob[idx]), pick(GENDERS, u.gender[idx]),
             date_text(u.reg[idx])])
@@ -736,7 +726,7 @@ def _generate_period(out: Path, p: GenerateParams, day: int) -> GenerateSummary:
     def account_rows(idx):
         bought = first_buy[idx] < never_bought
         logged = last_login[idx] >= 0
-        return [cust(idx), u.name.take(pa.array(idx)), pick(("false", "true"), (u.status[idx] == 0).astype(int)),
+        return [u.cust(idx), u.name.take(pa.array(idx)), pick(("false", "true"), (u.status[idx] == 0).astype(int)),
                 pick(("Gold", "Silver", "Bronze"), status_4[idx]), date_text(u.reg[idx]),
                 pc.if_else(pa.array(bought), date_text(np.where(bought, first_buy[idx], 0)), pa.scalar("")),
                 pc.if_else(pa.array(logged), ts_text(np.maximum(last_login[idx], 0)), pa.scalar("")),
@@ -815,9 +805,6 @@ def _write_clickstream(o, out, p, u, cat, dirt, day, rate, width, hi, s_owner, s
     ns, no = len(s_owner), len(oi)
     camp_names = list(CAMPAIGNS)
 
-    def cust(idx: np.ndarray) -> pa.Array:
-        return u.ids.take(pa.array(idx))
-
     views = rng.integers(1, 4, ns)
     n_events = views + carted + converted
     e_session = repeat_index(n_events)
@@ -848,7 +835,7 @@ def _write_clickstream(o, out, p, u, cat, dirt, day, rate, width, hi, s_owner, s
         sess = e_session[idx]
         return {
             "click_id": ids("E", e_num[idx], 11), "session_id": ids("S", s_num[sess], 10),
-            "customer_id": pc.if_else(pa.array(e_unknown[idx]), ids("C", e_fake[idx], width), cust(s_owner[sess])),
+            "customer_id": pc.if_else(pa.array(e_unknown[idx]), ids("C", e_fake[idx], width), u.cust(s_owner[sess])),
             "event_type": pick(event_names, k_), "product_id": prod, "page": page,
             "event_timestamp": ts_text(e_ts[idx]), "device": pick([d for d, _ in DEVICES], e_device[idx]),
             "campaign": pick(camp_names, s_camp[sess]),
