@@ -24,6 +24,9 @@ def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        # Delta rebuilds a table's state (e.g. to check txnAppId on every idempotent write) with a shuffle into
+        # 50 partitions by default: on a small machine that made each commit of a micro-batch cost seconds.
+        "spark.databricks.delta.snapshotPartitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.session.timeZone": cfg.spark.timezone,
         "spark.ui.enabled": str(cfg.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",

@@ -94,10 +94,10 @@ def process_batch(target: IngestTarget, kafka_batch: DataFrame, batch_id: int) -
             return {"read_rows": 0}
         append_idempotent(bronze, target.bronze, app_id=f"{target.query}:bronze", version=batch_id,
                           partition_by=["_ingestion_date"])
-        parsed = TRANSFORMS[source.name](bronze, timestamp_formats=target.timestamp_formats)
-        valid, rejected = split_valid(parsed, source.name)
-        valid = valid.persist()
+        # parsed once and kept: the quarantine and the silver rows both come from it
+        parsed = TRANSFORMS[source.name](bronze, timestamp_formats=target.timestamp_formats).persist()
         try:
+            valid, rejected = split_valid(parsed, source.name)
             quarantined = rejected.count()
             if quarantined:
                 append_idempotent(rejected, target.path(QUARANTINE), app_id=f"{target.query}:quarantine",
@@ -110,7 +110,7 @@ def process_batch(target: IngestTarget, kafka_batch: DataFrame, batch_id: int) -
             finally:
                 unique.unpersist()
         finally:
-            valid.unpersist()
+            parsed.unpersist()
         counts = {
             "read_rows": read,
             "quarantined_rows": quarantined,

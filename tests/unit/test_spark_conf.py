@@ -1,0 +1,18 @@
+from lakehouse import config
+from lakehouse.spark import spark_conf
+
+
+def test_session_settings_follow_the_configuration():
+    cfg = config.load(environ={"C360_SPARK_SHUFFLE_PARTITIONS": "8", "C360_SPARK_DRIVER_MEMORY": "6g"})
+    conf = spark_conf(cfg, ["/j/a.jar", "/j/b.jar"])
+    assert conf["spark.jars"] == "/j/a.jar,/j/b.jar"
+    assert conf["spark.driver.memory"] == "6g"
+    assert conf["spark.sql.shuffle.partitions"] == conf["spark.databricks.delta.snapshotPartitions"] == "8"
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert conf["spark.driver.bindAddress"] == "127.0.0.1" and conf["spark.ui.enabled"] == "false"
+    assert "spark.jars.packages" not in conf
+
+
+def test_a_cluster_master_is_not_pinned_to_localhost():
+    conf = spark_conf(config.load(environ={"C360_SPARK_MASTER": "spark://m:7077"}), [])
+    assert conf["spark.master"] == "spark://m:7077" and "spark.driver.bindAddress" not in conf
