@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import platform
 import re
 import resource
@@ -112,8 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=int, default=1_000_000, help="customers for the generator figure")
     ap.add_argument("--replay-scale", type=int, default=50_000, help="customers of the data set replayed")
     args = ap.parse_args(argv)
-    import logging
-
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("librdkafka").setLevel(logging.CRITICAL)  # e.g. "coordinator load in progress: retrying"
     wanted = set(args.only.split(","))
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cores": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "figures": list(merged.values())}, indent=2) + "\n")
     print("\n" + markdown(list(merged.values())))
     return 0

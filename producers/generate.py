@@ -163,12 +163,9 @@ class GenerateSummary:
 
     @property
     def events(self) -> int:
-        return sum(n for f, n in self.rows.items() if _source_of(f).kind == "event"
-                   or _source_of(f).time_column is not None)
+        timed = {s.file for s in SOURCES.values() if s.kind == "event" or s.time_column is not None}
+        return sum(n for f, n in self.rows.items() if f in timed)
 
-
-def _source_of(file: str):
-    return next(s for s in SOURCES.values() if s.file == file)
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:

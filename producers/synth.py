@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 
 DAY = 86_400
 CHUNK = 500_000  # rows turned into text at a time
-CANONICAL = "%Y-%m-%d %H:%M:%S"
 # Other formats real exports use (all parse with lakehouse/defaults.toml stream.timestamp_formats); these keep
 # the seconds, so a value means the same instant whatever its format.
 DIRTY_FORMATS = ("%d-%m-%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from lakehouse import config
+from lakehouse.jars import PROJECT_ROOT
 from lakehouse.kafka_local import LocalKafka, free_port
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setup)
 
 
