@@ -9,8 +9,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from lakehouse.config import Config
-from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
-from streaming.silver import TRANSFORMS
+from lakehouse.tables import QUARANTINE, SOURCES, table_path
+from streaming.ops import stream_table_names
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
 
         _step("what is in the lake")
         spark = get_spark(cfg)
-        names = ([f"bronze_{s}" for s in TRANSFORMS] + [f"silver_{s}" for s in TRANSFORMS]
-                 + [QUARANTINE, OPS_BATCHES] + list(gold.PRODUCTS))
+        names = stream_table_names(list(SOURCES)) + list(gold.PRODUCTS)
         for name in names:
             path = table_path(cfg.lake.root, name)
             print(f"{name:<28} {spark.read.format('delta').load(path).count():>8} rows  {path}")

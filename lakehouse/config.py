@@ -74,6 +74,24 @@ class StreamConfig:
     max_offsets_per_trigger: int
     starting_offsets: str
     timestamp_formats: tuple[str, ...]
+    scheduler_pools: bool
+    anomaly_watermark: str
+    burst_logins: int
+    burst_window_s: int
+    short_gap_s: int
+    reactivation_days: int
+    anomaly_state_ttl_days: int
+    alerts_topic: str
+    city_hour_watermark: str
+    maintenance_interval_minutes: int
+    vacuum_retention_hours: int
+
+    def anomaly_rules(self):
+        """The login-gap rule thresholds (seed 000, criteria 11 and 12)."""
+        from streaming.anomalies import AnomalyRules
+
+        return AnomalyRules(self.burst_logins, self.burst_window_s, self.short_gap_s, self.reactivation_days,
+                            self.anomaly_state_ttl_days)
 
 
 @dataclass(frozen=True)
@@ -151,6 +169,14 @@ def _validate(cfg: Config) -> None:
         (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions must be at least 1"),
         (cfg.stream.max_offsets_per_trigger >= 1, "stream.max_offsets_per_trigger must be at least 1"),
         (bool(cfg.stream.timestamp_formats), "stream.timestamp_formats must name at least one format"),
+        (cfg.stream.burst_logins >= 2 and cfg.stream.burst_window_s > 0,
+         "stream.burst_logins must be at least 2 and stream.burst_window_s positive"),
+        (cfg.stream.short_gap_s >= 0, "stream.short_gap_s must not be negative"),
+        (0 < cfg.stream.reactivation_days < cfg.stream.anomaly_state_ttl_days,
+         "stream.reactivation_days must be positive and below stream.anomaly_state_ttl_days"),
+        (cfg.stream.maintenance_interval_minutes >= 0, "stream.maintenance_interval_minutes must not be negative"),
+        (cfg.stream.vacuum_retention_hours >= 1, "stream.vacuum_retention_hours must be at least 1"),
+        (bool(cfg.stream.alerts_topic), "stream.alerts_topic must not be empty"),
         (0 < cfg.business.churn_at_risk_days < cfg.business.churn_churned_days,
          "business.churn_at_risk_days must be positive and below business.churn_churned_days"),
         (0 <= cfg.business.evening_hour <= 23, "business.evening_hour must be an hour 0-23"),

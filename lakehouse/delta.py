@@ -26,11 +26,14 @@ _TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
 
-def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: list[str] | None = None) -> None:
+def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: list[str] | None = None,
+                 properties: dict[str, str] | None = None) -> None:
     """Create an empty Delta table at ``path`` unless one is there."""
     from delta.tables import DeltaTable
 
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     retry(builder.execute, what=f"create {path}")

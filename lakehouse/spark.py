@@ -31,6 +31,13 @@ def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
         "spark.ui.enabled": str(cfg.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        # the streaming app runs one query per source at once: fair pools keep a big batch from starving the rest
+        "spark.scheduler.mode": "FAIR",
+        # stateful queries (login anomalies, city x hour counts) keep state in RocksDB, off the JVM heap, and
+        # checkpoint only its changes
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}",
     }

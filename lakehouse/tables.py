@@ -100,6 +100,7 @@ SOURCES: dict[str, Source] = {
 
 QUARANTINE = "silver_quarantine"
 OPS_BATCHES = "ops_stream_batches"
+OPS_PROGRESS = "ops_stream_progress"
 
 
 def table_path(lake_root: str, name: str) -> str:

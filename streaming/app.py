@@ -1,4 +1,4 @@
-"""The always-on streaming application (``c360 stream``): one query per source, one checkpoint each."""
+"""The always-on streaming application (``c360 stream``): every query in one Spark app, one checkpoint each."""
 
 from __future__ import annotations
 
@@ -13,9 +13,18 @@ from lakehouse.config import Config
 from lakehouse.errors import C360Error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.spark import get_spark
-from lakehouse.tables import checkpoint_path
+from lakehouse.tables import SOURCES, checkpoint_path, table_path
+from streaming.anomalies import transform_login_anomalies
+from streaming.city_hour import transform_city_hour
 from streaming.ingest import IngestTarget, ensure_tables, process_batch, source_target
-from streaming.silver import TRANSFORMS
+from streaming.ops import PROGRESS_EVERY_S, Maintenance, ProgressLog, stream_table_names
+from streaming.outputs import (
+    ANOMALY_QUERY,
+    CITY_HOUR_QUERY,
+    ensure_stream_tables,
+    write_anomalies,
+    write_city_hour,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +66,39 @@ def kafka_stream(spark, cfg: Config, topic: str):
             .load())
 
 
-def start_query(spark, cfg: Config, target: IngestTarget, *, available_now: bool):
-    writer = (kafka_stream(spark, cfg, cfg.kafka.topic(target.source.name)).writeStream
-              .queryName(target.query)
-              .option("checkpointLocation", checkpoint_path(cfg.lake.checkpoint_root, target.query))
-              .foreachBatch(lambda df, batch_id: process_batch(target, df, batch_id)))
+def _start(writer, spark, cfg: Config, query: str, *, available_now: bool):
+    """Start a query with its own checkpoint, trigger and (FAIR) scheduler pool."""
+    writer = (writer.queryName(query)
+              .option("checkpointLocation", checkpoint_path(cfg.lake.checkpoint_root, query)))
     writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
         processingTime=cfg.stream.trigger_interval)
-    return writer.start()
+    if cfg.stream.scheduler_pools:  # the pool is inherited by the query's thread
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", query)
+    try:
+        return writer.start()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+
+
+def start_query(spark, cfg: Config, target: IngestTarget, *, available_now: bool):
+    writer = (kafka_stream(spark, cfg, cfg.kafka.topic(target.source.name)).writeStream
+              .foreachBatch(lambda df, batch_id: process_batch(target, df, batch_id)))
+    return _start(writer, spark, cfg, target.query, available_now=available_now)
+
+
+def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
+    """The queries over the silver_logins stream: login-gap anomalies and city x hour counts."""
+    logins = spark.readStream.format("delta").load(table_path(cfg.lake.root, "silver_logins"))
+    anomalies = transform_login_anomalies(logins, rules=cfg.stream.anomaly_rules(),
+                                          watermark=cfg.stream.anomaly_watermark)
+    writer = anomalies.writeStream.outputMode("append").foreachBatch(
+        lambda df, batch_id: write_anomalies(cfg, df, batch_id))
+    q1 = _start(writer, spark, cfg, ANOMALY_QUERY, available_now=available_now)
+    counts = transform_city_hour(logins, watermark=cfg.stream.city_hour_watermark)
+    writer = counts.writeStream.outputMode("update").foreachBatch(
+        lambda df, batch_id: write_city_hour(cfg, df, batch_id))
+    q2 = _start(writer, spark, cfg, CITY_HOUR_QUERY, available_now=available_now)
+    return [q1, q2]
 
 
 def _failure(query) -> str | None:
@@ -77,53 +111,67 @@ def _failure(query) -> str | None:
 
 def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None = None,
         stop_event: threading.Event | None = None) -> dict[str, dict]:
-    """Run the ingest queries until stopped (or, with ``available_now``, until Kafka is drained).
+    """Run every streaming query until stopped (or, with ``available_now``, until Kafka is drained).
 
+    One Spark application: an ingest query per source (Kafka -> bronze -> silver), and, when logins are
+    streamed, the login-anomaly and city x hour queries over silver_logins. With ``available_now`` the ingest
+    queries drain Kafka first, then the derived queries process what silver holds.
     Stops gracefully on SIGTERM/SIGINT or ``stop_event``: the batch in flight is finished first.
     Returns the last progress of each query.
 
     Raises:
         C360Error: a query failed, the broker is unreachable, or another app holds the checkpoints.
     """
-    names = sources or list(TRANSFORMS)
-    unknown = [s for s in names if s not in TRANSFORMS]
+    names = sources or list(SOURCES)
+    unknown = [s for s in names if s not in SOURCES]
     if unknown:
-        raise C360Error(f"no streaming query for source {unknown[0]!r} yet (streamed: {', '.join(TRANSFORMS)})")
-    ensure_topics(cfg.kafka.bootstrap_servers, [cfg.kafka.topic(s) for s in names],
+        raise C360Error(f"unknown source {unknown[0]!r} (sources: {', '.join(SOURCES)})")
+    derived = "logins" in names
+    topics = [cfg.kafka.topic(s) for s in names] + ([cfg.kafka.topic(cfg.stream.alerts_topic)] if derived else [])
+    ensure_topics(cfg.kafka.bootstrap_servers, topics,
                   partitions=cfg.kafka.partitions, retention_hours=cfg.kafka.retention_hours,
                   timeout_s=cfg.kafka.connect_timeout_s, embedded=cfg.kafka.embedded)
     stop = stop_event or threading.Event()
     with CheckpointLock(cfg.lake.checkpoint_root):
         spark = get_spark(cfg, "c360-stream")
         ensure_tables(spark, cfg.lake.root, names)
-        queries = [start_query(spark, cfg, source_target(cfg, n), available_now=available_now) for n in names]
+        ensure_stream_tables(spark, cfg.lake.root)
+        progress = ProgressLog(spark, cfg.lake.root)
+        maintenance = Maintenance(spark, cfg, stream_table_names(names), stop) if not available_now else None
         handlers = _install_stop_handlers(stop)
+        queries: list = []
         try:
-            _supervise(queries, stop, available_now)
+            queries = [start_query(spark, cfg, source_target(cfg, n), available_now=available_now) for n in names]
+            if derived and not available_now:
+                queries += start_derived_queries(spark, cfg, available_now=False)
+            if maintenance:
+                maintenance.start()
+            _supervise(queries, stop, available_now, progress)
+            if derived and available_now and not stop.is_set() and not any(_failure(q) for q in queries):
+                phase2 = start_derived_queries(spark, cfg, available_now=True)
+                queries += phase2
+                _supervise(phase2, stop, available_now, progress)
         finally:
             _restore(handlers)
             for q in queries:
                 if q.isActive:
                     _stop_gracefully(q)
+            progress.flush(queries)
         failures = [f for f in (_failure(q) for q in queries) if f]
         if failures:
             raise C360Error(failures[0])
         return {q.name: q.lastProgress or {} for q in queries}
 
 
-def _supervise(queries, stop: threading.Event, available_now: bool) -> None:
+def _supervise(queries, stop: threading.Event, available_now: bool, progress: ProgressLog) -> None:
     last_log = time.monotonic()
     while not stop.is_set():
         if any(_failure(q) for q in queries):
             return
         if not any(q.isActive for q in queries):
             return
-        if not available_now and time.monotonic() - last_log > 30:
-            for q in queries:
-                p = q.lastProgress or {}
-                log.info("%s: batch %s, %s rows, %.0f rows/s, %s ms", q.name, p.get("batchId"),
-                         p.get("numInputRows"), p.get("processedRowsPerSecond") or 0,
-                         (p.get("durationMs") or {}).get("triggerExecution"))
+        if time.monotonic() - last_log > PROGRESS_EVERY_S:
+            progress.flush(queries, log_it=not available_now)
             last_log = time.monotonic()
         stop.wait(0.5)
 

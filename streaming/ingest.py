@@ -15,9 +15,14 @@ from pyspark.sql import functions as F
 
 from lakehouse import schemas
 from lakehouse.delta import append_idempotent, ensure_table, idempotent_txn, last_operation_metrics, retry
+from lakehouse.schemas import SILVER_SPECS, SilverSpec
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
-from streaming.silver import TRANSFORMS, first_per_key, latest_per_key, split_valid
+from streaming.silver import first_per_key, latest_per_key, split_valid, transform_source
+
+# Small files are compacted as they are written (Delta auto compaction, after a commit leaves enough of them);
+# the app's maintenance also OPTIMIZEs and VACUUMs on a schedule.
+STREAM_TABLE_PROPERTIES = {"delta.autoOptimize.autoCompact": "true"}
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +44,12 @@ class IngestTarget:
         return self.path(f"bronze_{self.source.name}")
 
     @property
+    def spec(self) -> SilverSpec:
+        return SILVER_SPECS[self.source.name]
+
+    @property
     def silver(self) -> str:
-        return self.path(f"silver_{self.source.name}")
+        return self.path(self.spec.table)
 
 
 def ensure_tables(spark, lake_root: str, sources: list[str]) -> None:
@@ -48,9 +57,11 @@ def ensure_tables(spark, lake_root: str, sources: list[str]) -> None:
     ensure_table(spark, table_path(lake_root, QUARANTINE), schemas.QUARANTINE, ["_quarantine_date"])
     ensure_table(spark, table_path(lake_root, OPS_BATCHES), schemas.OPS_STREAM_BATCHES)
     for name in sources:
-        ensure_table(spark, table_path(lake_root, f"bronze_{name}"), schemas.BRONZE, ["_ingestion_date"])
-        ensure_table(spark, table_path(lake_root, f"silver_{name}"), schemas.SILVER[name],
-                     schemas.SILVER_PARTITIONS[name] or None)
+        spec = SILVER_SPECS[name]
+        ensure_table(spark, table_path(lake_root, f"bronze_{name}"), schemas.BRONZE, ["_ingestion_date"],
+                     STREAM_TABLE_PROPERTIES)
+        ensure_table(spark, table_path(lake_root, spec.table), schemas.SILVER[name], spec.partitions or None,
+                     STREAM_TABLE_PROPERTIES)
 
 
 def _merge(target: IngestTarget, rows: DataFrame, batch_id: int) -> tuple[int, int]:
@@ -58,20 +69,18 @@ def _merge(target: IngestTarget, rows: DataFrame, batch_id: int) -> tuple[int, i
     from delta.tables import DeltaTable
 
     spark = rows.sparkSession
-    source = target.source
-    key = source.id_column
+    source, spec = target.source, target.spec
+    # the key, plus the partition columns (immutable for a record: its channel, the date of its event time),
+    # which let Delta prune files and keep the two transaction queries off each other's partitions
+    cond = " AND ".join(f"t.{c} = s.{c}" for c in [spec.id, *spec.partitions])
     table = DeltaTable.forPath(spark, target.silver).alias("t")
-    if source.kind == "entity":
+    if source.kind != "event":
         # Order-safe upsert: only a newer version (by Kafka timestamp, then offset) overwrites, and a re-sent
         # identical record (same event id) is a duplicate, not an update.
         newer = ("(s._kafka_timestamp > t._kafka_timestamp OR (s._kafka_timestamp = t._kafka_timestamp "
                  "AND s._kafka_offset > t._kafka_offset)) AND s.event_id <> t.event_id")
-        merge = (table.merge(rows.alias("s"), f"t.{key} = s.{key}")
-                 .whenMatchedUpdateAll(condition=newer).whenNotMatchedInsertAll())
+        merge = table.merge(rows.alias("s"), cond).whenMatchedUpdateAll(condition=newer).whenNotMatchedInsertAll()
     else:
-        cond = f"t.{key} = s.{key}"
-        parts = schemas.SILVER_PARTITIONS[source.name]
-        cond += "".join(f" AND t.{p} = s.{p}" for p in parts)  # lets Delta prune files by partition
         merge = table.merge(rows.alias("s"), cond).whenNotMatchedInsertAll()
     with idempotent_txn(spark, f"{target.query}:silver", batch_id):
         retry(merge.execute, what=target.silver)
@@ -95,7 +104,7 @@ def process_batch(target: IngestTarget, kafka_batch: DataFrame, batch_id: int) -
         append_idempotent(bronze, target.bronze, app_id=f"{target.query}:bronze", version=batch_id,
                           partition_by=["_ingestion_date"])
         # parsed once and kept: the quarantine and the silver rows both come from it
-        parsed = TRANSFORMS[source.name](bronze, timestamp_formats=target.timestamp_formats).persist()
+        parsed = transform_source(bronze, source.name, timestamp_formats=target.timestamp_formats).persist()
         try:
             valid, rejected = split_valid(parsed, source.name)
             quarantined = rejected.count()
@@ -103,7 +112,7 @@ def process_batch(target: IngestTarget, kafka_batch: DataFrame, batch_id: int) -
                 append_idempotent(rejected, target.path(QUARANTINE), app_id=f"{target.query}:quarantine",
                                   version=batch_id, partition_by=["_quarantine_date"])
             pick = latest_per_key if source.kind == "entity" else first_per_key
-            unique = pick(valid, source.id_column).persist()
+            unique = pick(valid, target.spec.id).persist()
             try:
                 n_unique = unique.count()
                 inserted, updated = _merge(target, unique, batch_id) if n_unique else (0, 0)

@@ -9,12 +9,11 @@ from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
-from lakehouse.schemas import RAW_FIELDS, SILVER
+from lakehouse.schemas import DECIMAL, RAW_FIELDS, SILVER, SILVER_SPECS, TIERS, Field
 
 NULL_TOKENS = ("", "null", "none", "n/a", "na", "nan", "nat", "-")
-STATUSES = ("Active", "Inactive", "Blocked")  # seed 000: account status
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 CORRUPT = "_corrupt_record"
 
@@ -57,87 +56,132 @@ def _not_json(value: Column) -> Column:
     return F.col("raw").isNull() | F.col(f"raw.{CORRUPT}").isNotNull() | value.isNull()
 
 
-def transform_customers(bronze: DataFrame, *, timestamp_formats: Sequence[str]) -> DataFrame:
-    """Bronze customer records -> typed silver rows plus ``_reject_reason`` (null for valid rows).
+_TRUE = ("true", "yes", "y", "1", "t")
+_FALSE = ("false", "no", "n", "0", "f")
 
-    Rules (seeds 000 and 002): string timestamps in any configured format become timestamps; a blank or
-    placeholder last login means "never logged in" (null); status must be Active, Inactive or Blocked
-    (case-insensitive); emails are lower-cased and validated, the domain extracted (an invalid email is kept,
-    flagged ``email_valid = false``). Rejected: unparseable JSON, missing customer_id, missing or unparseable
-    registration time, unparseable (non-blank) last login, unknown status.
+
+def _parse_field(f: Field, text: Column, timestamp_formats: Sequence[str]) -> Column:
+    """The typed value of one field (null when the text does not parse)."""
+    if f.type in ("str",):
+        return text
+    if f.type == "city":
+        return F.initcap(text)
+    if f.type == "email":
+        return F.lower(text)
+    if f.type in ("int", "long", "double"):
+        return text.try_cast({"int": "int", "long": "bigint", "double": "double"}[f.type])
+    if f.type == "dec":
+        return text.try_cast(DECIMAL)
+    if f.type == "ts":
+        return parse_timestamp(text, timestamp_formats)
+    if f.type == "date":
+        return F.to_date(parse_timestamp(text, ("yyyy-MM-dd", *timestamp_formats)))
+    if f.type == "bool":
+        low = F.lower(text)
+        return F.when(low.isin(*_TRUE), F.lit(True)).when(low.isin(*_FALSE), F.lit(False))
+    if f.type == "enum":
+        canonical = F.create_map(*[F.lit(x) for v in f.values for x in (v.lower(), v)])
+        return F.try_element_at(canonical, F.lower(text))
+    raise ValueError(f"unknown field type {f.type!r}")
+
+
+def _checks(f: Field, text: Column, value: Column) -> list[tuple[Column, str]]:
+    """(failed, reason) rules of one field, in the order they are reported."""
+    rules = []
+    if f.required:
+        rules.append((text.isNull(), f"missing_{f.name}"))
+    if f.type in ("int", "long", "double", "dec", "ts", "date", "bool"):
+        rules.append((text.isNotNull() & value.isNull(), f"unparseable_{f.name}"))
+    elif f.type == "enum":
+        rules.append((text.isNotNull() & value.isNull(), f"invalid_{f.name}"))
+    if f.min is not None:
+        rules.append((value < F.lit(f.min), f"negative_{f.name}" if f.min == 0 else f"out_of_range_{f.name}"))
+    return rules
+
+
+def _derived(table: str, c: dict[str, Column]) -> list[Column]:
+    """Seed 002's silver enrichments (date parts, tier rank, resolution flags, age and income brackets)."""
+    if table == "silver_transactions":
+        ts = c["transaction_datetime"]
+        return [F.year(ts).alias("transaction_year"), F.month(ts).alias("transaction_month"),
+                F.hour(ts).alias("transaction_hour")]
+    if table == "silver_loyalty_accounts":
+        rank = F.create_map(*[F.lit(x) for i, t in enumerate(TIERS, 1) for x in (t, i)])
+        return [F.try_element_at(rank, c["tier_level"]).cast("int").alias("tier_rank")]
+    if table == "silver_service_interactions":
+        return [(c["resolution_status"] == "Resolved").alias("is_resolved"),
+                (c["resolution_status"] == "Escalated").alias("is_escalated")]
+    if table == "silver_customer_insights":
+        age, income, price = c["age"], c["monthly_income"], c["price"]
+        age_group = (F.when(age < 25, "18-24").when(age < 35, "25-34").when(age < 45, "35-44")
+                     .when(age < 55, "45-54").when(age.isNotNull(), "55+"))
+        bracket = (F.when(income < 25000, "Low").when(income < 75000, "Middle").when(income < 150000, "Upper Middle")
+                   .when(income.isNotNull(), "High"))
+        margin = F.when(price > 0, ((price - c["cost"]) / price).cast(DecimalType(9, 4)))
+        return [age_group.alias("age_group"), bracket.alias("income_bracket"), margin.alias("profit_margin")]
+    return []
+
+
+def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Sequence[str]) -> DataFrame:
+    """Bronze records of ``source`` -> typed silver rows plus ``_reject_reason`` (null for valid rows).
+
+    Built from the source's spec (``lakehouse.schemas.SILVER_SPECS``, documented in docs/input-contract.md):
+    string timestamps in any configured format become timestamps (seed 000, criterion 1), amounts decimals,
+    enums are checked and written in their canonical spelling, emails lower-cased and validated with the domain
+    extracted (seed 002; an invalid email is kept, flagged ``email_valid = false``), columns snake_case, online
+    and in-store transactions share one schema with a ``channel`` (seed 002). Blank values and placeholders
+    (``NULL``, ``N/A``...) are missing values (seed 000: missing logins). A record is rejected, with the reason of
+    the first failed check, when it is not a JSON object, misses a required field, has a value that does not
+    parse, an unknown enum value, or a negative amount.
     """
-    df = parse_json(bronze, "customers")
-    raw = {f: clean_text(F.col(f"raw.{f}")) for f in RAW_FIELDS["customers"]}
-    registered = parse_timestamp(raw["registration_datetime"], timestamp_formats)
-    last_login = parse_timestamp(raw["last_login_datetime"], timestamp_formats)
-    status = F.initcap(raw["status"])
-    email = F.lower(raw["email"])
-    email_valid = F.coalesce(email.rlike(EMAIL_PATTERN), F.lit(False))
-    reason = _reason(
-        (_not_json(F.col("value")), "invalid_json"),
-        (raw["customer_id"].isNull(), "missing_customer_id"),
-        (raw["registration_datetime"].isNull(), "missing_registration_datetime"),
-        (registered.isNull(), "unparseable_registration_datetime"),
-        (raw["last_login_datetime"].isNotNull() & last_login.isNull(), "unparseable_last_login_datetime"),
-        (~F.coalesce(status.isin(*STATUSES), F.lit(False)), "invalid_status"),
-    )
+    spec = SILVER_SPECS[source]
+    df = parse_json(bronze, source)
+    typed: dict[str, Column] = {}
+    rules: list[tuple[Column, str]] = [(_not_json(F.col("value")), "invalid_json")]
+    out: list[Column] = []
+    for f in spec.fields:
+        text = clean_text(F.col(f"raw.{f.raw}"))
+        value = _parse_field(f, text, timestamp_formats)
+        typed[f.name] = value
+        rules += _checks(f, text, value)
+        out.append(value.alias(f.name))
+        if f.type == "email":
+            valid = F.coalesce(value.rlike(EMAIL_PATTERN), F.lit(False))
+            out += [valid.alias("email_valid"), F.when(valid, F.substring_index(value, "@", -1)).alias("email_domain")]
+    out += [F.lit(v).alias(c) for c, v in spec.constants]
+    if spec.event_date:
+        out.append(F.to_date(typed[spec.event_time]).alias(spec.event_date))
+    if spec.table == "silver_transactions":  # in-store sales are completed at the till
+        out[[i for i, f in enumerate(spec.fields) if f.name == "status"][0]] = F.coalesce(
+            typed["status"], F.lit("Completed")).alias("status")
+    out += _derived(spec.table, typed)
     return df.select(
-        raw["customer_id"].alias("customer_id"),
-        raw["customer_name"].alias("customer_name"),
-        email.alias("email"),
-        email_valid.alias("email_valid"),
-        F.when(email_valid, F.substring_index(email, "@", -1)).alias("email_domain"),
-        raw["phone"].alias("phone"),
-        F.initcap(raw["city"]).alias("city"),
-        registered.alias("registration_datetime"),
-        last_login.alias("last_login_datetime"),
-        status.alias("status"),
-        raw["event_id"].alias("event_id"),
+        *out,
+        F.col("raw.event_id").alias("event_id"),
         *_lineage(df),
         F.current_timestamp().alias("_updated_at"),
-        reason.alias("_reject_reason"),
+        _reason(*rules).alias("_reject_reason"),
         "key", "value",
     )
+
+
+def transform_customers(bronze: DataFrame, *, timestamp_formats: Sequence[str]) -> DataFrame:
+    """Seed 000 customer records (see :func:`transform_source`): status Active/Inactive/Blocked; a blank or
+    placeholder last login means "never logged in" (null)."""
+    return transform_source(bronze, "customers", timestamp_formats=timestamp_formats)
 
 
 def transform_logins(bronze: DataFrame, *, timestamp_formats: Sequence[str]) -> DataFrame:
-    """Bronze login events -> typed silver rows plus ``_reject_reason`` (null for valid rows).
-
-    Rules (seed 000, criteria 1 and 11-13 need every login): login_id and customer_id are required and the
-    login time must parse. A login of a customer silver does not know (yet) is kept: customers and logins
-    arrive on separate streams.
-    """
-    df = parse_json(bronze, "logins")
-    raw = {f: clean_text(F.col(f"raw.{f}")) for f in RAW_FIELDS["logins"]}
-    login_ts = parse_timestamp(raw["login_datetime"], timestamp_formats)
-    reason = _reason(
-        (_not_json(F.col("value")), "invalid_json"),
-        (raw["login_id"].isNull(), "missing_login_id"),
-        (raw["customer_id"].isNull(), "missing_customer_id"),
-        (raw["login_datetime"].isNull(), "missing_login_datetime"),
-        (login_ts.isNull(), "unparseable_login_datetime"),
-    )
-    return df.select(
-        raw["login_id"].alias("login_id"),
-        raw["customer_id"].alias("customer_id"),
-        login_ts.alias("login_datetime"),
-        F.to_date(login_ts).alias("login_date"),
-        F.initcap(raw["city"]).alias("city"),
-        F.lower(raw["device"]).alias("device"),
-        raw["event_id"].alias("event_id"),
-        *_lineage(df),
-        F.current_timestamp().alias("_updated_at"),
-        reason.alias("_reject_reason"),
-        "key", "value",
-    )
-
-
-TRANSFORMS = {"customers": transform_customers, "logins": transform_logins}
+    """Seed 000 login events (criteria 1 and 11-13 need every login). A login of a customer silver does not
+    know (yet) is kept: customers and logins arrive on separate streams."""
+    return transform_source(bronze, "logins", timestamp_formats=timestamp_formats)
 
 
 def split_valid(parsed: DataFrame, source: str) -> tuple[DataFrame, DataFrame]:
     """(valid rows in the silver schema, rejected rows in the quarantine schema)."""
-    valid = parsed.where(F.col("_reject_reason").isNull()).select(*SILVER[source].fieldNames())
+    # cast to the schema's types, so that every source of a shared table writes the same columns
+    valid = parsed.where(F.col("_reject_reason").isNull()).select(
+        *[F.col(f.name).cast(f.dataType) for f in SILVER[source].fields])
     now = F.current_timestamp()
     rejected = parsed.where(F.col("_reject_reason").isNotNull()).select(
         F.lit(source).alias("source"),

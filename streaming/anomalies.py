@@ -1,0 +1,198 @@
+"""Rolling login-gap anomalies per customer (seed 000, criteria 11 and 12).
+
+A stateful stream over ``silver_logins`` (deduplicated, typed logins), grouped by customer with Spark's
+``applyInPandasWithState``. Logins are buffered in the customer's state until the event-time watermark passes
+them, then evaluated in event-time order: so a login arriving out of order (within the watermark) gives exactly
+the result it would have given in order. For each evaluated login: the gap to the customer's previous login,
+rolling statistics of the customer's gaps (an exponentially weighted mean and deviation of log-gaps) and the rules
+
+- ``burst``: at least ``burst_logins`` logins of the customer within the ``burst_window_s`` seconds ending at
+  this login (bots, credential stuffing);
+- ``short_gap``: at most ``short_gap_s`` seconds after the previous login (implausibly fast);
+- ``reactivation``: at least ``reactivation_days`` days after the previous login (long inactivity, then a login).
+
+State holds the pending logins, the timestamps inside the burst window, the last login and the gap statistics;
+a customer's state expires ``state_ttl_days`` of event time after the last login, so it cannot grow without
+bound (a customer returning after longer than that is seen afresh: keep the TTL above ``reactivation_days``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
+from pyspark.sql.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+RULES = ("burst", "short_gap", "reactivation")
+EW_ALPHA = 0.2  # weight of the newest gap in the rolling statistics
+HIGH_Z = 3.0  # a gap this many rolling deviations from the customer's usual gap escalates severity
+
+ANOMALY_SCHEMA = StructType([
+    StructField("customer_id", StringType()),
+    StructField("login_id", StringType()),
+    StructField("login_datetime", TimestampType()),
+    StructField("gap_s", DoubleType()),
+    StructField("rule", StringType()),
+    StructField("severity", StringType()),
+    StructField("evidence", StringType()),
+])
+
+STATE_SCHEMA = StructType([
+    StructField("pending", StringType()),  # JSON [[ts_ms, login_id], ...] not yet evaluated
+    StructField("window", StringType()),  # JSON [ts_ms, ...] evaluated logins inside the burst window
+    StructField("last_ms", LongType()),  # the last evaluated login
+    StructField("n_gaps", IntegerType()),
+    StructField("ew_mean", DoubleType()),  # exponentially weighted mean of log(1 + gap_s)
+    StructField("ew_var", DoubleType()),
+])
+
+
+@dataclass(frozen=True)
+class AnomalyRules:
+    """The thresholds of the rules (config ``stream.*``; defaults as the generator's labels)."""
+
+    burst_logins: int = 10
+    burst_window_s: int = 300
+    short_gap_s: int = 2
+    reactivation_days: int = 90
+    state_ttl_days: int = 730
+
+
+@dataclass
+class CustomerState:
+    """What is kept per customer between micro-batches."""
+
+    pending: list[tuple[int, str]]
+    window: list[int]
+    last_ms: int | None = None
+    n_gaps: int = 0
+    ew_mean: float = 0.0
+    ew_var: float = 0.0
+
+    @classmethod
+    def empty(cls) -> CustomerState:
+        return cls([], [])
+
+    @classmethod
+    def from_row(cls, row: tuple) -> CustomerState:
+        pending, window, last_ms, n, mean, var = row
+        return cls([tuple(p) for p in json.loads(pending)], json.loads(window), last_ms, n, mean, var)
+
+    def to_row(self) -> tuple:
+        return (json.dumps(self.pending), json.dumps(self.window), self.last_ms, self.n_gaps, self.ew_mean,
+                self.ew_var)
+
+
+def evaluate(state: CustomerState, rules: AnomalyRules, watermark_ms: int) -> list[dict]:
+    """Evaluate, in event-time order, the pending logins at or before the watermark; update ``state``.
+
+    Returns one dict per (login, rule) that fired.
+    """
+    ready = sorted(p for p in state.pending if p[0] <= watermark_ms)
+    if not ready:
+        return []
+    state.pending = [p for p in state.pending if p[0] > watermark_ms]
+    window_ms = rules.burst_window_s * 1000
+    out = []
+    for ts, login_id in ready:
+        gap_s = None if state.last_ms is None else (ts - state.last_ms) / 1000.0
+        state.window = [t for t in state.window if t >= ts - window_ms] + [ts]
+        in_window = len(state.window)
+        z = None
+        if gap_s is not None:
+            x = math.log1p(max(gap_s, 0.0))
+            if state.n_gaps >= 3 and state.ew_var > 0:
+                z = (x - state.ew_mean) / math.sqrt(state.ew_var)
+            if state.n_gaps == 0:
+                state.ew_mean, state.ew_var = x, 0.0
+            else:
+                delta = x - state.ew_mean
+                state.ew_mean += EW_ALPHA * delta
+                state.ew_var = (1 - EW_ALPHA) * (state.ew_var + EW_ALPHA * delta * delta)
+            state.n_gaps += 1
+        fired = []
+        if in_window >= rules.burst_logins:
+            fired.append(("burst", "high"))
+        if gap_s is not None and gap_s <= rules.short_gap_s:
+            fired.append(("short_gap", "high" if z is not None and abs(z) >= HIGH_Z else "medium"))
+        if gap_s is not None and gap_s >= rules.reactivation_days * 86400:
+            fired.append(("reactivation", "high" if gap_s >= 2 * rules.reactivation_days * 86400 else "medium"))
+        if fired:
+            evidence = json.dumps({
+                "gap_s": gap_s, "logins_in_window": in_window, "window_s": rules.burst_window_s,
+                "prior_gaps": state.n_gaps - (gap_s is not None),
+                "rolling_mean_gap_s": round(math.expm1(state.ew_mean), 3) if state.n_gaps else None,
+                "rolling_std_log_gap": round(math.sqrt(state.ew_var), 4) if state.n_gaps else None,
+                "z": None if z is None else round(z, 3),
+            }, sort_keys=True)
+            out += [{"login_id": login_id, "ts_ms": ts, "gap_s": gap_s, "rule": r, "severity": sev,
+                     "evidence": evidence} for r, sev in fired]
+        state.last_ms = ts
+    return out
+
+
+def _state_fn(rules: AnomalyRules):
+    ttl_ms = rules.state_ttl_days * 86400 * 1000
+
+    def fn(key: tuple, batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
+        customer = key[0]
+        cs = CustomerState.from_row(state.get) if state.exists else CustomerState.empty()
+        known = {p[1] for p in cs.pending}
+        for pdf in batches:
+            ts = pdf["login_datetime"].astype("datetime64[ms]").astype("int64")
+            for t, login_id in zip(ts.tolist(), pdf["login_id"].tolist(), strict=True):
+                if login_id not in known:  # a login sent twice is one login
+                    known.add(login_id)
+                    cs.pending.append((int(t), login_id))
+        wm = state.getCurrentWatermarkMs()
+        fired = evaluate(cs, rules, wm)
+        if not cs.pending and cs.last_ms is not None and cs.last_ms + ttl_ms <= wm:
+            state.remove()  # expired: nothing pending, no login for longer than the TTL
+        else:
+            state.update(cs.to_row())
+            nxt = min(p[0] for p in cs.pending) if cs.pending else (cs.last_ms or wm) + ttl_ms
+            state.setTimeoutTimestamp(max(nxt, wm + 1))
+        if fired:
+            df = pd.DataFrame(fired)
+            yield pd.DataFrame({
+                "customer_id": customer, "login_id": df["login_id"],
+                "login_datetime": pd.to_datetime(df["ts_ms"], unit="ms"), "gap_s": df["gap_s"].astype("float64"),
+                "rule": df["rule"], "severity": df["severity"], "evidence": df["evidence"],
+            })
+
+    return fn
+
+
+def transform_login_anomalies(logins: DataFrame, *, rules: AnomalyRules, watermark: str) -> DataFrame:
+    """Silver logins (a stream) -> one row per (login, rule fired): customer, login time, gap, rule, severity and
+    evidence (JSON: the gap, logins in the burst window, the customer's rolling gap statistics and z-score)."""
+    return (logins.select("customer_id", "login_id", "login_datetime")
+            .withWatermark("login_datetime", watermark)
+            .groupBy("customer_id")
+            .applyInPandasWithState(_state_fn(rules), ANOMALY_SCHEMA, STATE_SCHEMA, "append",
+                                    GroupStateTimeout.EventTimeTimeout))
+
+
+def alert_records(anomalies: DataFrame) -> DataFrame:
+    """Anomalies as Kafka records for real-time consumers: key = customer, value = JSON with an ``alert_id``
+    (stable per login and rule, so a consumer can drop the repeat an at-least-once retry may send)."""
+    alert_id = F.sha2(F.concat_ws("|", "login_id", "rule"), 256).substr(1, 24)
+    value = F.to_json(F.struct(alert_id.alias("alert_id"), "customer_id", "login_id",
+                               F.date_format("login_datetime", "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("login_datetime"),
+                               "gap_s", "rule", "severity", F.from_json("evidence", "map<string,double>")
+                               .alias("evidence")))
+    return anomalies.select(F.col("customer_id").alias("key"), value.alias("value"))

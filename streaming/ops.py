@@ -1,0 +1,115 @@
+"""Operating the stream: per-query progress in the log and in ``ops_stream_progress``; table maintenance."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from lakehouse import schemas
+from lakehouse.config import Config
+from lakehouse.delta import ensure_table, retry
+from lakehouse.schemas import SILVER_SPECS
+from lakehouse.tables import OPS_BATCHES, OPS_PROGRESS, QUARANTINE, table_path
+from streaming.outputs import ANOMALIES_TABLE, CITY_HOUR_TABLE
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 30
+
+
+def stream_table_names(sources: list[str]) -> list[str]:
+    """Every table the streaming app writes."""
+    names = [QUARANTINE, OPS_BATCHES, ANOMALIES_TABLE, CITY_HOUR_TABLE]
+    for s in sources:
+        names += [f"bronze_{s}", SILVER_SPECS[s].table]
+    return list(dict.fromkeys(names))
+
+
+def _progress_row(p: dict) -> tuple:
+    state_rows = sum(int(op.get("numRowsTotal") or 0) for op in p.get("stateOperators") or [])
+    watermark = (p.get("eventTime") or {}).get("watermark")
+    return (p.get("name"), int(p.get("batchId", -1)), p.get("timestamp"), int(p.get("numInputRows") or 0),
+            float(p.get("inputRowsPerSecond") or 0.0), float(p.get("processedRowsPerSecond") or 0.0),
+            int((p.get("durationMs") or {}).get("triggerExecution") or 0), state_rows, watermark,
+            json.dumps(p.get("durationMs") or {}))
+
+
+class ProgressLog:
+    """Collects each query's progress reports; logs them and appends them to ``ops_stream_progress``."""
+
+    def __init__(self, spark, lake_root: str):
+        self.spark = spark
+        self.path = table_path(lake_root, OPS_PROGRESS)
+        self.seen: dict[tuple[str, str], bool] = {}
+        ensure_table(spark, self.path, schemas.OPS_STREAM_PROGRESS)
+
+    def flush(self, queries, *, log_it: bool = True) -> int:
+        rows = []
+        for q in queries:
+            for p in q.recentProgress:
+                key = (p.get("id"), p.get("runId"), p.get("batchId"))
+                if key in self.seen:
+                    continue
+                self.seen[key] = True
+                rows.append(_progress_row(p))
+            p = q.lastProgress
+            if log_it and p:
+                log.info("%s: batch %s, %s rows, %.0f rows/s, %s ms, state rows %s, watermark %s", q.name,
+                         p.get("batchId"), p.get("numInputRows"), p.get("processedRowsPerSecond") or 0,
+                         (p.get("durationMs") or {}).get("triggerExecution"), _progress_row(p)[7],
+                         (p.get("eventTime") or {}).get("watermark"))
+        if rows:
+            from pyspark.sql import functions as F
+
+            df = (self.spark.createDataFrame(rows, schemas.OPS_STREAM_PROGRESS_RAW)
+                  .withColumn("timestamp", F.to_timestamp("timestamp"))
+                  .withColumn("watermark", F.to_timestamp("watermark")))
+            try:
+                retry(lambda: df.write.format("delta").mode("append").save(self.path), what=self.path)
+            except Exception as exc:  # noqa: BLE001 - progress is for operators; never stop the stream for it
+                log.warning("could not record stream progress: %s", str(exc).splitlines()[0])
+        return len(rows)
+
+
+def maintain(spark, paths: list[str], *, retention_hours: int) -> None:
+    """OPTIMIZE (compact small files) then VACUUM (delete files unreferenced for ``retention_hours``) each table.
+
+    Safe while the stream writes: compaction changes no data (``dataChange = false``, which stream readers skip)
+    and conflicts are retried; VACUUM only deletes files no version within the retention needs."""
+    from delta.tables import DeltaTable
+
+    if retention_hours < 168:
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    for path in paths:
+        table = DeltaTable.forPath(spark, path)
+        retry(lambda t=table: t.optimize().executeCompaction(), what=f"optimize {path}")
+        retry(lambda t=table: t.vacuum(retention_hours), what=f"vacuum {path}")
+        log.info("maintained %s", path)
+
+
+class Maintenance(threading.Thread):
+    """Runs :func:`maintain` on the stream tables every ``stream.maintenance_interval_minutes``."""
+
+    def __init__(self, spark, cfg: Config, names: list[str], stop: threading.Event):
+        super().__init__(name="c360-maintenance", daemon=True)
+        self.spark, self.stop = spark, stop
+        self.interval_s = cfg.stream.maintenance_interval_minutes * 60
+        self.retention_hours = cfg.stream.vacuum_retention_hours
+        self.paths = [table_path(cfg.lake.root, n) for n in names]
+        self.runs = 0
+
+    def run(self) -> None:
+        if not self.interval_s:
+            return
+        next_run = time.monotonic() + self.interval_s
+        while not self.stop.wait(max(0.0, min(5.0, next_run - time.monotonic()))):
+            if time.monotonic() < next_run:
+                continue
+            try:
+                maintain(self.spark, self.paths, retention_hours=self.retention_hours)
+                self.runs += 1
+            except Exception as exc:  # noqa: BLE001 - the next run tries again; the stream is unaffected
+                log.warning("table maintenance failed: %s", str(exc).splitlines()[0])
+            next_run = time.monotonic() + self.interval_s
