@@ -17,6 +17,7 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,153 @@ def producer_perf(bootstrap: str, records: int, record_size: int) -> float:
     return float(re.search(r"([\d.]+) records/sec", last).group(1))
 
 
+NOOP_PEER = """
+import json, sys, time
+from lakehouse import config
+from lakehouse.spark import get_spark
+cfg = config.load()
+spark = get_spark(cfg, "bench-noop-peer")
+topics = ",".join(cfg.kafka.topic(t) for t in sys.argv[1].split(","))
+q = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
+     .option("subscribe", topics).option("startingOffsets", "earliest")
+     .option("maxOffsetsPerTrigger", str(cfg.stream.max_offsets_per_trigger)).load()
+     .writeStream.format("noop").trigger(availableNow=True).option("checkpointLocation", sys.argv[2]).start())
+q.awaitTermination()
+rows = sum(p["numInputRows"] for p in q.recentProgress)
+ms = sum(p["durationMs"]["triggerExecution"] for p in q.recentProgress)
+print(json.dumps({"rows": rows, "seconds": ms / 1000}))
+"""
+
+
+def _env(bootstrap: str, workdir: Path, prefix: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, C360_KAFKA_BOOTSTRAP=bootstrap, C360_KAFKA_TOPIC_PREFIX=prefix,
+               C360_LAKE_ROOT=str(workdir / f"lake-{prefix}"), C360_LAKE_CHECKPOINT_ROOT=str(workdir / f"ck-{prefix}"),
+               C360_LAKE_STATE_DIR=str(ROOT / ".c360"))
+    return {**env, **extra}
+
+
+def _c360(*args: str, env: dict[str, str], timeout: float = 3600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "c360", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=True)
+
+
+def _spark():
+    from lakehouse import config
+    from lakehouse.spark import get_spark
+
+    return get_spark(config.load(environ={}, overrides={"lake": {"state_dir": str(ROOT / ".c360")}}), "bench")
+
+
+def anomaly_quality(spark, lake: Path, labels_csv: Path) -> dict[str, tuple[float, float, int]]:
+    """Precision and recall per rule against the generator's labels (logins up to an hour before the last one:
+    the watermark holds back the rest)."""
+    import pandas as pd
+
+    from streaming.anomalies import RULES
+
+    labels = pd.read_csv(labels_csv)
+    last = spark.read.format("delta").load(str(lake / "silver_logins")).agg({"login_datetime": "max"}).first()[0]
+    horizon = pd.Timestamp(last) - pd.Timedelta(hours=1)
+    labels = labels[pd.to_datetime(labels.login_datetime) <= horizon]
+    found = (spark.read.format("delta").load(str(lake / "stream_login_anomalies"))
+             .where(f"login_datetime <= '{horizon}'").select("login_id", "rule").toPandas())
+    out = {}
+    for rule in RULES:
+        truth, hits = set(labels[labels.rule == rule].login_id), set(found[found.rule == rule].login_id)
+        out[rule] = (len(truth & hits) / max(len(hits), 1), len(truth & hits) / max(len(truth), 1), len(truth))
+    return out
+
+
+def silver_latencies(spark, lake: Path) -> list[float]:
+    """Per silver row: from the record's Kafka timestamp (set when produced) to the commit that made it visible
+    (the first commit of its table at or after the row's ``_updated_at``)."""
+    import pandas as pd
+    from delta.tables import DeltaTable
+
+    from lakehouse.schemas import SILVER_SPECS
+
+    lat: list[float] = []
+    for table in sorted({s.table for s in SILVER_SPECS.values()}):
+        path = str(lake / table)
+        commits = (DeltaTable.forPath(spark, path).history().select("timestamp").toPandas()
+                   .sort_values("timestamp").rename(columns={"timestamp": "visible"}))
+        rows = spark.read.format("delta").load(path).select("_updated_at", "_kafka_timestamp").toPandas()
+        if rows.empty:
+            continue
+        rows = rows.sort_values("_updated_at")
+        joined = pd.merge_asof(rows, commits, left_on="_updated_at", right_on="visible", direction="forward")
+        lat += ((joined.visible - joined._kafka_timestamp).dt.total_seconds()).dropna().tolist()
+    return lat
+
+
+def bench_stream(scale: int, latency_seconds: int, workdir: Path) -> list[dict]:
+    """The streaming app: sustained throughput through every query next to Spark's raw Kafka read into a noop
+    sink (same topics, same batch size, same run); anomaly quality against the labels; p95 latency at 5k ev/s."""
+    import numpy as np
+
+    from lakehouse.kafka_local import LocalKafka, free_port
+    from lakehouse.tables import SOURCES
+    from producers.generate import GenerateParams, generate
+
+    data = workdir / "stream-data"
+    generate(data, GenerateParams(scale=scale))
+    broker = LocalKafka(ROOT / ".c360", "127.0.0.1", free_port(), free_port(), home=workdir / "stream-broker")
+    broker.start()
+    try:
+        env = _env(broker.bootstrap, workdir, "tput.")
+        _c360("replay", "--input", str(data), "--no-progress", env=env)
+        # the peer: Spark reading the same topics into a noop sink
+        proc = subprocess.run([sys.executable, "-c", NOOP_PEER, ",".join(SOURCES), str(workdir / "ck-noop")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=True)
+        noop = json.loads(proc.stdout.strip().splitlines()[-1])
+        started = time.monotonic()
+        _c360("stream", "--available-now", env=env)
+        wall = time.monotonic() - started
+        spark = _spark()
+        lake = Path(env["C360_LAKE_ROOT"])
+        progress = spark.read.format("delta").load(str(lake / "ops_stream_progress")).where("query = 'ingest'")
+        agg = progress.agg({"input_rows": "sum", "batch_duration_ms": "sum"}).first()
+        rows, seconds = int(agg["sum(input_rows)"]), agg["sum(batch_duration_ms)"] / 1000
+        quality = anomaly_quality(spark, lake, data / "_labels" / "login_anomalies.csv")
+
+        # latency: the app running (1 s trigger) while the producer sends 5,000 events/s
+        env = _env(broker.bootstrap, workdir, "lat.", C360_STREAM_TRIGGER_INTERVAL="1 second")
+        app = subprocess.Popen([sys.executable, "-m", "c360", "stream"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(45)  # start-up and the first (empty) batches
+            replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate", "5000",
+                                         "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+            time.sleep(latency_seconds)
+            replayer.send_signal(signal.SIGTERM)
+            replayer.wait(timeout=60)
+            time.sleep(30)  # let the stream catch up
+        finally:
+            app.send_signal(signal.SIGTERM)
+            app.wait(timeout=300)
+        lat = silver_latencies(spark, Path(env["C360_LAKE_ROOT"]))
+    finally:
+        broker.stop()
+    p95 = float(np.percentile(lat, 95)) if lat else float("nan")
+    params = {"customers": scale, "records": rows, "sources": len(SOURCES),
+              "max_offsets_per_trigger": 200000, "wall_seconds_incl_startup_and_derived": round(wall, 1)}
+    figs = [figure("stream_max_events_per_s", rows / seconds, "events/s", params,
+                   {"name": "Spark raw Kafka read into a noop sink, same topics",
+                    "value": round(noop["rows"] / noop["seconds"])},
+                   (rows / seconds) / (noop["rows"] / noop["seconds"])),
+            figure("stream_p95_latency_s_at_5k_eps", p95, "s",
+                   {"rate_eps": 5000, "seconds": latency_seconds, "rows_measured": len(lat), "trigger": "1 second",
+                    "p50_s": round(float(np.percentile(lat, 50)), 2) if lat else None},
+                   {"limit": 5}, p95 / 5)]
+    for rule, (precision, recall, n) in quality.items():
+        figs.append(figure(f"anomaly_precision_{rule}", precision, "ratio", {"labels": n, "customers": scale},
+                           {"limit": 0.95}, precision / 0.95))
+        figs.append(figure(f"anomaly_recall_{rule}", recall, "ratio", {"labels": n, "customers": scale},
+                           {"limit": 0.95}, recall / 0.95))
+    return figs
+
+
 def markdown(results: list[dict]) -> str:
     rows = ["| figure | value | peer or limit | ratio |", "| --- | --- | --- | --- |"]
     for r in results:
@@ -110,9 +258,11 @@ def markdown(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="generate,replay", help="comma-separated: generate, replay")
+    ap.add_argument("--only", default="generate,replay,stream", help="comma-separated: generate, replay, stream")
     ap.add_argument("--scale", type=int, default=1_000_000, help="customers for the generator figure")
     ap.add_argument("--replay-scale", type=int, default=50_000, help="customers of the data set replayed")
+    ap.add_argument("--stream-scale", type=int, default=20_000, help="customers of the data set streamed")
+    ap.add_argument("--latency-seconds", type=int, default=90, help="how long the 5k events/s load runs")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("librdkafka").setLevel(logging.CRITICAL)  # e.g. "coordinator load in progress: retrying"
@@ -126,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         if "replay" in wanted:
             results += bench_replay(args.replay_scale, Path(tmp))
             print(markdown(results[-1:]), flush=True)
+        if "stream" in wanted:
+            results += bench_stream(args.stream_scale, args.latency_seconds, Path(tmp))
+            print(markdown(results[-8:]), flush=True)
     merged = {**previous, **{r["name"]: r for r in results}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({

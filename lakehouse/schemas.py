@@ -93,9 +93,10 @@ class SilverSpec:
         table: the silver table (online and in-store transactions share ``silver_transactions``).
         fields: the parsed columns, in order.
         id: the record id column (upsert key for entities, insert-once key for events).
-        event_time: the timestamp column whose date partitions the table (``<event_date>``); None: unpartitioned.
-        event_date: the partition column derived from ``event_time``.
-        constants: extra literal columns (e.g. ``channel``), also part of the merge key and partitioning.
+        event_time: the record's event time (immutable for a record: merges look only at target files whose
+            event-time range overlaps the batch's); None for records without one.
+        event_date: a date column derived from ``event_time``.
+        constants: extra literal columns (e.g. ``channel``), the partitioning, and part of the merge key.
     """
 
     table: str
@@ -107,7 +108,10 @@ class SilverSpec:
 
     @property
     def partitions(self) -> list[str]:
-        return [c for c, _ in self.constants] + ([self.event_date] if self.event_date else [])
+        """Partition columns: only the constants (the channel). Silver is not partitioned by date: a replay of
+        years of history would write a file per day per batch; merges prune files by the event-time range of
+        the batch instead (Delta's min/max statistics)."""
+        return [c for c, _ in self.constants]
 
 
 def _f(name: str, raw: str, type_: str = "str", *, req: bool = False, values: tuple[str, ...] = (),

@@ -38,6 +38,9 @@ def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # each micro-batch is materialized with localCheckpoint(); its blocks go when the driver collects the
+        # batch's objects: collect at least every minute rather than every 30
+        "spark.cleaner.periodicGC.interval": "1min",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}",
     }

@@ -92,6 +92,14 @@ class CustomerState:
         pending, window, last_ms, n, mean, var = row
         return cls([tuple(p) for p in json.loads(pending)], json.loads(window), last_ms, n, mean, var)
 
+    def add(self, ts_ms: int, login_id: str, watermark_ms: int) -> bool:
+        """Buffer a login for evaluation; a login already buffered, or at/behind the watermark (its place in the
+        order is already past: Spark drops such late rows too), is ignored."""
+        if ts_ms <= watermark_ms or any(p[1] == login_id for p in self.pending):
+            return False
+        self.pending.append((ts_ms, login_id))
+        return True
+
     def to_row(self) -> tuple:
         return (json.dumps(self.pending), json.dumps(self.window), self.last_ms, self.n_gaps, self.ew_mean,
                 self.ew_var)
@@ -151,14 +159,11 @@ def _state_fn(rules: AnomalyRules):
     def fn(key: tuple, batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
         customer = key[0]
         cs = CustomerState.from_row(state.get) if state.exists else CustomerState.empty()
-        known = {p[1] for p in cs.pending}
+        wm = state.getCurrentWatermarkMs()
         for pdf in batches:
             ts = pdf["login_datetime"].astype("datetime64[ms]").astype("int64")
             for t, login_id in zip(ts.tolist(), pdf["login_id"].tolist(), strict=True):
-                if login_id not in known:  # a login sent twice is one login
-                    known.add(login_id)
-                    cs.pending.append((int(t), login_id))
-        wm = state.getCurrentWatermarkMs()
+                cs.add(int(t), login_id, wm)
         fired = evaluate(cs, rules, wm)
         if not cs.pending and cs.last_ms is not None and cs.last_ms + ttl_ms <= wm:
             state.remove()  # expired: nothing pending, no login for longer than the TTL

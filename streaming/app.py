@@ -16,7 +16,7 @@ from lakehouse.spark import get_spark
 from lakehouse.tables import SOURCES, checkpoint_path, table_path
 from streaming.anomalies import transform_login_anomalies
 from streaming.city_hour import transform_city_hour
-from streaming.ingest import IngestTarget, ensure_tables, process_batch, source_target
+from streaming.ingest import ensure_tables, ingest_query_name, process_batch, source_target
 from streaming.ops import PROGRESS_EVERY_S, Maintenance, ProgressLog, stream_table_names
 from streaming.outputs import (
     ANOMALY_QUERY,
@@ -55,10 +55,10 @@ class CheckpointLock:
             self._fh.close()
 
 
-def kafka_stream(spark, cfg: Config, topic: str):
+def kafka_stream(spark, cfg: Config, topics: list[str]):
     return (spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
-            .option("subscribe", topic)
+            .option("subscribe", ",".join(topics))
             .option("startingOffsets", cfg.stream.starting_offsets)
             .option("failOnDataLoss", "true")
             .option("includeHeaders", "true")
@@ -80,10 +80,13 @@ def _start(writer, spark, cfg: Config, query: str, *, available_now: bool):
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
 
 
-def start_query(spark, cfg: Config, target: IngestTarget, *, available_now: bool):
-    writer = (kafka_stream(spark, cfg, cfg.kafka.topic(target.source.name)).writeStream
-              .foreachBatch(lambda df, batch_id: process_batch(target, df, batch_id)))
-    return _start(writer, spark, cfg, target.query, available_now=available_now)
+def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool):
+    """The ingest query: every source's topic -> bronze -> silver, one micro-batch for all of them."""
+    query = ingest_query_name(sources)
+    targets = [source_target(cfg, n, query) for n in sources]
+    writer = (kafka_stream(spark, cfg, [t.topic for t in targets]).writeStream
+              .foreachBatch(lambda df, batch_id: process_batch(targets, df, batch_id)))
+    return _start(writer, spark, cfg, query, available_now=available_now)
 
 
 def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
@@ -113,7 +116,7 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
         stop_event: threading.Event | None = None) -> dict[str, dict]:
     """Run every streaming query until stopped (or, with ``available_now``, until Kafka is drained).
 
-    One Spark application: an ingest query per source (Kafka -> bronze -> silver), and, when logins are
+    One Spark application: the ingest query (every source's topic -> bronze -> silver), and, when logins are
     streamed, the login-anomaly and city x hour queries over silver_logins. With ``available_now`` the ingest
     queries drain Kafka first, then the derived queries process what silver holds.
     Stops gracefully on SIGTERM/SIGINT or ``stop_event``: the batch in flight is finished first.
@@ -122,10 +125,10 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
     Raises:
         C360Error: a query failed, the broker is unreachable, or another app holds the checkpoints.
     """
-    names = sources or list(SOURCES)
-    unknown = [s for s in names if s not in SOURCES]
+    unknown = [s for s in sources or [] if s not in SOURCES]
     if unknown:
         raise C360Error(f"unknown source {unknown[0]!r} (sources: {', '.join(SOURCES)})")
+    names = [s for s in SOURCES if s in (sources or SOURCES)]  # registry order
     derived = "logins" in names
     topics = [cfg.kafka.topic(s) for s in names] + ([cfg.kafka.topic(cfg.stream.alerts_topic)] if derived else [])
     ensure_topics(cfg.kafka.bootstrap_servers, topics,
@@ -141,7 +144,7 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
         handlers = _install_stop_handlers(stop)
         queries: list = []
         try:
-            queries = [start_query(spark, cfg, source_target(cfg, n), available_now=available_now) for n in names]
+            queries = [start_ingest(spark, cfg, names, available_now=available_now)]
             if derived and not available_now:
                 queries += start_derived_queries(spark, cfg, available_now=False)
             if maintenance:

@@ -1,4 +1,4 @@
-"""One streaming query per source: Kafka -> bronze -> silver (+ quarantine, + ops counters).
+"""The ingest query: Kafka (every source's topic) -> bronze -> silver (+ quarantine, + ops counters).
 
 Each micro-batch is written by :func:`process_batch`. Every write in it is idempotent (tagged with the query's
 app id and the batch id), so a batch that runs again after a crash adds nothing: together with the Kafka
@@ -8,13 +8,15 @@ offsets in the checkpoint this makes the query exactly-once.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from functools import reduce
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse import schemas
-from lakehouse.delta import append_idempotent, ensure_table, idempotent_txn, last_operation_metrics, retry
+from lakehouse.delta import append_idempotent, ensure_table, idempotent_txn, retry
 from lakehouse.schemas import SILVER_SPECS, SilverSpec
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
@@ -22,6 +24,7 @@ from streaming.silver import first_per_key, latest_per_key, split_valid, transfo
 
 # Small files are compacted as they are written (Delta auto compaction, after a commit leaves enough of them);
 # the app's maintenance also OPTIMIZEs and VACUUMs on a schedule.
+TS_TEXT = "yyyy-MM-dd HH:mm:ss.SSSSSS"
 STREAM_TABLE_PROPERTIES = {"delta.autoOptimize.autoCompact": "true"}
 
 log = logging.getLogger(__name__)
@@ -35,9 +38,14 @@ class IngestTarget:
     query: str
     lake_root: str
     timestamp_formats: tuple[str, ...]
+    topic_name: str
 
     def path(self, name: str) -> str:
         return table_path(self.lake_root, name)
+
+    @property
+    def topic(self) -> str:
+        return self.topic_name
 
     @property
     def bronze(self) -> str:
@@ -64,15 +72,24 @@ def ensure_tables(spark, lake_root: str, sources: list[str]) -> None:
                      STREAM_TABLE_PROPERTIES)
 
 
-def _merge(target: IngestTarget, rows: DataFrame, batch_id: int) -> tuple[int, int]:
-    """Upsert (entities) or insert-once (events) into silver; returns (inserted, updated)."""
+def _merge(target: IngestTarget, rows: DataFrame, app: str, batch_id: int, time_range: tuple | None
+           ) -> tuple[int, int]:
+    """Upsert (entities) or insert-once (events) into silver; returns (inserted, updated).
+
+    The merge condition carries literal predicates Delta can prune target files with: the partition (channel)
+    and the event-time range of the batch (a record's event time never changes), so a merge reads the few
+    files that can hold a match, not the whole table.
+    """
     from delta.tables import DeltaTable
 
     spark = rows.sparkSession
     source, spec = target.source, target.spec
-    # the key, plus the partition columns (immutable for a record: its channel, the date of its event time),
-    # which let Delta prune files and keep the two transaction queries off each other's partitions
-    cond = " AND ".join(f"t.{c} = s.{c}" for c in [spec.id, *spec.partitions])
+    conds = [f"t.{c} = s.{c}" for c in [spec.id, *spec.partitions]]
+    conds += [f"t.{c} = '{v}'" for c, v in spec.constants]
+    if time_range is not None:
+        lo, hi = time_range
+        conds.append(f"t.{spec.event_time} BETWEEN TIMESTAMP'{lo}' AND TIMESTAMP'{hi}'")
+    cond = " AND ".join(conds)
     table = DeltaTable.forPath(spark, target.silver).alias("t")
     if source.kind != "event":
         # Order-safe upsert: only a newer version (by Kafka timestamp, then offset) overwrites, and a re-sent
@@ -82,62 +99,140 @@ def _merge(target: IngestTarget, rows: DataFrame, batch_id: int) -> tuple[int, i
         merge = table.merge(rows.alias("s"), cond).whenMatchedUpdateAll(condition=newer).whenNotMatchedInsertAll()
     else:
         merge = table.merge(rows.alias("s"), cond).whenNotMatchedInsertAll()
-    with idempotent_txn(spark, f"{target.query}:silver", batch_id):
-        retry(merge.execute, what=target.silver)
-    metrics = last_operation_metrics(spark, target.silver)
-    return int(metrics.get("numTargetRowsInserted", 0)), int(metrics.get("numTargetRowsUpdated", 0))
+    with idempotent_txn(spark, f"{app}:silver", batch_id):
+        result = retry(merge.execute, what=target.silver).first()
+    # (a batch run again after a crash is skipped by Delta and reports nothing: its counters are already kept)
+    metrics = result.asDict() if result is not None else {}
+    return int(metrics.get("num_inserted_rows") or 0), int(metrics.get("num_updated_rows") or 0)
 
 
-def process_batch(target: IngestTarget, kafka_batch: DataFrame, batch_id: int) -> dict[str, int]:
-    """Write one micro-batch of Kafka records to bronze, silver and quarantine, and count what happened.
+class _Clock:
+    """Seconds spent in each step of a batch (logged with its counters: where the time goes)."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+        self.steps: dict[str, float] = {}
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = round(now - self.last, 2)
+        self.last = now
+        log.debug("step %s: %.2fs", step, self.steps[step])
+
+    def __str__(self) -> str:
+        return " ".join(f"{k}={v}s" for k, v in self.steps.items())
+
+
+def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, clock: _Clock
+                   ) -> tuple[dict[str, int], DataFrame | None]:
+    """Bronze append, parse and silver merge of one source's records in a batch.
+
+    Returns its counters and its rejected rows (quarantine schema, persisted: the caller writes the quarantine
+    of all sources at once, then unpersists them; or None)."""
+    source = target.source
+    app = f"{target.query}:{source.name}"
+    append_idempotent(bronze, target.bronze, app_id=f"{app}:bronze", version=batch_id,
+                      partition_by=["_ingestion_date"])
+    clock(f"{source.name}.bronze")
+    # parsed once and kept: the counts, the quarantine and the silver rows all come from it
+    parsed = transform_source(bronze, source.name, timestamp_formats=target.timestamp_formats).localCheckpoint()
+    time_col = target.spec.event_time
+    valid_time = F.when(F.col("_reject_reason").isNull(), F.col(time_col)) if time_col else None
+    stats = parsed.agg(  # one pass for the counters and the event-time range (as text in the session zone)
+        F.count(F.lit(1)).alias("read"), F.count("_reject_reason").alias("rejected"),
+        *([F.date_format(F.min(valid_time), TS_TEXT).alias("lo"),
+           F.date_format(F.max(valid_time), TS_TEXT).alias("hi")] if time_col else [])).first()
+    read, quarantined = int(stats["read"]), int(stats["rejected"])
+    clock(f"{source.name}.parse")
+    valid, rejected = split_valid(parsed, source.name)
+    try:
+        if quarantined:  # few rows: kept apart so that the parsed batch can go now
+            rejected = rejected.persist()
+            rejected.count()
+        inserted = updated = 0
+        if read > quarantined:
+            pick = latest_per_key if source.kind != "event" else first_per_key
+            time_range = (stats["lo"], stats["hi"]) if time_col else None
+            inserted, updated = _merge(target, pick(valid, target.spec.id), app, batch_id, time_range)
+            clock(f"{source.name}.merge")
+    finally:
+        parsed.unpersist()
+    counts = {
+        "read_rows": read,
+        "quarantined_rows": quarantined,
+        "duplicate_rows": read - quarantined - inserted - updated,
+        "inserted_rows": inserted,
+        "updated_rows": updated,
+    }
+    return counts, (rejected if quarantined else None)
+
+
+def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFrame, batch_id: int
+                  ) -> dict[str, dict[str, int]]:
+    """Write one micro-batch of Kafka records (of one or several topics) to bronze, silver and quarantine, and
+    count what happened per source.
 
     Every record read ends in silver (inserted or updated), in quarantine with a reason, or counted as a
     duplicate (repeated within the batch, already in silver, or older than the silver version):
-    ``read = quarantined + duplicates + inserted + updated``.
+    ``read = quarantined + duplicates + inserted + updated``. The sources of a batch are written one after the
+    other (in registry order); the quarantine and the counters of all of them in one commit each.
     """
-    source = target.source
-    bronze = transform_bronze(kafka_batch).persist()
+    targets = [targets] if isinstance(targets, IngestTarget) else targets
+    by_topic = {t.topic: t for t in targets}
+    spark = kafka_batch.sparkSession
+    query = targets[0].query
+    clock = _Clock()
+    # The batch is read from Kafka once and materialized (lineage cut): a persisted DataFrame was not enough, as
+    # every MERGE job re-planned its source and read the whole batch from Kafka again (seconds per merge).
+    # A Kafka batch has a partition per topic partition (dozens); a few partitions suit the per-source work.
+    batch = transform_bronze(kafka_batch).coalesce(spark.sparkContext.defaultParallelism).localCheckpoint()
+    # the merges' sources are materialized below: MERGE need not materialize them again
+    spark.conf.set("spark.databricks.delta.merge.materializeSource", "none")
+    kept: list[DataFrame] = []
     try:
-        read = bronze.count()
-        if read == 0:
-            return {"read_rows": 0}
-        append_idempotent(bronze, target.bronze, app_id=f"{target.query}:bronze", version=batch_id,
-                          partition_by=["_ingestion_date"])
-        # parsed once and kept: the quarantine and the silver rows both come from it
-        parsed = transform_source(bronze, source.name, timestamp_formats=target.timestamp_formats).persist()
-        try:
-            valid, rejected = split_valid(parsed, source.name)
-            quarantined = rejected.count()
-            if quarantined:
-                append_idempotent(rejected, target.path(QUARANTINE), app_id=f"{target.query}:quarantine",
-                                  version=batch_id, partition_by=["_quarantine_date"])
-            pick = latest_per_key if source.kind == "entity" else first_per_key
-            unique = pick(valid, target.spec.id).persist()
-            try:
-                n_unique = unique.count()
-                inserted, updated = _merge(target, unique, batch_id) if n_unique else (0, 0)
-            finally:
-                unique.unpersist()
-        finally:
-            parsed.unpersist()
-        counts = {
-            "read_rows": read,
-            "quarantined_rows": quarantined,
-            "duplicate_rows": read - quarantined - inserted - updated,
-            "inserted_rows": inserted,
-            "updated_rows": updated,
-        }
-        ops = kafka_batch.sparkSession.createDataFrame(
-            [(target.query, source.name, batch_id, *counts.values())],
-            schemas.OPS_STREAM_BATCHES.fieldNames()[:-1],
-        ).withColumn("processed_at", F.current_timestamp())
-        append_idempotent(ops.select(*schemas.OPS_STREAM_BATCHES.fieldNames()), target.path(OPS_BATCHES),
-                          app_id=f"{target.query}:ops", version=batch_id)
-        log.info("%s batch %d: %s", target.query, batch_id, counts)
-        return counts
+        present = {r["topic"]: r["count"] for r in batch.groupBy("topic").count().collect()}
+        clock("read")
+        results: dict[str, dict[str, int]] = {}
+        for target in targets:
+            if not present.get(target.topic):
+                continue
+            rows = batch.where(F.col("topic") == target.topic) if len(present) > 1 else batch
+            counts, rejected = _ingest_source(target, rows, batch_id, clock)
+            results[target.source.name] = counts
+            if rejected is not None:
+                kept.append(rejected)
+        unknown = set(present) - set(by_topic)
+        if unknown:  # cannot happen with `subscribe`; guards a misconfigured pattern
+            raise ValueError(f"records from topics no source reads: {sorted(unknown)}")
+        if kept:
+            append_idempotent(reduce(DataFrame.unionByName, kept), targets[0].path(QUARANTINE),
+                              app_id=f"{query}:quarantine", version=batch_id, partition_by=["_quarantine_date"])
+            clock("quarantine")
+        if results:
+            ops = spark.createDataFrame(
+                [(query, name, batch_id, *c.values()) for name, c in results.items()],
+                schemas.OPS_STREAM_BATCHES.fieldNames()[:-1],
+            ).withColumn("processed_at", F.current_timestamp())
+            append_idempotent(ops.select(*schemas.OPS_STREAM_BATCHES.fieldNames()), targets[0].path(OPS_BATCHES),
+                              app_id=f"{query}:ops", version=batch_id)
+            clock("ops")
+        for name, c in results.items():
+            log.info("%s batch %d %s: %s", query, batch_id, name, c)
+        log.info("%s batch %d timings: %s", query, batch_id, clock)
+        return results
     finally:
-        bronze.unpersist()
+        for df in kept:
+            df.unpersist()
+        batch.unpersist()
 
 
-def source_target(cfg, name: str) -> IngestTarget:
-    return IngestTarget(SOURCES[name], f"ingest_{name}", cfg.lake.root, cfg.stream.timestamp_formats)
+def ingest_query_name(sources: list[str]) -> str:
+    """The ingest query (and checkpoint) of a set of sources: ``ingest`` for all of them."""
+    if set(sources) == set(SOURCES):
+        return "ingest"
+    return "ingest_" + "_".join(sorted(sources))
+
+
+def source_target(cfg, name: str, query: str | None = None) -> IngestTarget:
+    return IngestTarget(SOURCES[name], query or ingest_query_name([name]), cfg.lake.root,
+                        cfg.stream.timestamp_formats, cfg.kafka.topic(name))

@@ -22,7 +22,7 @@ def test_replaying_a_batch_adds_no_table_version(spark, cfg):
     ensure_tables(spark, cfg.lake.root, ["customers"])
     target = source_target(cfg, "customers")
     batch = kafka_rows(spark, [customer(), customer(event_id="e2", customer_id="C2"), customer(customer_id="")])
-    counts = process_batch(target, batch, 0)
+    counts = process_batch(target, batch, 0)["customers"]
     assert counts == {"read_rows": 3, "quarantined_rows": 1, "duplicate_rows": 0, "inserted_rows": 2,
                       "updated_rows": 0}
     tables = ["bronze_customers", "silver_customers", QUARANTINE, OPS_BATCHES]
@@ -42,11 +42,11 @@ def test_only_a_newer_version_overwrites_and_in_batch_duplicates_are_counted(spa
     process_batch(target, kafka_rows(spark, [newer, newer], start_offset=10, ts=new_ts), 0)
     silver = spark.read.format("delta").load(target.silver)
     assert [(r.customer_id, r.status) for r in silver.collect()] == [("C1", "Blocked")]
-    counts = process_batch(target, kafka_rows(spark, [older], start_offset=3, ts=old_ts), 1)  # late, older
+    counts = process_batch(target, kafka_rows(spark, [older], start_offset=3, ts=old_ts), 1)["customers"]  # older
     assert (counts["updated_rows"], counts["duplicate_rows"]) == (0, 1)
     assert silver.select("status").first().status == "Blocked"
     counts = process_batch(target, kafka_rows(spark, [customer(event_id="v3", status="Inactive")],
-                                              start_offset=20, ts=datetime(2025, 1, 3)), 2)
+                                              start_offset=20, ts=datetime(2025, 1, 3)), 2)["customers"]
     assert counts["updated_rows"] == 1
     assert silver.select("status", "event_id").first() == ("Inactive", "v3")
     ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES)).orderBy("batch_id").collect()

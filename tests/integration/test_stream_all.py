@@ -1,0 +1,195 @@
+"""`c360 stream` over every source on real Kafka, Spark and Delta: silver for all, anomalies against the
+generator's ground truth, city x hour counts, the alerts topic, and exactly-once under kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from c360 import cli
+from lakehouse.schemas import SILVER_SPECS
+from lakehouse.tables import SOURCES
+from streaming.anomalies import RULES
+from streaming.ops import stream_table_names
+from tests.integration.test_pipeline import _args, _env, _table
+
+pytestmark = pytest.mark.integration
+
+# columns that record when c360 did something, not what: they differ between two runs on the same records
+VOLATILE = ("_ingestion_timestamp", "_ingestion_date", "_updated_at", "_quarantined_at", "_quarantine_date",
+            "processed_at")
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory, kafka, spark):
+    """Every source generated (with bots and reactivations), replayed, and streamed with --available-now."""
+    from tests.conftest import make_config
+
+    root = tmp_path_factory.mktemp("all")
+    cfg = make_config(root, kafka.bootstrap).replace("kafka", topic_prefix=f"all{os.getpid()}.")
+    mp = pytest.MonkeyPatch()
+    _env(mp, cfg)
+    data = Path(cfg.lake.data_dir)
+    try:
+        assert cli.main(["generate", "--scale", "150", "--seed", "3", "--out", str(data)]) == 0
+        assert cli.main(["replay", "--input", str(data), "--no-progress", *_args(cfg)]) == 0
+        assert cli.main(["stream", "--available-now", *_args(cfg)]) == 0
+    finally:
+        mp.undo()
+    return cfg, data
+
+
+def test_every_source_reaches_silver_and_every_record_is_accounted_for(spark, streamed):
+    cfg, data = streamed
+    truth = json.loads((data / "_labels" / "summary.json").read_text())
+    for name in stream_table_names(list(SOURCES)):
+        assert (Path(cfg.lake.root) / name / "_delta_log").is_dir(), name
+    for name in SOURCES:
+        assert _table(spark, cfg, f"bronze_{name}").count() > 0, name
+    for table in {spec.table for spec in SILVER_SPECS.values()}:
+        assert _table(spark, cfg, table).count() > 0, table
+    channels = {r.channel: r["count"] for r in _table(spark, cfg, "silver_transactions").groupBy("channel")
+                .count().collect()}
+    assert set(channels) == {"Online", "In-Store"}
+    ops = {r.source: r for r in _table(spark, cfg, "ops_stream_batches").groupBy("source").sum().collect()}
+    assert set(ops) == set(SOURCES)
+    for name, r in ops.items():
+        assert r["sum(read_rows)"] == _table(spark, cfg, f"bronze_{name}").count()
+        assert r["sum(read_rows)"] == (r["sum(quarantined_rows)"] + r["sum(duplicate_rows)"]
+                                       + r["sum(inserted_rows)"] + r["sum(updated_rows)"]), name
+    q = _table(spark, cfg, "silver_quarantine")
+    assert q.where("source = 'orders' AND reason = 'negative_total_amount'").count() \
+        >= truth["truth"]["orders_negative_amount"]
+    quarantined = {r.source: r["count"] for r in q.groupBy("source").count().collect()}
+    for name, r in ops.items():
+        assert r["sum(quarantined_rows)"] == quarantined.get(name, 0)
+    # silver holds each record once
+    silver_orders = _table(spark, cfg, "silver_orders")
+    assert silver_orders.count() == silver_orders.select("order_id").distinct().count()
+
+
+def test_login_anomalies_match_the_ground_truth(spark, streamed):
+    cfg, data = streamed
+    labels = pd.read_csv(data / "_labels" / "login_anomalies.csv")
+    found = _table(spark, cfg, "stream_login_anomalies")
+    # the watermark holds back the last minutes of logins; everything up to it is evaluated
+    horizon = _table(spark, cfg, "silver_logins").agg({"login_datetime": "max"}).first()[0] - pd.Timedelta(hours=1)
+    labels = labels[pd.to_datetime(labels.login_datetime) <= horizon]
+    got = found.where(found.login_datetime <= horizon).select("login_id", "rule").toPandas()
+    for rule in RULES:
+        truth, hits = set(labels[labels.rule == rule].login_id), set(got[got.rule == rule].login_id)
+        assert truth, rule
+        precision, recall = len(truth & hits) / max(len(hits), 1), len(truth & hits) / len(truth)
+        assert precision >= 0.95 and recall >= 0.95, (rule, precision, recall, len(truth), len(hits))
+    sample = found.where("rule = 'reactivation'").first()
+    assert sample.gap_s >= 90 * 86400 and json.loads(sample.evidence)["gap_s"] == sample.gap_s
+
+
+def test_alerts_topic_carries_every_anomaly(spark, streamed, kafka):
+    cfg, _ = streamed
+    topic = cfg.kafka.topic(cfg.stream.alerts_topic)
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "t", "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        alerts, idle = [], 0
+        while idle < 3:
+            msgs = consumer.consume(500, timeout=1)
+            idle = 0 if msgs else idle + 1
+            alerts += [json.loads(m.value()) for m in msgs if m.error() is None]
+    finally:
+        consumer.close()
+    table = _table(spark, cfg, "stream_login_anomalies")
+    assert {(a["login_id"], a["rule"]) for a in alerts} == {(r.login_id, r.rule) for r in table.collect()}
+    assert len({a["alert_id"] for a in alerts}) == table.count()
+
+
+def test_city_hour_counts_equal_the_silver_logins_per_city_and_hour(spark, streamed):
+    cfg, _ = streamed
+    counts = _table(spark, cfg, "stream_city_hour_logins")
+    expected = (_table(spark, cfg, "silver_logins").selectExpr("coalesce(city, 'Unknown') AS city",
+                                                               "date_trunc('hour', login_datetime) AS window_start")
+                .groupBy("city", "window_start").count())
+    got = {(r.city, r.window_start): r.login_count for r in counts.collect()}
+    assert got == {(r.city, r.window_start): r["count"] for r in expected.collect()}
+    assert counts.where("hour <> hour(window_start)").count() == 0
+
+
+def _stream_cmd(cfg, *extra):
+    return [sys.executable, "-m", "c360", "stream", *_args(cfg), "--sources", "customers,logins,orders", *extra]
+
+
+def _child_env(cfg):
+    env = dict(os.environ)
+    for section, key in (("lake", "state_dir"), ("kafka", "topic_prefix"), ("kafka", "partitions"),
+                         ("spark", "shuffle_partitions")):
+        env[f"C360_{section.upper()}_{key.upper()}"] = str(getattr(getattr(cfg, section), key))
+    env["C360_STREAM_TRIGGER_INTERVAL"] = "1 second"
+    env["C360_STREAM_MAX_OFFSETS_PER_TRIGGER"] = "700"  # many small batches: kills land mid-stream
+    return env
+
+
+def _snapshot(spark, cfg, names):
+    out = {}
+    for name in names:
+        df = _table(spark, cfg, name)
+        df = df.drop(*[c for c in df.columns if c in VOLATILE])
+        if name == "ops_stream_batches":  # batch boundaries differ between runs; the totals may not
+            df = df.groupBy("source").sum("read_rows", "quarantined_rows", "inserted_rows", "updated_rows")
+        out[name] = sorted(tuple(r) for r in df.collect())
+    return out
+
+
+def test_kill_minus_9_at_any_moment_then_restart_gives_the_uninterrupted_tables(spark, kafka, tmp_path):
+    from tests.conftest import make_config
+
+    # One partition per topic: Kafka order is then the files' event-time order (late by at most 30 minutes), so
+    # no login falls behind the watermark however the batches are cut. (Across partitions, a fast replay of
+    # history skews event time between partitions, and Spark drops rows behind the watermark by design.)
+    base = make_config(tmp_path / "ref", kafka.bootstrap).replace("kafka", topic_prefix=f"k{os.getpid()}.",
+                                                                  partitions=1)
+    data = tmp_path / "data"
+    assert cli.main(["generate", "--scale", "120", "--seed", "8", "--out", str(data)]) == 0
+    mp = pytest.MonkeyPatch()
+    _env(mp, base)
+    try:
+        assert cli.main(["replay", "--input", str(data), "--sources", "customers,logins,orders", "--no-progress",
+                         *_args(base)]) == 0
+    finally:
+        mp.undo()
+    # the reference: one uninterrupted run
+    ref = subprocess.run(_stream_cmd(base, "--available-now"), env=_child_env(base), capture_output=True,
+                         text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    killed = make_config(tmp_path / "killed", kafka.bootstrap).replace("kafka", topic_prefix=base.kafka.topic_prefix,
+                                                                       partitions=1)
+    kills = 0
+    for delay in (14, 9, 17, 6, 12):  # at different moments: start-up, mid-batch, between batches
+        proc = subprocess.Popen(_stream_cmd(killed), env=_child_env(killed), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver JVM and its Python workers, no goodbye
+            kills += 1
+        proc.wait()
+    final = subprocess.run(_stream_cmd(killed, "--available-now"), env=_child_env(killed), capture_output=True,
+                           text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert kills >= 4
+    names = ["bronze_customers", "bronze_logins", "bronze_orders", "silver_customers", "silver_logins",
+             "silver_orders", "silver_quarantine", "ops_stream_batches", "stream_login_anomalies",
+             "stream_city_hour_logins"]
+    want, got = _snapshot(spark, base, names), _snapshot(spark, killed, names)
+    for name in names:
+        assert got[name] == want[name], name
+    assert len(want["silver_logins"]) > 1000 and want["stream_login_anomalies"]
