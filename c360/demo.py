@@ -62,7 +62,7 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
         print(f"{sum(summary.rows.values())} rows ({summary.events} events) in {len(summary.rows)} files")
         _step(f"replaying the files into Kafka at {cfg.kafka.bootstrap_servers}")
         print(replay(cfg, cfg.lake.data_dir, progress=False).describe())
-        _step("streaming Kafka -> bronze -> silver (available-now)")
+        _step("streaming Kafka -> bronze -> silver, login anomalies, city x hour counts (available-now)")
         app.run(cfg, available_now=True)
         _step("refreshing gold")
         for r in gold.run(cfg, as_of=DEMO_AS_OF):
