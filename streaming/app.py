@@ -170,13 +170,13 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
             if maintenance:
                 maintenance.start()
             _supervise(queries, stop, available_now, progress)
-            if available_now and _kafka_metrics_bug(queries[0]):
-                # Spark 4.1.1: an available-now run that first re-runs a batch left uncommitted by a crash fails
-                # *after* committing it, while reporting the Kafka source's metrics. Start once more: it resumes
-                # from the committed batch like any restart.
+            if _kafka_metrics_bug(queries[0]):
+                # Spark 4.1.1: the first batch after a crash, re-run from the offset log, fails *after* its commit
+                # while reporting the Kafka source's metrics (a null "latest offsets"). Start the ingest once
+                # more: it resumes from the committed batch like any restart.
                 log.warning("ingest stopped on Spark's Kafka metrics bug after recovering a batch; restarting it")
                 progress.flush(queries)
-                queries = [start_ingest(spark, cfg, names, available_now=True)]
+                queries[0] = start_ingest(spark, cfg, names, available_now=available_now)
                 _supervise(queries, stop, available_now, progress)
             if derived and available_now and not stop.is_set() and not any(_failure(q) for q in queries):
                 phase2 = start_derived_queries(spark, cfg, available_now=True)
