@@ -86,13 +86,6 @@ class StreamConfig:
     maintenance_interval_minutes: int
     vacuum_retention_hours: int
 
-    def anomaly_rules(self):
-        """The login-gap rule thresholds (seed 000, criteria 11 and 12)."""
-        from streaming.anomalies import AnomalyRules
-
-        return AnomalyRules(self.burst_logins, self.burst_window_s, self.short_gap_s, self.reactivation_days,
-                            self.anomaly_state_ttl_days)
-
 
 @dataclass(frozen=True)
 class BusinessConfig:

@@ -14,7 +14,7 @@ from lakehouse.errors import C360Error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.spark import get_spark
 from lakehouse.tables import SOURCES, checkpoint_path, table_path
-from streaming.anomalies import transform_login_anomalies
+from streaming.anomalies import AnomalyRules, transform_login_anomalies
 from streaming.city_hour import transform_city_hour
 from streaming.ingest import ensure_tables, ingest_query_name, process_batch, source_target
 from streaming.ops import PROGRESS_EVERY_S, Maintenance, ProgressLog, stream_table_names
@@ -112,7 +112,9 @@ def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool)
 def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
     """The queries over the silver_logins stream: login-gap anomalies and city x hour counts."""
     logins = spark.readStream.format("delta").load(table_path(cfg.lake.root, "silver_logins"))
-    anomalies = transform_login_anomalies(logins, rules=cfg.stream.anomaly_rules(),
+    rules = AnomalyRules(cfg.stream.burst_logins, cfg.stream.burst_window_s, cfg.stream.short_gap_s,
+                         cfg.stream.reactivation_days, cfg.stream.anomaly_state_ttl_days)
+    anomalies = transform_login_anomalies(logins, rules=rules,
                                           watermark=cfg.stream.anomaly_watermark)
     writer = anomalies.writeStream.outputMode("append").foreachBatch(
         lambda df, batch_id: write_anomalies(cfg, df, batch_id))
