@@ -68,13 +68,6 @@ def latest_version(spark: SparkSession, path: str) -> int:
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
 
 
-def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, str]:
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
-    return dict(row[0] or {}) if row else {}
-
-
 def _is_conflict(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}"
     return any(name in text for name in (

@@ -314,3 +314,22 @@ OPS_STREAM_PROGRESS_RAW = _schema(
 )
 OPS_STREAM_PROGRESS = _schema(*[(f.name, TimestampType() if f.name in ("timestamp", "watermark") else f.dataType)
                                 for f in OPS_STREAM_PROGRESS_RAW.fields])
+
+# The stream tables (streaming/anomalies.py, streaming/city_hour.py).
+STREAM_LOGIN_ANOMALIES = _schema(
+    ("customer_id", StringType()),
+    ("login_id", StringType()),
+    ("login_datetime", TimestampType()),
+    ("gap_s", DoubleType()),
+    ("rule", StringType()),
+    ("severity", StringType()),
+    ("evidence", StringType()),
+)
+STREAM_CITY_HOUR_LOGINS = _schema(
+    ("city", StringType()),
+    ("window_start", TimestampType()),
+    ("window_end", TimestampType()),
+    ("login_date", DateType()),
+    ("hour", IntegerType()),
+    ("login_count", LongType()),
+)

@@ -27,29 +27,15 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
-from pyspark.sql.types import (
-    DoubleType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType
+
+from lakehouse.schemas import STREAM_LOGIN_ANOMALIES
 
 RULES = ("burst", "short_gap", "reactivation")
 EW_ALPHA = 0.2  # weight of the newest gap in the rolling statistics
 HIGH_Z = 3.0  # a gap this many rolling deviations from the customer's usual gap escalates severity
 
-ANOMALY_SCHEMA = StructType([
-    StructField("customer_id", StringType()),
-    StructField("login_id", StringType()),
-    StructField("login_datetime", TimestampType()),
-    StructField("gap_s", DoubleType()),
-    StructField("rule", StringType()),
-    StructField("severity", StringType()),
-    StructField("evidence", StringType()),
-])
+ANOMALY_SCHEMA = STREAM_LOGIN_ANOMALIES
 
 STATE_SCHEMA = StructType([
     StructField("pending", StringType()),  # JSON [[ts_ms, login_id], ...] not yet evaluated

@@ -10,24 +10,10 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    DateType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
 
-CITY_HOUR_SCHEMA = StructType([
-    StructField("city", StringType()),
-    StructField("window_start", TimestampType()),
-    StructField("window_end", TimestampType()),
-    StructField("login_date", DateType()),
-    StructField("hour", IntegerType()),
-    StructField("login_count", LongType()),
-])
+from lakehouse.schemas import STREAM_CITY_HOUR_LOGINS
+
+CITY_HOUR_SCHEMA = STREAM_CITY_HOUR_LOGINS
 
 
 def transform_city_hour(logins: DataFrame, *, watermark: str) -> DataFrame:

@@ -38,14 +38,10 @@ class IngestTarget:
     query: str
     lake_root: str
     timestamp_formats: tuple[str, ...]
-    topic_name: str
+    topic: str
 
     def path(self, name: str) -> str:
         return table_path(self.lake_root, name)
-
-    @property
-    def topic(self) -> str:
-        return self.topic_name
 
     @property
     def bronze(self) -> str:

@@ -42,7 +42,7 @@ class ProgressLog:
     def __init__(self, spark, lake_root: str):
         self.spark = spark
         self.path = table_path(lake_root, OPS_PROGRESS)
-        self.seen: dict[tuple[str, str], bool] = {}
+        self.seen: set[tuple] = set()
         ensure_table(spark, self.path, schemas.OPS_STREAM_PROGRESS)
 
     def flush(self, queries, *, log_it: bool = True) -> int:
@@ -52,7 +52,7 @@ class ProgressLog:
                 key = (p.get("id"), p.get("runId"), p.get("batchId"))
                 if key in self.seen:
                     continue
-                self.seen[key] = True
+                self.seen.add(key)
                 rows.append(_progress_row(p))
             p = q.lastProgress
             if log_it and p:
