@@ -1,22 +1,48 @@
-"""The nightly gold refresh (``c360 gold``): every gold table from one consistent silver snapshot."""
+"""The nightly gold refresh (``c360 gold``): every gold table from one consistent silver snapshot.
+
+Each gold table is a module of ``batch/`` with its business rules and seed (docs/gold.md lists them). The
+refresh pins every silver table it reads at the version it has when the run starts (``SilverSnapshot``), builds
+the shared per-customer figures once (spend, activity, RFM, CLV, engagement: ``Context``), and replaces each gold
+table in one Delta overwrite (readers see the old table or the new one, never a half-written one; a rerun on
+the same snapshot and day writes the same rows). Write conflicts are retried with bounded backoff. Exports
+(CSV and Parquet, PII masked) follow each table.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 from pyspark.sql import DataFrame, SparkSession
 
-from batch import activity
+from batch import (
+    activity,
+    campaigns,
+    churn,
+    clv,
+    cohorts,
+    customer_360,
+    daily,
+    engagement,
+    export,
+    products,
+    quality,
+    rfm,
+    spend,
+    tiers,
+)
 from lakehouse.config import Config
 from lakehouse.delta import latest_version, retry
 from lakehouse.errors import C360Error
-from lakehouse.tables import table_path
+from lakehouse.schemas import SILVER, SILVER_SPECS
+from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
 
 log = logging.getLogger(__name__)
+SILVER_TABLES = sorted({spec.table for spec in SILVER_SPECS.values()})
 
 
 @dataclass(frozen=True)
@@ -25,47 +51,208 @@ class GoldResult:
     rows: int
     seconds: float
     path: str
+    exports: list[str] = field(default_factory=list)
+
+
+def _missing(exc: BaseException) -> bool:
+    text = str(exc)
+    return "DELTA_MISSING_DELTA_TABLE" in text or "is not a Delta table" in text or "PATH_NOT_FOUND" in text
 
 
 class SilverSnapshot:
     """Silver tables pinned at the version each had when the refresh started: a refresh reads one consistent
-    state even while the stream keeps writing."""
+    state even while the stream keeps writing. A silver table the stream has not written yet reads as empty
+    (with a warning); when none exists the refresh stops and says to run the stream first."""
 
     def __init__(self, spark: SparkSession, lake_root: str, tables: list[str]):
         self.spark, self.lake_root = spark, lake_root
         self.versions: dict[str, int] = {}
+        self.missing: list[str] = []
         for name in tables:
-            path = table_path(lake_root, name)
             try:
-                self.versions[name] = latest_version(spark, path)
+                self.versions[name] = latest_version(spark, table_path(lake_root, name))
             except Exception as exc:  # noqa: BLE001 - py4j's AnalysisException
-                if "DELTA_MISSING_DELTA_TABLE" in str(exc) or "is not a Delta table" in str(exc):
-                    raise C360Error(f"{name} does not exist in {lake_root}: run `c360 stream` first") from None
-                raise
+                if not _missing(exc):
+                    raise
+                self.missing.append(name)
+        if tables and not self.versions:
+            raise C360Error(f"no silver table exists in {lake_root} ({', '.join(tables[:3])}...): "
+                            "run `c360 stream` first")
+        if self.missing:
+            log.warning("silver tables not written yet, read as empty: %s", ", ".join(self.missing))
 
     def read(self, name: str) -> DataFrame:
+        if name in self.missing:
+            return self.spark.createDataFrame([], _schema_of(name))
         return (self.spark.read.format("delta").option("versionAsOf", self.versions[name])
                 .load(table_path(self.lake_root, name)))
 
 
-def _activity(snap: SilverSnapshot, cfg: Config, as_of: date) -> DataFrame:
-    b = cfg.business
-    params = activity.ActivityParams(as_of=as_of, at_risk_days=b.churn_at_risk_days,
-                                     churned_days=b.churn_churned_days, evening_hour=b.evening_hour,
-                                     never_label=b.never_logged_in_label)
-    return activity.transform_customer_activity(snap.read("silver_customers"), snap.read("silver_logins"),
-                                                params=params)
+def _schema_of(table: str):
+    return next(SILVER[src] for src, spec in SILVER_SPECS.items() if spec.table == table)
 
 
-# gold table -> (silver tables it reads, builder)
-PRODUCTS: dict[str, tuple[list[str], Callable[[SilverSnapshot, Config, date], DataFrame]]] = {
-    activity.TABLE: (["silver_customers", "silver_logins"], _activity),
+class Context:
+    """What several gold tables share, computed once per run (and cached) from the snapshot."""
+
+    def __init__(self, spark: SparkSession, snap: SilverSnapshot, cfg: Config, as_of: date):
+        self.spark, self.snap, self.cfg, self.as_of, self.b = spark, snap, cfg, as_of, cfg.business
+        self._cached: list[DataFrame] = []
+
+    def read(self, name: str) -> DataFrame:
+        return self.snap.read(name)
+
+    def _keep(self, df: DataFrame) -> DataFrame:
+        self._cached.append(df.cache())
+        return df
+
+    def release(self) -> None:
+        for df in self._cached:
+            df.unpersist()
+
+    @cached_property
+    def spend(self) -> DataFrame:
+        return self._keep(spend.customer_spend(self.read("silver_transactions"), self.read("silver_refunds"),
+                                               as_of=self.as_of, omnichannel_min_share=self.b.omnichannel_min_share))
+
+    @cached_property
+    def activity_params(self) -> activity.ActivityParams:
+        b = self.b
+        return activity.ActivityParams(as_of=self.as_of, at_risk_days=b.churn_at_risk_days,
+                                       churned_days=b.churn_churned_days, evening_hour=b.evening_hour,
+                                       never_label=b.never_logged_in_label, report_year=b.report_year,
+                                       report_month=b.report_month)
+
+    @cached_property
+    def activity(self) -> DataFrame:
+        return self._keep(activity.transform_customer_activity(
+            self.read("silver_customers"), self.read("silver_logins"), params=self.activity_params))
+
+    @cached_property
+    def rfm(self) -> DataFrame:
+        return self._keep(rfm.transform_rfm(self.spend))
+
+    @cached_property
+    def clv_params(self) -> clv.ClvParams:
+        b = self.b
+        return clv.ClvParams(as_of=self.as_of, platinum_min=b.clv_platinum_min, gold_min=b.clv_gold_min,
+                             silver_min=b.clv_silver_min, months=b.clv_months, annual_discount=b.clv_annual_discount,
+                             time_unit=b.clv_time_unit)
+
+    @cached_property
+    def clv_fit(self) -> tuple[DataFrame, dict]:
+        return clv.fit_and_predict(self.spark, self.read("silver_transactions"), self.clv_params)
+
+    @cached_property
+    def clv(self) -> DataFrame:
+        return self._keep(clv.transform_clv(self.spend, self.clv_fit[0], self.clv_params))
+
+    @cached_property
+    def engagement(self) -> DataFrame:
+        b = self.b
+        params = engagement.EngagementParams(
+            as_of=self.as_of, weight_registration=b.engagement_weight_registration,
+            weight_login_frequency=b.engagement_weight_login_frequency,
+            weight_activity_gap=b.engagement_weight_activity_gap, weight_status=b.engagement_weight_status,
+            logins_per_month_target=b.engagement_logins_per_month_target,
+            registration_horizon_days=b.engagement_registration_horizon_days, churned_days=b.churn_churned_days)
+        return self._keep(engagement.transform_engagement(self.read("silver_customers"), self.read("silver_logins"),
+                                                          params))
+
+    @cached_property
+    def churn(self) -> DataFrame:
+        return self._keep(churn.transform_churn(self.activity, self.read("silver_orders"), self.spend,
+                                                as_of=self.as_of, purchase_churn_days=self.b.purchase_churn_days))
+
+
+def _customer_360(ctx: Context) -> DataFrame:
+    return customer_360.transform_customer_360(
+        customer_360.customers_master(ctx.read("silver_customers"), ctx.read("silver_crm_customers")),
+        ctx.spend, ctx.read("silver_loyalty_accounts"), ctx.read("silver_accounts"),
+        ctx.read("silver_service_interactions"), ctx.activity, ctx.rfm, ctx.clv, ctx.engagement, as_of=ctx.as_of,
+        purchase_churn_days=ctx.b.purchase_churn_days, churned_days=ctx.b.churn_churned_days)
+
+
+@dataclass(frozen=True)
+class Product:
+    """A gold table: the silver tables it reads, how to build it, its partition columns."""
+
+    silver: tuple[str, ...]
+    build: Callable[[Context], DataFrame]
+    partition_by: tuple[str, ...] = ()
+
+
+_TXN = ("silver_transactions", "silver_refunds")
+_LOGIN = ("silver_customers", "silver_logins")
+PRODUCTS: dict[str, Product] = {
+    rfm.TABLE: Product(_TXN, lambda c: c.rfm),
+    clv.TABLE: Product(_TXN, lambda c: c.clv),
+    clv.MODEL_TABLE: Product(_TXN, lambda c: clv.model_row(c.spark, c.clv_fit[1])),
+    activity.TABLE: Product(_LOGIN, lambda c: c.activity),
+    activity.HOURS_TABLE: Product(("silver_customers",),
+                                  lambda c: activity.transform_registrations_by_hour(c.read("silver_customers"))),
+    activity.SUMMARY_TABLE: Product(_LOGIN, lambda c: activity.transform_activity_summary(c.activity,
+                                                                                          c.activity_params)),
+    engagement.TABLE: Product(_LOGIN, lambda c: c.engagement),
+    churn.TABLE: Product((*_LOGIN, *_TXN, "silver_orders"), lambda c: c.churn),
+    churn.SUMMARY_TABLE: Product((*_LOGIN, *_TXN, "silver_orders"), lambda c: churn.transform_churn_summary(
+        c.churn, never_label=c.b.never_logged_in_label)),
+    tiers.TABLE: Product(("silver_orders", "silver_refunds", "silver_customers"), lambda c: tiers.transform_spend_tiers(
+        c.read("silver_orders"), c.read("silver_refunds"), c.read("silver_customers"),
+        gold_above=c.b.spend_tier_gold_above, silver_above=c.b.spend_tier_silver_above), tuple(tiers.PARTITION_BY)),
+    products.TABLE: Product(("silver_clickstream", "silver_orders", "silver_refunds", "silver_products"),
+                            lambda c: products.transform_product_performance(
+                                c.read("silver_clickstream"), c.read("silver_orders"), c.read("silver_refunds"),
+                                c.read("silver_products"))),
+    campaigns.TABLE: Product(("silver_clickstream", "silver_customer_insights"),
+                             lambda c: campaigns.transform_campaign_performance(
+                                 c.read("silver_clickstream"), c.read("silver_customer_insights"))),
+    daily.TABLE: Product((*_TXN, "silver_logins"), lambda c: daily.transform_daily_metrics(
+        c.read("silver_transactions"), c.read("silver_refunds"), c.read("silver_logins"))),
+    cohorts.TABLE: Product(("silver_transactions",),
+                           lambda c: cohorts.transform_retention_cohorts(c.read("silver_transactions"))),
+    customer_360.TABLE: Product((*_LOGIN, *_TXN, "silver_crm_customers", "silver_loyalty_accounts",
+                                 "silver_accounts", "silver_service_interactions"), _customer_360),
+    quality.TABLE: Product(tuple(SILVER_TABLES), lambda c: _data_quality(c)),
 }
 
 
-def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None) -> list[GoldResult]:
-    """Refresh the gold tables (all, or ``only`` these), each replaced atomically (readers never see a
-    half-written table; a rerun on the same snapshot gives the same table)."""
+def _optional(spark: SparkSession, path: str) -> DataFrame | None:
+    try:
+        return spark.read.format("delta").load(path)
+    except Exception as exc:  # noqa: BLE001
+        if _missing(exc):
+            return None
+        raise
+
+
+def _data_quality(ctx: Context) -> DataFrame:
+    root = ctx.cfg.lake.root
+    tables = {name: (ctx.snap.versions.get(name, -1), ctx.read(name)) for name in SILVER_TABLES}
+    return quality.transform_data_quality(ctx.spark, tables, _optional(ctx.spark, table_path(root, OPS_BATCHES)),
+                                          _optional(ctx.spark, table_path(root, QUARANTINE)), ctx.as_of)
+
+
+def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_by: tuple[str, ...]) -> None:
+    if name == quality.TABLE:  # a history: one row per silver table and version (MERGE keeps reruns idempotent)
+        from delta.tables import DeltaTable
+
+        from lakehouse.delta import ensure_table
+
+        ensure_table(spark, path, quality.SCHEMA)
+        cond = " AND ".join(f"t.{k} = s.{k}" for k in quality.KEY)
+        retry(lambda: DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond)
+              .whenNotMatchedInsertAll().execute(), what=path)
+        return
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    retry(lambda: writer.save(path), what=path)
+
+
+def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None,
+        exports: bool = True) -> list[GoldResult]:
+    """Refresh the gold tables (all, or ``only`` these) and their exports."""
     from lakehouse.spark import get_spark
 
     names = only or list(PRODUCTS)
@@ -74,17 +261,26 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
         raise C360Error(f"unknown gold table {unknown[0]!r} (known: {', '.join(PRODUCTS)})")
     as_of = as_of or date.today()
     spark = get_spark(cfg, "c360-gold")
-    needed = sorted({t for n in names for t in PRODUCTS[n][0]})
+    needed = sorted({t for n in names for t in PRODUCTS[n].silver})
     snap = SilverSnapshot(spark, cfg.lake.root, needed)
     log.info("gold refresh as of %s from silver versions %s", as_of, snap.versions)
+    ctx = Context(spark, snap, cfg, as_of)
     results = []
-    for name in names:
-        started = time.monotonic()
-        df = PRODUCTS[name][1](snap, cfg, as_of)
-        path = table_path(cfg.lake.root, name)
-        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-        retry(lambda w=writer, p=path: w.save(p), what=path)
-        rows = spark.read.format("delta").load(path).count()
-        results.append(GoldResult(name, rows, time.monotonic() - started, path))
-        log.info("%s: %d rows", name, rows)
+    try:
+        for name in names:
+            started = time.monotonic()
+            product = PRODUCTS[name]
+            path = table_path(cfg.lake.root, name)
+            _write(spark, name, product.build(ctx), path, product.partition_by)
+            table = spark.read.format("delta").load(path)
+            rows = table.count()
+            written = []
+            if exports and (cfg.gold.export_csv or cfg.gold.export_parquet):
+                written = export.export_table(spark, table, name, cfg.gold.export_dir, csv=cfg.gold.export_csv,
+                                              parquet=cfg.gold.export_parquet, mask_pii=cfg.gold.mask_pii,
+                                              partition_by=list(product.partition_by) or None)
+            results.append(GoldResult(name, rows, time.monotonic() - started, path, written))
+            log.info("%s: %d rows in %.1fs", name, rows, results[-1].seconds)
+    finally:
+        ctx.release()
     return results

@@ -6,8 +6,10 @@ Errors a user can fix print one line (``c360: error: ...``) and exit non-zero; `
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -110,6 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     gold = cmd("gold", "refresh the gold tables from one consistent silver snapshot")
     gold.add_argument("--as-of", type=_date, metavar="YYYY-MM-DD", help="measure 'days since' to this day (default today)")
     gold.add_argument("--only", type=_csv_list, metavar="TABLE,...", help="refresh only these gold tables")
+    gold.add_argument("--exports", metavar="DIR", help="where the CSV/Parquet exports go (default: gold.export_dir)")
+    gold.add_argument("--no-exports", action="store_true", help="write the gold tables only")
+    gold.add_argument("--no-mask", action="store_true", help="export emails and phones unmasked (PII!)")
+
+    clv = cmd("clv", "the CLV model on its own (BG/NBD + Gamma-Gamma)")
+    clv.add_argument("action", choices=["fit"], help="fit: fit both models to a transaction file, print JSON")
+    clv.add_argument("--transactions", metavar="FILE", required=True, help="a CSV (or .parquet) of transactions")
+    clv.add_argument("--customer-col", required=True, metavar="COL", help="the customer id column")
+    clv.add_argument("--date-col", required=True, metavar="COL", help="the transaction date or time column")
+    clv.add_argument("--amount-col", required=True, metavar="COL", help="the transaction amount column")
+    clv.add_argument("--date-format", metavar="FMT", help="strftime format of the dates, e.g. %%Y%%m%%d "
+                     "(default: inferred)")
+    clv.add_argument("--observation-end", type=_date, metavar="YYYY-MM-DD",
+                     help="end of the observation period (default: the last transaction day)")
+    clv.add_argument("--time-unit", choices=["D", "W", "d", "w"], default="D",
+                     help="D: days, W: weeks (days / 7); recency and age are measured in days either way")
 
     d = cmd("demo", "the whole pipeline on the local broker and local Delta tables, then where to look")
     d.add_argument("--scale", type=_positive_int, default=2000, help="number of customers (default 2000)")
@@ -127,6 +145,8 @@ def load_config(args: argparse.Namespace):
     }
     if getattr(args, "trigger", None):
         overrides["stream"] = {"trigger_interval": args.trigger}
+    if args.command == "gold":
+        overrides["gold"] = {"export_dir": args.exports, "mask_pii": False if args.no_mask else None}
     return config.load(args.config, overrides=overrides)
 
 
@@ -207,9 +227,20 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "gold":
         from batch import gold
 
-        results = gold.run(cfg, as_of=args.as_of, only=args.only)
+        started = time.monotonic()
+        results = gold.run(cfg, as_of=args.as_of, only=args.only, exports=not args.no_exports)
         _print_table([(r.table, r.rows, f"{r.seconds:.1f}s", r.path) for r in results],
                      ("table", "rows", "took", "path"))
+        exported = "" if args.no_exports else f"; exports in {cfg.gold.export_dir}"
+        print(f"{len(results)} gold tables refreshed in {time.monotonic() - started:.1f}s{exported}")
+        return 0
+    if args.command == "clv":
+        from batch import clv_cli
+
+        print(json.dumps(clv_cli.fit_file(args.transactions, customer_col=args.customer_col,
+                                          date_col=args.date_col, amount_col=args.amount_col,
+                                          date_format=args.date_format, observation_end=args.observation_end,
+                                          time_unit=args.time_unit.upper()), indent=2))
         return 0
     if args.command == "demo":
         from c360 import demo

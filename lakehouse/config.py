@@ -93,6 +93,32 @@ class BusinessConfig:
     churn_churned_days: int
     evening_hour: int
     never_logged_in_label: str
+    report_year: int
+    report_month: str
+    purchase_churn_days: int
+    omnichannel_min_share: float
+    spend_tier_gold_above: float
+    spend_tier_silver_above: float
+    clv_platinum_min: float
+    clv_gold_min: float
+    clv_silver_min: float
+    clv_months: int
+    clv_annual_discount: float
+    clv_time_unit: str
+    engagement_weight_registration: float
+    engagement_weight_login_frequency: float
+    engagement_weight_activity_gap: float
+    engagement_weight_status: float
+    engagement_logins_per_month_target: float
+    engagement_registration_horizon_days: int
+
+
+@dataclass(frozen=True)
+class GoldConfig:
+    export_dir: str
+    export_csv: bool
+    export_parquet: bool
+    mask_pii: bool
 
 
 @dataclass(frozen=True)
@@ -102,6 +128,7 @@ class Config:
     spark: SparkConfig
     stream: StreamConfig
     business: BusinessConfig
+    gold: GoldConfig
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some values of one section changed (values are checked like any other layer)."""
@@ -114,6 +141,7 @@ _SECTIONS: dict[str, type] = {
     "spark": SparkConfig,
     "stream": StreamConfig,
     "business": BusinessConfig,
+    "gold": GoldConfig,
 }
 
 
@@ -173,11 +201,38 @@ def _validate(cfg: Config) -> None:
         (0 < cfg.business.churn_at_risk_days < cfg.business.churn_churned_days,
          "business.churn_at_risk_days must be positive and below business.churn_churned_days"),
         (0 <= cfg.business.evening_hour <= 23, "business.evening_hour must be an hour 0-23"),
+        (1900 <= cfg.business.report_year <= 2999, "business.report_year must be a year"),
+        (_is_month(cfg.business.report_month), "business.report_month must be YYYY-MM"),
+        (cfg.business.purchase_churn_days > 0, "business.purchase_churn_days must be positive"),
+        (0 < cfg.business.omnichannel_min_share <= 0.5, "business.omnichannel_min_share must be in (0, 0.5]"),
+        (cfg.business.spend_tier_gold_above > cfg.business.spend_tier_silver_above,
+         "business.spend_tier_gold_above must be above business.spend_tier_silver_above"),
+        (cfg.business.clv_platinum_min > cfg.business.clv_gold_min > cfg.business.clv_silver_min,
+         "business.clv_platinum_min > clv_gold_min > clv_silver_min must hold"),
+        (1 <= cfg.business.clv_months <= 120, "business.clv_months must be between 1 and 120"),
+        (0 <= cfg.business.clv_annual_discount < 1, "business.clv_annual_discount must be in [0, 1)"),
+        (cfg.business.clv_time_unit in ("D", "W"), "business.clv_time_unit must be D or W"),
+        (min(cfg.business.engagement_weight_registration, cfg.business.engagement_weight_login_frequency,
+             cfg.business.engagement_weight_activity_gap, cfg.business.engagement_weight_status) >= 0
+         and (cfg.business.engagement_weight_registration + cfg.business.engagement_weight_login_frequency
+              + cfg.business.engagement_weight_activity_gap + cfg.business.engagement_weight_status) > 0,
+         "business.engagement_weight_* must not be negative and must not all be 0"),
+        (cfg.business.engagement_logins_per_month_target > 0,
+         "business.engagement_logins_per_month_target must be positive"),
+        (cfg.business.engagement_registration_horizon_days > 0,
+         "business.engagement_registration_horizon_days must be positive"),
+        (bool(cfg.gold.export_dir), "gold.export_dir must not be empty"),
         (bool(cfg.lake.root), "lake.root must not be empty"),
     ]
     for ok, message in checks:
         if not ok:
             raise C360Error(f"bad config: {message}")
+
+
+def _is_month(text: str) -> bool:
+    parts = text.split("-")
+    return len(parts) == 2 and len(parts[0]) == 4 and parts[0].isdigit() and parts[1].isdigit() and \
+        1 <= int(parts[1]) <= 12
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -1,0 +1,45 @@
+"""``gold_campaign_performance`` (seed 002, use case 4): one row per campaign source.
+
+- ``sessions``: distinct clickstream sessions of the campaign (``silver_clickstream``; no campaign = Direct);
+  ``conversions``: those with a purchase event; ``conversion_rate`` = conversions / sessions.
+- From ``silver_customer_insights`` (seed 002's one row per converted session): ``orders``, ``revenue``
+  (price x quantity), ``profit`` ((price - cost) x quantity), ``avg_order_value`` = revenue / orders,
+  ``returns`` and ``return_rate`` = returns / orders, ``customers`` (distinct).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+TABLE = "gold_campaign_performance"
+DIRECT = "Direct"
+
+
+def transform_campaign_performance(clickstream: DataFrame, insights: DataFrame) -> DataFrame:
+    campaign = F.coalesce(F.col("campaign"), F.lit(DIRECT)).alias("campaign_source")
+    sessions = (clickstream.groupBy(campaign, "session_id")
+                .agg(F.max(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).alias("converted"))
+                .groupBy("campaign_source")
+                .agg(F.count(F.lit(1)).alias("sessions"), F.sum("converted").cast("long").alias("conversions")))
+    revenue = F.col("price") * F.col("quantity")
+    sales = insights.groupBy(campaign).agg(
+        F.count(F.lit(1)).alias("orders"),
+        F.countDistinct("customer_id").alias("customers"),
+        F.sum(revenue).cast("decimal(18,2)").alias("revenue"),
+        F.sum((F.col("price") - F.col("cost")) * F.col("quantity")).cast("decimal(18,2)").alias("profit"),
+        F.sum(F.when(F.col("order_return"), 1).otherwise(0)).cast("long").alias("returns"))
+    df = sessions.join(sales, "campaign_source", "full")
+    zero = F.lit(0).cast("long")
+    return df.select(
+        "campaign_source",
+        F.coalesce("sessions", zero).alias("sessions"), F.coalesce("conversions", zero).alias("conversions"),
+        F.when(F.col("sessions") > 0, F.round(F.col("conversions") / F.col("sessions"), 4)).alias("conversion_rate"),
+        F.coalesce("orders", zero).alias("orders"), F.coalesce("customers", zero).alias("customers"),
+        F.coalesce("revenue", F.lit(0).cast("decimal(18,2)")).alias("revenue"),
+        F.coalesce("profit", F.lit(0).cast("decimal(18,2)")).alias("profit"),
+        F.when(F.col("orders") > 0, (F.col("revenue") / F.col("orders")).cast("decimal(18,2)"))
+        .alias("avg_order_value"),
+        F.coalesce("returns", zero).alias("returns"),
+        F.when(F.col("orders") > 0, F.round(F.col("returns") / F.col("orders"), 4)).alias("return_rate"),
+    )

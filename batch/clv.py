@@ -1,0 +1,134 @@
+"""``gold_customer_clv`` and ``gold_clv_model`` (seeds 002 and 003): historical and predicted customer lifetime value.
+
+- ``historical_clv``: total spend net of refunds (``batch.spend``); ``clv_tier`` (seed 002): Platinum >= 1000,
+  Gold >= 500, Silver >= 200, else Bronze (thresholds ``business.clv_*_min``).
+- ``predicted_clv_3yr``: BG/NBD x Gamma-Gamma (``batch.clv_model``) over ``business.clv_months`` months,
+  discounted at ``business.clv_annual_discount``, with ``p_alive`` and ``expected_purchases``. The summary is
+  built from purchases (gross purchase values: the models describe buying, refunds stay in historical CLV)
+  with the observation ending on the earlier of the refresh day and the last purchase day in silver, so a lake
+  that is not yet current does not make every customer look gone.
+- ``gold_clv_model``: the fitted parameters, log-likelihoods and customer counts of the run (one row).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from batch import clv_model
+from batch.spend import purchases
+from lakehouse.errors import C360Error
+
+TABLE = "gold_customer_clv"
+MODEL_TABLE = "gold_clv_model"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClvParams:
+    as_of: date
+    platinum_min: float = 1000.0
+    gold_min: float = 500.0
+    silver_min: float = 200.0
+    months: int = 36
+    annual_discount: float = 0.10
+    time_unit: str = "W"
+
+
+def clv_tier(historical: str, p: ClvParams):
+    value = F.col(historical)
+    return (F.when(value.isNull(), F.lit(None).cast("string"))
+            .when(value >= p.platinum_min, F.lit("Platinum"))
+            .when(value >= p.gold_min, F.lit("Gold"))
+            .when(value >= p.silver_min, F.lit("Silver"))
+            .otherwise(F.lit("Bronze")))
+
+
+def model_summary(transactions: DataFrame, *, observation_end: date, time_unit: str) -> DataFrame:
+    """The Fader-Hardie summary per customer, in Spark (the same conventions as ``clv_model.summarize``)."""
+    unit = clv_model.DAYS_PER_UNIT[time_unit]
+    per_day = (purchases(transactions)
+               .withColumn("day", F.to_date("transaction_datetime"))
+               .where(F.col("day") <= F.lit(observation_end))
+               .groupBy("customer_id", "day").agg(F.sum("amount").cast("double").alias("amount")))
+    g = per_day.groupBy("customer_id").agg(
+        F.min("day").alias("first_day"), F.max("day").alias("last_day"),
+        F.count(F.lit(1)).alias("days"), F.sum("amount").alias("total"),
+        F.min_by("amount", "day").alias("first_amount"))
+    frequency = (F.col("days") - 1).cast("double")
+    return g.select(
+        "customer_id",
+        frequency.alias("frequency"),
+        (F.datediff("last_day", "first_day") / unit).cast("double").alias("recency"),
+        (F.datediff(F.lit(observation_end), "first_day") / unit).cast("double").alias("T"),
+        F.when(frequency > 0, (F.col("total") - F.col("first_amount")) / frequency).otherwise(0.0)
+        .cast("double").alias("monetary"),
+    )
+
+
+PREDICTION_SCHEMA = T.StructType([
+    T.StructField("customer_id", T.StringType()), T.StructField("frequency", T.DoubleType()),
+    T.StructField("recency", T.DoubleType()), T.StructField("T", T.DoubleType()),
+    T.StructField("monetary", T.DoubleType()), T.StructField("p_alive", T.DoubleType()),
+    T.StructField("expected_purchases", T.DoubleType()), T.StructField("expected_value", T.DoubleType()),
+    T.StructField("predicted_clv", T.DoubleType()),
+])
+
+
+def fit_and_predict(spark: SparkSession, transactions: DataFrame, p: ClvParams) -> tuple[DataFrame, dict]:
+    """Fit both models on the summary and predict every customer: (predictions, model row)."""
+    last_day = purchases(transactions).agg(F.max(F.to_date("transaction_datetime"))).first()[0]
+    end = min(p.as_of, last_day) if last_day else p.as_of
+    summary = model_summary(transactions, observation_end=end, time_unit=p.time_unit).toPandas()
+    model = {"as_of": p.as_of, "observation_end": end, "time_unit": p.time_unit, "customers": len(summary),
+             "repeat_customers": int((summary["frequency"] > 0).sum()) if len(summary) else 0}
+    try:
+        bg = clv_model.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
+        gg = clv_model.fit_gamma_gamma(summary["frequency"], summary["monetary"])
+    except C360Error as exc:  # too little data for a model: predictions stay empty, historical CLV is still there
+        log.warning("CLV model not fitted: %s", exc)
+        empty = {c: float("nan") for c in ("p_alive", "expected_purchases", "expected_value", "predicted_clv")}
+        predictions = summary.assign(**empty)
+        model |= {"fitted": False}
+    else:
+        predictions = pd.concat([summary.reset_index(drop=True), clv_model.predicted_clv(
+            bg, gg, summary, months=p.months, annual_discount=p.annual_discount,
+            time_unit=p.time_unit).reset_index(drop=True)], axis=1)
+        model |= {"fitted": True, "bgnbd_r": bg.r, "bgnbd_alpha": bg.alpha, "bgnbd_a": bg.a, "bgnbd_b": bg.b,
+                  "bgnbd_log_likelihood": bg.log_likelihood, "gg_p": gg.p, "gg_q": gg.q, "gg_v": gg.v,
+                  "gg_log_likelihood": gg.log_likelihood}
+    predictions = predictions[[f.name for f in PREDICTION_SCHEMA.fields]]
+    return spark.createDataFrame(predictions, PREDICTION_SCHEMA), model
+
+
+def transform_clv(spend: DataFrame, predictions: DataFrame, p: ClvParams) -> DataFrame:
+    """Spend rows (``batch.spend``) + model predictions -> one CLV row per customer with a purchase."""
+    nan_to_null = [F.when(~F.isnan(c), F.col(c)).alias(c) for c in
+                   ("p_alive", "expected_purchases", "expected_value")]
+    return (spend.where(F.col("order_count") > 0)
+            .select("customer_id", F.col("total_spend").alias("historical_clv"), "order_count",
+                    "avg_order_value", "first_purchase_at", "last_purchase_at")
+            .withColumn("clv_tier", clv_tier("historical_clv", p))
+            .join(predictions.select(
+                "customer_id", "frequency", "recency", F.col("T").alias("age"), "monetary", *nan_to_null,
+                F.when(~F.isnan("predicted_clv"), F.round("predicted_clv", 2).cast("decimal(18,2)"))
+                .alias("predicted_clv_3yr")), "customer_id", "left"))
+
+
+MODEL_SCHEMA = T.StructType(
+    [T.StructField("as_of", T.DateType()), T.StructField("observation_end", T.DateType()),
+     T.StructField("time_unit", T.StringType()), T.StructField("customers", T.LongType()),
+     T.StructField("repeat_customers", T.LongType()), T.StructField("fitted", T.BooleanType())]
+    + [T.StructField(name, T.DoubleType()) for name in (
+        "bgnbd_r", "bgnbd_alpha", "bgnbd_a", "bgnbd_b", "bgnbd_log_likelihood", "gg_p", "gg_q", "gg_v",
+        "gg_log_likelihood")])
+
+
+def model_row(spark: SparkSession, model: dict) -> DataFrame:
+    return spark.createDataFrame([tuple(model.get(f.name) for f in MODEL_SCHEMA.fields)], MODEL_SCHEMA)

@@ -1,0 +1,31 @@
+"""``gold_retention_cohorts`` (seed 003): the retention cohort matrix, in long form.
+
+A customer's cohort is the calendar month of their first purchase (``batch.spend`` purchases); for every month
+since (0 = the cohort month), ``active_customers`` counts the cohort's customers with a purchase in that month,
+and ``retention_rate`` = active customers / ``cohort_size``. Month 0 is always 1.0; months without any active
+customer of the cohort have no row (read them as 0).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from batch.spend import purchases
+
+TABLE = "gold_retention_cohorts"
+
+
+def transform_retention_cohorts(transactions: DataFrame) -> DataFrame:
+    monthly = (purchases(transactions)
+               .select("customer_id", F.date_trunc("month", "transaction_datetime").cast("date").alias("month"))
+               .distinct())
+    first = monthly.groupBy("customer_id").agg(F.min("month").alias("cohort_month"))
+    df = monthly.join(first, "customer_id")
+    since = (F.months_between("month", "cohort_month")).cast("int")
+    sizes = first.groupBy("cohort_month").agg(F.count(F.lit(1)).alias("cohort_size"))
+    return (df.groupBy("cohort_month", since.alias("months_since"))
+            .agg(F.count(F.lit(1)).alias("active_customers"))
+            .join(sizes, "cohort_month")
+            .select("cohort_month", "months_since", "cohort_size", "active_customers",
+                    F.round(F.col("active_customers") / F.col("cohort_size"), 4).alias("retention_rate")))
