@@ -43,7 +43,7 @@ def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str, da
         raise C360Error(f"{path} has no transactions with a customer and a date")
     raw_dates = df[date_col].astype(str)
     try:
-        dates = pd.to_datetime(raw_dates, format=date_format, errors="coerce")
+        dates = pd.to_datetime(raw_dates, format=date_format or "mixed", errors="coerce")
     except ValueError as exc:
         raise C360Error(f"bad --date-format {date_format!r}: {exc}") from None
     _bad(raw_dates, dates, "dates" + (f" in format {date_format!r}" if date_format else ""), date_col)

@@ -51,11 +51,11 @@ def customer_spend(transactions: DataFrame, refunds: DataFrame, *, as_of: date,
           .withColumn("online_orders", F.coalesce("online_orders", F.lit(0)).cast("long")))
     gross = (F.col("online_spend") + F.col("instore_spend")).cast("decimal(18,2)")
     total = (gross - F.col("refunded")).cast("decimal(18,2)")
-    online_share = F.col("online_orders") / F.col("order_count")
-    channel = (F.when(F.col("order_count") == 0, F.lit(None).cast("string"))
-               .when((online_share >= omnichannel_min_share) & (1 - online_share >= omnichannel_min_share),
-                     F.lit(OMNICHANNEL))
-               .when(online_share >= 0.5, F.lit(ONLINE))
+    n, n_online = F.col("order_count"), F.col("online_orders")
+    floor = n * omnichannel_min_share  # compared as counts: 1 - 0.8 is not 0.2 in floating point
+    channel = (F.when(n == 0, F.lit(None).cast("string"))
+               .when((n_online >= floor) & (n - n_online >= floor), F.lit(OMNICHANNEL))
+               .when(n_online * 2 >= n, F.lit(ONLINE))
                .otherwise(F.lit(IN_STORE)))
     return df.select(
         "customer_id", "online_spend", "instore_spend", gross.alias("gross_spend"), "refunded",

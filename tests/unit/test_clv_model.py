@@ -1,0 +1,121 @@
+"""The CLV models: conventions by hand, parameter recovery from simulated data, and ``c360 clv fit``."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from batch import clv_model
+from batch.clv import model_summary
+from c360 import cli
+
+TRUE_BG = clv_model.BgNbd(r=0.243, alpha=4.414, a=0.793, b=2.426, log_likelihood=0)  # CDNOW's fit, in weeks
+TRUE_GG = clv_model.GammaGamma(p=6.25, q=3.74, v=15.44, log_likelihood=0)
+
+
+def _close(got: float, want: float, rel: float) -> bool:
+    return abs(got - want) <= rel * want
+
+
+def test_summary_conventions_by_hand():
+    tx = pd.DataFrame({"c": ["A", "A", "A", "A", "B", "A"],
+                       "t": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 18:00", "2024-01-08", "2024-01-15",
+                                            "2024-01-29", "2024-02-01"], format="mixed"),
+                       "amt": [10, 5, 20, 40, 7, 1000]})
+    s = clv_model.summarize(tx, customer_col="c", date_col="t", amount_col="amt",
+                            observation_end=pd.Timestamp("2024-01-29"), time_unit="W").set_index("customer")
+    # A: same-day purchases are one; repeats on Jan 8 and 15 -> frequency 2, recency 14 d, age 28 d, mean 30
+    assert s.loc["A"].tolist() == [2.0, 2.0, 4.0, 30.0]
+    assert s.loc["B"].tolist() == [0.0, 0.0, 0.0, 0.0]
+    days = clv_model.summarize(tx, customer_col="c", date_col="t", amount_col="amt", time_unit="D")
+    assert days.set_index("customer").loc["A"].tolist() == [3.0, 31.0, 31.0, 1060 / 3]  # end = last day, Feb 1
+
+
+def test_spark_and_pandas_summaries_agree(spark):
+    tx = clv_model.simulate_transactions(clv_model.BgNbd(0.5, 20, 0.8, 2.4, 0), TRUE_GG, 300,
+                                         observation_end="2024-06-30", max_age_days=200, seed=3)
+    want = clv_model.summarize(tx, customer_col="customer", date_col="date", amount_col="amount",
+                               observation_end=pd.Timestamp("2024-06-30"), time_unit="W")
+    sdf = spark.createDataFrame(tx.assign(status="Completed").rename(
+        columns={"customer": "customer_id", "date": "transaction_datetime"}).assign(
+        amount=tx["amount"].round(2)))
+    got = model_summary(sdf, observation_end=date(2024, 6, 30), time_unit="W").toPandas()
+    got = got.rename(columns={"customer_id": "customer"}).sort_values("customer").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want.sort_values("customer").reset_index(drop=True), check_exact=False,
+                                  rtol=1e-9)
+
+
+def test_fits_recover_the_parameters_the_data_was_simulated_from():
+    s = clv_model.simulate(TRUE_BG, TRUE_GG, 20_000, T=pd.Series(range(20_000)).mod(33).add(20).to_numpy(), seed=3)
+    bg = clv_model.fit_bgnbd(s["frequency"], s["recency"], s["T"])
+    gg = clv_model.fit_gamma_gamma(s["frequency"], s["monetary"])
+    for got, want in [(bg.r, TRUE_BG.r), (bg.alpha, TRUE_BG.alpha), (bg.a, TRUE_BG.a), (bg.b, TRUE_BG.b),
+                      (gg.p, TRUE_GG.p), (gg.q, TRUE_GG.q), (gg.v, TRUE_GG.v)]:
+        assert _close(got, want, 0.15), (got, want)
+    # the fitted likelihood beats the true parameters' (it is the maximum) but not by much
+    true_ll = clv_model.bgnbd_log_likelihood(TRUE_BG.r, TRUE_BG.alpha, TRUE_BG.a, TRUE_BG.b, s["frequency"],
+                                             s["recency"], s["T"]).sum()
+    assert true_ll <= bg.log_likelihood <= true_ll + 20
+
+
+def test_predictions_are_consistent():
+    s = pd.DataFrame({"frequency": [0.0, 5.0, 5.0, 5.0], "recency": [0.0, 30.0, 50.0, 50.0],
+                      "T": [52.0, 52.0, 52.0, 52.0], "monetary": [0.0, 20.0, 20.0, 200.0]})
+    out = clv_model.predicted_clv(TRUE_BG, TRUE_GG, s, months=36, annual_discount=0.1, time_unit="W")
+    assert out["p_alive"][0] == 1.0  # BG/NBD: no repeat purchase, no chance to have dropped out
+    assert out["p_alive"][1] < out["p_alive"][2]  # the same purchases, the later last one: more likely alive
+    assert out["expected_purchases"][1] < out["expected_purchases"][2]
+    assert out["expected_value"][3] > out["expected_value"][2]  # spends more per purchase
+    assert out["expected_value"][0] == pytest.approx(TRUE_GG.mean_value)
+    undiscounted = clv_model.predicted_clv(TRUE_BG, TRUE_GG, s, months=36, annual_discount=0.0, time_unit="W")
+    assert (undiscounted["predicted_clv"] > out["predicted_clv"]).all()
+    assert undiscounted["predicted_clv"].to_numpy() == pytest.approx(
+        (undiscounted["expected_purchases"] * undiscounted["expected_value"]).to_numpy())
+
+
+def test_clv_fit_cli_recovers_parameters_from_a_transaction_file(tmp_path, capsys):
+    daily = clv_model.BgNbd(TRUE_BG.r, TRUE_BG.alpha * 7, TRUE_BG.a, TRUE_BG.b, 0)  # the same process, in days
+    tx = clv_model.simulate_transactions(daily, TRUE_GG, 20_000, observation_end="2024-12-31", max_age_days=273,
+                                         seed=11)
+    tx.assign(date=tx["date"].dt.strftime("%d/%m/%Y")).rename(columns={"customer": "cust", "amount": "amt"}).to_csv(
+        tmp_path / "tx.csv", index=False)
+    args = ["clv", "fit", "--transactions", str(tmp_path / "tx.csv"), "--customer-col", "cust", "--date-col", "date",
+            "--amount-col", "amt", "--date-format", "%d/%m/%Y", "--observation-end", "2024-12-31"]
+    assert cli.main([*args, "--time-unit", "W"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["customers"], out["observation_end"], out["time_unit"]) == (20_000, "2024-12-31", "W")
+    bg, gg = out["bg_nbd"], out["gamma_gamma"]
+    for key, want in [("r", TRUE_BG.r), ("alpha", TRUE_BG.alpha), ("a", TRUE_BG.a), ("b", TRUE_BG.b)]:
+        assert _close(bg[key], want, 0.2), (key, bg[key], want)
+    for key, want in [("p", TRUE_GG.p), ("q", TRUE_GG.q), ("v", TRUE_GG.v)]:
+        assert _close(gg[key], want, 0.2), (key, gg[key], want)
+    assert cli.main([*args, "--time-unit", "D"]) == 0  # days: alpha scales by 7, the rest is the same model
+    days = json.loads(capsys.readouterr().out)["bg_nbd"]
+    assert days["alpha"] == pytest.approx(bg["alpha"] * 7, rel=1e-3) and days["r"] == pytest.approx(bg["r"], rel=1e-3)
+
+
+@pytest.mark.parametrize(("content", "extra", "message"), [
+    ("cust,date,amt\nA,2024-01-01,10\n", ["--amount-col", "price"], "has no column 'price'"),
+    ("cust,date,amt\nA,yesterday,10\n", [], "value(s) of 'date' are not dates"),
+    ("cust,date,amt\nA,2024-01-01,ten\n", [], "value(s) of 'amt' are not numbers"),
+    ("cust,date,amt\nA,2024-01-01,10\n", ["--date-format", "%d/%m/%Y"], "not dates in format '%d/%m/%Y'"),
+    ("cust,date,amt\nA,2024-01-01,10\n", [], "needs at least 2 customers"),
+])
+def test_clv_fit_cli_errors_are_one_line(tmp_path, capsys, content, extra, message):
+    (tmp_path / "t.csv").write_text(content)
+    args = ["clv", "fit", "--transactions", str(tmp_path / "t.csv"), "--customer-col", "cust", "--date-col", "date",
+            "--amount-col", "amt"]
+    if "--amount-col" in extra:
+        args = args[:-2]
+    assert cli.main([*args, *extra]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_clv_fit_cli_missing_file(capsys):
+    assert cli.main(["clv", "fit", "--transactions", "/nonexistent.csv", "--customer-col", "c", "--date-col", "d",
+                     "--amount-col", "a"]) == 1
+    assert "transactions file not found" in capsys.readouterr().err
