@@ -89,7 +89,10 @@ def test_replay_stream_gold_end_to_end_and_replay_twice_adds_no_duplicates(spark
     for r in second:
         assert r["sum(inserted_rows)"] == 0 and r["sum(updated_rows)"] == 0
 
-    assert cli.main(["gold", "--as-of", "2025-01-01", *_args(cfg)]) == 0
+    exports = Path(cfg.lake.root).parent / "exports"
+    assert cli.main(["gold", "--as-of", "2025-01-01", "--only", "gold_customer_activity", "--exports", str(exports),
+                     *_args(cfg)]) == 0
+    assert (exports / "csv" / "gold_customer_activity.csv").is_file()
     gold = _table(spark, cfg, "gold_customer_activity")
     assert gold.count() == truth["customers_valid"]
     assert gold.where("churn_status = 'Never Logged In'").count() == truth["customers_never_logged_in"]
@@ -100,4 +103,5 @@ def test_replay_stream_gold_end_to_end_and_replay_twice_adds_no_duplicates(spark
 def test_gold_on_an_empty_lake_says_to_run_the_stream_first(spark, cfg, capsys):
     assert cli.main(["gold", "--lake", cfg.lake.root]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"c360: error: silver_customers does not exist in {cfg.lake.root}: run `c360 stream` first"]
+    assert len(err) == 1 and err[0].startswith(f"c360: error: no silver table exists in {cfg.lake.root}")
+    assert err[0].endswith("run `c360 stream` first")
