@@ -253,13 +253,16 @@ def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_b
 def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None,
         exports: bool = True) -> list[GoldResult]:
     """Refresh the gold tables (all, or ``only`` these) and their exports."""
-    from lakehouse.spark import get_spark
+    from lakehouse.spark import auto_driver_memory, get_spark
 
     names = only or list(PRODUCTS)
     unknown = [n for n in names if n not in PRODUCTS]
     if unknown:
         raise C360Error(f"unknown gold table {unknown[0]!r} (known: {', '.join(PRODUCTS)})")
     as_of = as_of or date.today()
+    if cfg.spark.master.startswith("local"):
+        memory = cfg.gold.driver_memory
+        cfg = cfg.replace("spark", driver_memory=auto_driver_memory() if memory == "auto" else memory)
     spark = get_spark(cfg, "c360-gold")
     needed = sorted({t for n in names for t in PRODUCTS[n].silver})
     snap = SilverSnapshot(spark, cfg.lake.root, needed)

@@ -4,7 +4,7 @@ Writes ``bench/results/latest.json``: a list of
 ``{"name", "value", "unit", "params", "peer", "ratio"}`` (ratio = value / peer, so for throughput higher is
 better, for time and memory against a limit lower is better) and prints a Markdown table for README.
 
-    python -m bench.run [--only generate,replay] [--scale N] [--replay-scale N]
+    python -m bench.run [--only generate,replay,stream,gold] [--scale N] [--replay-scale N] [--gold-scale N]
 """
 
 from __future__ import annotations
@@ -258,11 +258,13 @@ def markdown(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="generate,replay,stream", help="comma-separated: generate, replay, stream")
+    ap.add_argument("--only", default="generate,replay,stream,gold",
+                    help="comma-separated: generate, replay, stream, gold")
     ap.add_argument("--scale", type=int, default=1_000_000, help="customers for the generator figure")
     ap.add_argument("--replay-scale", type=int, default=50_000, help="customers of the data set replayed")
     ap.add_argument("--stream-scale", type=int, default=20_000, help="customers of the data set streamed")
     ap.add_argument("--latency-seconds", type=int, default=90, help="how long the 5k events/s load runs")
+    ap.add_argument("--gold-scale", type=int, default=1_000_000, help="customers of the gold refresh figure")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("librdkafka").setLevel(logging.CRITICAL)  # e.g. "coordinator load in progress: retrying"
@@ -279,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         if "stream" in wanted:
             results += bench_stream(args.stream_scale, args.latency_seconds, Path(tmp))
             print(markdown(results[-8:]), flush=True)
+        if "gold" in wanted:
+            from bench.gold_bench import bench_gold
+
+            results += bench_gold(args.gold_scale, Path(tmp), figure)
+            print(markdown(results[-2:]), flush=True)
     merged = {**previous, **{r["name"]: r for r in results}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({

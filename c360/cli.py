@@ -146,7 +146,8 @@ def load_config(args: argparse.Namespace):
     if getattr(args, "trigger", None):
         overrides["stream"] = {"trigger_interval": args.trigger}
     if args.command == "gold":
-        overrides["gold"] = {"export_dir": args.exports, "mask_pii": False if args.no_mask else None}
+        overrides["gold"] = {"export_dir": args.exports, "mask_pii": False if args.no_mask else None,
+                             "driver_memory": args.driver_memory}
     return config.load(args.config, overrides=overrides)
 
 

@@ -115,6 +115,7 @@ class BusinessConfig:
 
 @dataclass(frozen=True)
 class GoldConfig:
+    driver_memory: str
     export_dir: str
     export_csv: bool
     export_parquet: bool

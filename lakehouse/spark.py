@@ -51,6 +51,24 @@ def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
     return conf
 
 
+def machine_memory_bytes() -> int:
+    """Physical memory, or the container's (cgroup v2) limit when that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()  # noqa: SIM115
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def auto_driver_memory(total_bytes: int | None = None) -> str:
+    """Half the machine's memory, at least 2g and at most 16g (a local-mode driver is the whole of Spark)."""
+    total = machine_memory_bytes() if total_bytes is None else total_bytes
+    return f"{max(2, min(16, int(total / 2**30 / 2)))}g"
+
+
 def get_spark(cfg: Config, app_name: str = "c360"):
     """The active SparkSession, or a new one configured for c360.
 

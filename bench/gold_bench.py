@@ -1,0 +1,153 @@
+"""The gold benchmark: ``c360 gold`` at 1,000,000 customers next to DuckDB on the same silver data.
+
+Silver is synthesized at scale (``bench.gold_data``), then ``c360 gold`` refreshes every gold table with its
+exports (driver memory: its own ``auto`` setting), then the subset the peer computes (RFM, CLV, cohorts) alone,
+then DuckDB computes RFM segments, the CLV model summary and the cohort matrix from the same silver Parquet files
+(the files of each Delta table's current version) and writes them to Parquet. The two sides' RFM segment counts
+and cohort matrices are compared: the figure says whether they agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from batch.rfm import SEGMENT_RULES
+
+ROOT = Path(__file__).resolve().parent.parent
+AS_OF = "2025-01-01"
+
+
+def delta_files(table: Path) -> list[str]:
+    """The Parquet files of a Delta table's current version, from its JSON log (add minus remove)."""
+    live: dict[str, None] = {}
+    for log in sorted((table / "_delta_log").glob("*.json")):
+        for line in log.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                live[action["add"]["path"]] = None
+            elif "remove" in action:
+                live.pop(action["remove"]["path"], None)
+    if list((table / "_delta_log").glob("*.checkpoint*.parquet")):
+        raise RuntimeError(f"{table} has a checkpoint: read it with Spark instead")
+    from urllib.parse import unquote
+
+    return [str(table / unquote(p)) for p in live]
+
+
+def _segment_sql() -> str:
+    cases = " ".join(f"WHEN r_score BETWEEN {r[0]} AND {r[1]} AND f_score BETWEEN {f[0]} AND {f[1]} "
+                     f"AND m_score BETWEEN {m[0]} AND {m[1]} THEN '{name.replace(chr(39), chr(39) * 2)}'"
+                     for name, r, f, m in SEGMENT_RULES)
+    return f"CASE {cases} END"
+
+
+def duckdb_peer(lake: Path, out: Path, *, as_of: str = AS_OF, time_unit_days: float = 7.0) -> tuple[float, dict]:
+    """RFM segments, the CLV summary and the cohort matrix in DuckDB; returns (seconds, results for comparison)."""
+    import duckdb
+
+    out.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    started = time.monotonic()
+    for name in ("silver_transactions", "silver_refunds"):
+        files = ", ".join(f"'{f}'" for f in delta_files(lake / name))
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{files}], hive_partitioning = true)")
+    con.execute("CREATE VIEW purchases AS SELECT * FROM silver_transactions "
+                "WHERE status IS NULL OR status <> 'Cancelled'")
+    con.execute(f"""COPY (
+        WITH p AS (SELECT customer_id, count(*) AS frequency, sum(amount) AS gross,
+                          max(transaction_datetime) AS last_at FROM purchases GROUP BY 1),
+             r AS (SELECT customer_id, sum(refund_amount) AS refunded FROM silver_refunds GROUP BY 1),
+             b AS (SELECT p.customer_id, date_diff('day', last_at::DATE, DATE '{as_of}') AS recency_days, frequency,
+                          gross - coalesce(refunded, 0) AS monetary FROM p LEFT JOIN r USING (customer_id)),
+             s AS (SELECT *, least(floor(percent_rank() OVER (ORDER BY recency_days DESC) * 5) + 1, 5) AS r_score,
+                          least(floor(percent_rank() OVER (ORDER BY frequency) * 5) + 1, 5) AS f_score,
+                          least(floor(percent_rank() OVER (ORDER BY monetary) * 5) + 1, 5) AS m_score FROM b)
+        SELECT *, {_segment_sql()} AS customer_segment FROM s) TO '{out}/rfm.parquet' (FORMAT parquet)""")
+    end = con.execute(f"SELECT least(max(transaction_datetime)::DATE, DATE '{as_of}') FROM purchases"
+                      ).fetchone()[0]
+    con.execute(f"""COPY (
+        WITH d AS (SELECT customer_id, transaction_datetime::DATE AS day, sum(amount)::DOUBLE AS amount
+                   FROM purchases WHERE transaction_datetime::DATE <= DATE '{end}' GROUP BY 1, 2)
+        SELECT customer_id, count(*) - 1 AS frequency,
+               date_diff('day', min(day), max(day)) / {time_unit_days} AS recency,
+               date_diff('day', min(day), DATE '{end}') / {time_unit_days} AS T,
+               CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, day)) / (count(*) - 1) ELSE 0 END
+                   AS monetary
+        FROM d GROUP BY 1) TO '{out}/clv_summary.parquet' (FORMAT parquet)""")
+    con.execute(f"""COPY (
+        WITH m AS (SELECT DISTINCT customer_id, date_trunc('month', transaction_datetime)::DATE AS month
+                   FROM purchases),
+             f AS (SELECT customer_id, min(month) AS cohort_month FROM m GROUP BY 1),
+             z AS (SELECT cohort_month, count(*) AS cohort_size FROM f GROUP BY 1)
+        SELECT cohort_month, date_diff('month', cohort_month, month) AS months_since, cohort_size,
+               count(*) AS active_customers, round(count(*) / cohort_size, 4) AS retention_rate
+        FROM m JOIN f USING (customer_id) JOIN z USING (cohort_month) GROUP BY 1, 2, 3
+    ) TO '{out}/cohorts.parquet' (FORMAT parquet)""")
+    seconds = time.monotonic() - started
+    results = {
+        "segments": dict(con.execute(f"SELECT customer_segment, count(*) FROM '{out}/rfm.parquet' GROUP BY 1"
+                                     ).fetchall()),
+        "cohorts": sorted(con.execute(f"SELECT cohort_month::VARCHAR, months_since, active_customers "
+                                      f"FROM '{out}/cohorts.parquet'").fetchall()),
+        "summary_rows": con.execute(f"SELECT count(*) FROM '{out}/clv_summary.parquet'").fetchone()[0],
+    }
+    return seconds, results
+
+
+def spark_side(lake: Path) -> dict:
+    """The same comparisons on c360's gold tables (read by DuckDB from their Delta files)."""
+    import duckdb
+
+    con = duckdb.connect()
+
+    def q(table: str, sql: str):
+        files = ", ".join(f"'{f}'" for f in delta_files(lake / table))
+        return con.execute(sql.format(t=f"read_parquet([{files}])")).fetchall()
+
+    return {
+        "segments": dict(q("gold_rfm_segments", "SELECT customer_segment, count(*) FROM {t} GROUP BY 1")),
+        "cohorts": sorted(q("gold_retention_cohorts", "SELECT cohort_month::VARCHAR, months_since, active_customers "
+                                                     "FROM {t}")),
+        "summary_rows": q("gold_customer_clv", "SELECT count(*) FROM {t}")[0][0],
+    }
+
+
+def _timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    started = time.monotonic()
+    with log.open("w") as fh:
+        subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
+    return time.monotonic() - started
+
+
+def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
+    lake, exports = workdir / "gold-lake", workdir / "gold-exports"
+    env = dict(os.environ, C360_LAKE_STATE_DIR=str(ROOT / ".c360"))
+    synth_s = _timed([sys.executable, "-m", "bench.gold_data", "--lake", str(lake), "--customers", str(customers)],
+                     env, workdir / "gold-data.log")
+    rows = json.loads((workdir / "gold-data.log").read_text().strip().splitlines()[-1])
+    c360 = [sys.executable, "-m", "c360", "gold", "--lake", str(lake), "--as-of", AS_OF, "--exports", str(exports)]
+    full_s = _timed(c360, env, workdir / "gold-full.log")
+    subset = "gold_rfm_segments,gold_customer_clv,gold_retention_cohorts"
+    subset_s = _timed([*c360, "--only", subset, "--no-exports"], env, workdir / "gold-subset.log")
+    duck_s, duck = duckdb_peer(lake, workdir / "duckdb-out")
+    ours = spark_side(lake)
+    agree = {k: duck[k] == ours[k] for k in duck}
+    from lakehouse.spark import auto_driver_memory
+
+    params = {"customers": customers, "orders": rows["silver_orders"], "logins": rows["silver_logins"],
+              "clickstream_events": rows["silver_clickstream"], "transactions": rows["silver_transactions"],
+              "silver_rows": sum(rows.values()), "driver_memory": auto_driver_memory(), "limit_s": 600,
+              "silver_synthesis_s": round(synth_s, 1), "agrees_with_duckdb": agree,
+              "includes": "16 gold tables + CSV and Parquet exports, JVM start-up included"}
+    peer = {"name": "DuckDB: RFM + CLV summary + cohort matrix on the same silver Parquet", "value": round(duck_s, 2)}
+    return [
+        figure("gold_refresh_1m_seconds", full_s, "s", params, peer, full_s / duck_s),
+        figure("gold_subset_1m_seconds", subset_s, "s",
+               {**params, "includes": f"{subset} only (CLV with the model fit), no exports"}, peer,
+               subset_s / duck_s),
+    ]
