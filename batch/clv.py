@@ -7,7 +7,9 @@
   built from purchases (gross purchase values: the models describe buying, refunds stay in historical CLV)
   with the observation ending on the earlier of the refresh day and the last purchase day in silver, so a lake
   that is not yet current does not make every customer look gone.
-- ``gold_clv_model``: the fitted parameters, log-likelihoods and customer counts of the run (one row).
+- ``gold_clv_model``: the fitted parameters, log-likelihoods and customer counts of the run (one row). The models
+  are fitted on a seeded random sample of ``business.clv_fit_sample`` buyers (0: all), predictions
+  made for every buyer.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ClvParams:
     months: int = 36
     annual_discount: float = 0.10
     time_unit: str = "W"
+    fit_sample: int = 200_000
 
 
 def clv_tier(historical: str, p: ClvParams):
@@ -88,9 +91,13 @@ def fit_and_predict(spark: SparkSession, transactions: DataFrame, p: ClvParams) 
     summary = model_summary(transactions, observation_end=end, time_unit=p.time_unit).toPandas()
     model = {"as_of": p.as_of, "observation_end": end, "time_unit": p.time_unit, "customers": len(summary),
              "repeat_customers": int((summary["frequency"] > 0).sum()) if len(summary) else 0}
+    fit_on = summary
+    if 0 < p.fit_sample < len(summary):  # seeded and sorted first: the same silver gives the same sample
+        fit_on = summary.sort_values("customer_id").sample(p.fit_sample, random_state=42)
+    model["fitted_on"] = len(fit_on)
     try:
-        bg = clv_model.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
-        gg = clv_model.fit_gamma_gamma(summary["frequency"], summary["monetary"])
+        bg = clv_model.fit_bgnbd(fit_on["frequency"], fit_on["recency"], fit_on["T"])
+        gg = clv_model.fit_gamma_gamma(fit_on["frequency"], fit_on["monetary"])
     except C360Error as exc:  # too little data for a model: predictions stay empty, historical CLV is still there
         log.warning("CLV model not fitted: %s", exc)
         empty = {c: float("nan") for c in ("p_alive", "expected_purchases", "expected_value", "predicted_clv")}
@@ -124,7 +131,8 @@ def transform_clv(spend: DataFrame, predictions: DataFrame, p: ClvParams) -> Dat
 MODEL_SCHEMA = T.StructType(
     [T.StructField("as_of", T.DateType()), T.StructField("observation_end", T.DateType()),
      T.StructField("time_unit", T.StringType()), T.StructField("customers", T.LongType()),
-     T.StructField("repeat_customers", T.LongType()), T.StructField("fitted", T.BooleanType())]
+     T.StructField("repeat_customers", T.LongType()), T.StructField("fitted_on", T.LongType()),
+     T.StructField("fitted", T.BooleanType())]
     + [T.StructField(name, T.DoubleType()) for name in (
         "bgnbd_r", "bgnbd_alpha", "bgnbd_a", "bgnbd_b", "bgnbd_log_likelihood", "gg_p", "gg_q", "gg_v",
         "gg_log_likelihood")])

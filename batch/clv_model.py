@@ -145,7 +145,7 @@ def expected_purchases(m: BgNbd, t: float | np.ndarray, x: np.ndarray, t_x: np.n
     """E[purchases in the next ``t`` units | x, t_x, T] (Fader, Hardie & Lee 2005, equation 10)."""
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     r, alpha, a, b = m.r, m.alpha, m.a, m.b
-    if a <= 1:  # the closed form needs a > 1; the bound keeps the expectation finite otherwise
+    if abs(a - 1) < 1e-6:  # the closed form divides by a - 1 (its limit exists; step off the singular point)
         a = 1 + 1e-6
     z = t / (alpha + T + t)
     head = (a + b + x - 1) / (a - 1)
@@ -205,7 +205,11 @@ def expected_value(m: GammaGamma, frequency: np.ndarray, monetary: np.ndarray) -
 
 
 def _minimize(nll, start: np.ndarray):
-    res = minimize(nll, start, method="L-BFGS-B", bounds=[(-12, 12)] * len(start))
+    """L-BFGS-B in log space; Nelder-Mead from there when it stops without converging."""
+    res = minimize(nll, start, method="L-BFGS-B", bounds=[(-12, 12)] * len(start),
+                   options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500})
+    if res.success:
+        return res
     polished = minimize(nll, res.x, method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 4000})
     return polished if polished.fun <= res.fun else res
 

@@ -52,6 +52,7 @@ def duckdb_peer(lake: Path, out: Path, *, as_of: str = AS_OF, time_unit_days: fl
 
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     started = time.monotonic()
     for name in ("silver_transactions", "silver_refunds"):
         files = ", ".join(f"'{f}'" for f in delta_files(lake / name))

@@ -105,6 +105,7 @@ class BusinessConfig:
     clv_months: int
     clv_annual_discount: float
     clv_time_unit: str
+    clv_fit_sample: int
     engagement_weight_registration: float
     engagement_weight_login_frequency: float
     engagement_weight_activity_gap: float
@@ -213,6 +214,7 @@ def _validate(cfg: Config) -> None:
         (1 <= cfg.business.clv_months <= 120, "business.clv_months must be between 1 and 120"),
         (0 <= cfg.business.clv_annual_discount < 1, "business.clv_annual_discount must be in [0, 1)"),
         (cfg.business.clv_time_unit in ("D", "W"), "business.clv_time_unit must be D or W"),
+        (cfg.business.clv_fit_sample >= 0, "business.clv_fit_sample must not be negative"),
         (min(cfg.business.engagement_weight_registration, cfg.business.engagement_weight_login_frequency,
              cfg.business.engagement_weight_activity_gap, cfg.business.engagement_weight_status) >= 0
          and (cfg.business.engagement_weight_registration + cfg.business.engagement_weight_login_frequency

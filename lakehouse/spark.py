@@ -42,6 +42,8 @@ def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
         # batch's objects: collect at least every minute rather than every 30
         "spark.cleaner.periodicGC.interval": "1min",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # DataFrame <-> pandas through Arrow (the CLV model's summary and predictions: a row per customer)
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}",
     }
     if cfg.spark.master.startswith("local"):

@@ -61,6 +61,14 @@ def test_fits_recover_the_parameters_the_data_was_simulated_from():
     assert true_ll <= bg.log_likelihood <= true_ll + 20
 
 
+def test_conditional_expectation_matches_the_papers_worked_example():
+    # Fader, Hardie & Lee (2005), section 5: CDNOW parameters; a customer with x = 2, t_x = 30.43, T = 38.86
+    # weeks is expected to make 1.226 purchases in the next 39 weeks
+    got = clv_model.expected_purchases(TRUE_BG, 39, [2.0], [30.43], [38.86])
+    assert got[0] == pytest.approx(1.226, abs=5e-4)
+    assert clv_model.p_alive(TRUE_BG, [0.0], [0.0], [38.86])[0] == 1.0
+
+
 def test_predictions_are_consistent():
     s = pd.DataFrame({"frequency": [0.0, 5.0, 5.0, 5.0], "recency": [0.0, 30.0, 50.0, 50.0],
                       "T": [52.0, 52.0, 52.0, 52.0], "monetary": [0.0, 20.0, 20.0, 200.0]})
