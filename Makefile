@@ -45,5 +45,5 @@ kafka-stop: $(VENV)/.installed
 
 clean:
 	-$(BIN)/c360 kafka stop 2>/dev/null
-	rm -rf data lake demo .c360/kafka .c360/replay
+	rm -rf data lake demo exports .c360/kafka .c360/replay
 	find checkpoints -mindepth 1 ! -name README.md -exec rm -rf {} +

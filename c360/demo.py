@@ -27,6 +27,7 @@ def demo_config(cfg: Config) -> Config:
     prefix = "demo." if cfg.kafka.embedded else f"c360-demo-{datetime.now():%Y%m%d%H%M%S}."
     cfg = cfg.replace("lake", root=str(DEMO_DIR / "lake"), checkpoint_root=str(DEMO_DIR / "checkpoints"),
                       data_dir=str(DEMO_DIR / "data"))
+    cfg = cfg.replace("gold", export_dir=str(DEMO_DIR / "exports"))
     return cfg.replace("kafka", topic_prefix=prefix)
 
 
@@ -82,6 +83,8 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
         print(f"  Delta tables:      {Path(cfg.lake.root).resolve()}  (read with spark.read.format('delta'))")
         print(f"  generated inputs:  {Path(cfg.lake.data_dir).resolve()}  (dirt labels in _labels/)")
         print(f"  checkpoints:       {Path(cfg.lake.checkpoint_root).resolve()}")
+        print(f"  BI exports:        {Path(cfg.gold.export_dir).resolve()}  (csv/<table>.csv, parquet/; PII masked)")
+        print("  gold tables:       docs/gold.md says what each one answers")
         if broker is not None:
             print(f"  broker log:        {broker.log_file}")
         return 0

@@ -3,9 +3,9 @@ from lakehouse import config
 
 
 def test_demo_has_its_own_workspace_and_topics():
-    cfg = demo_config(config.load(environ={"C360_LAKE_ROOT": "/data/my-lake"}))
-    assert (cfg.lake.root, cfg.lake.checkpoint_root, cfg.lake.data_dir) == (
-        "demo/lake", "demo/checkpoints", "demo/data")
+    cfg = demo_config(config.load(environ={"C360_LAKE_ROOT": "/data/my-lake", "C360_GOLD_EXPORT_DIR": "/bi"}))
+    assert (cfg.lake.root, cfg.lake.checkpoint_root, cfg.lake.data_dir, cfg.gold.export_dir) == (
+        "demo/lake", "demo/checkpoints", "demo/data", "demo/exports")
     assert cfg.kafka.topic("logins") == "demo.logins"
 
 
