@@ -42,6 +42,12 @@ def test_list_values_from_environment():
     ({"C360_SPARK_UI_ENABLED": "perhaps"}, "spark.ui_enabled"),
     ({"C360_KAFKA_PARTITIONS": "0"}, "kafka.partitions must be at least 1"),
     ({"C360_BUSINESS_CHURN_AT_RISK_DAYS": "120"}, "churn_at_risk_days must be positive and below"),
+    ({"C360_BUSINESS_REPORT_MONTH": "2024-13"}, "business.report_month must be YYYY-MM"),
+    ({"C360_BUSINESS_SPEND_TIER_SILVER_ABOVE": "3000"}, "spend_tier_gold_above must be above"),
+    ({"C360_BUSINESS_CLV_GOLD_MIN": "100"}, "clv_platinum_min > clv_gold_min > clv_silver_min"),
+    ({"C360_BUSINESS_CLV_TIME_UNIT": "M"}, "clv_time_unit must be D or W"),
+    ({"C360_BUSINESS_ENGAGEMENT_WEIGHT_STATUS": "-1"}, "must not be negative and must not all be 0"),
+    ({"C360_GOLD_MASK_PII": "maybe"}, "gold.mask_pii"),
 ])
 def test_bad_values_give_one_line_errors(env, message):
     with pytest.raises(C360Error, match=message.replace("(", r"\(")) as info:
