@@ -33,45 +33,38 @@ def sources_of(table: str) -> list[str]:
     return sorted(name for name, spec in SILVER_SPECS.items() if spec.table == table)
 
 
-def null_counts(df: DataFrame) -> DataFrame:
-    """One row: ``rows`` and ``null_counts`` (a map column -> nulls over the non-lineage columns)."""
+def null_counts(df: DataFrame) -> tuple[int, dict[str, int]]:
+    """Rows and nulls per column (the lineage columns, ``_*``, left out), in one aggregation."""
     cols = [f.name for f in df.schema.fields if not f.name.startswith("_")]
-    agg = df.agg(F.count(F.lit(1)).alias("rows"),
-                 *[F.sum(F.when(F.col(c).isNull(), 1).otherwise(0)).cast("long").alias(c) for c in cols])
-    pairs = [x for c in cols for x in (F.lit(c), F.coalesce(F.col(c), F.lit(0).cast("long")))]
-    return agg.select(F.col("rows"), F.create_map(*pairs).alias("null_counts"))
+    row = df.agg(F.count(F.lit(1)).alias("_rows"),
+                 *[F.sum(F.when(F.col(c).isNull(), 1).otherwise(0)).cast("long").alias(c) for c in cols]).first()
+    return int(row["_rows"]), {c: int(row[c] or 0) for c in cols}
 
 
 def transform_data_quality(spark: SparkSession, tables: dict[str, tuple[int, DataFrame]], counters: DataFrame | None,
                            quarantine: DataFrame | None, as_of) -> DataFrame:
     """``tables``: silver table -> (version, DataFrame at that version); ``counters``: ``ops_stream_batches``;
-    ``quarantine``: ``silver_quarantine`` (either may be None when the stream has not written it)."""
-    per_source = (counters.groupBy("source").agg(*[F.sum(f"{c}_rows").cast("long").alias(c) for c in
-                                                    ("read", "duplicate", "quarantined")])
-                  if counters is not None else None)
-    reasons = (quarantine.groupBy("source", "reason").agg(F.count(F.lit(1)).alias("n"))
-               if quarantine is not None else None)
+    ``quarantine``: ``silver_quarantine`` (either may be None when the stream has not written it). The inputs
+    are aggregated to a few rows each and assembled here (16 small results, not one plan of 16 branches)."""
+    per_source: dict[str, tuple[int, int, int]] = {}
+    if counters is not None:
+        for r in counters.groupBy("source").agg(*[F.sum(f"{c}_rows").cast("long").alias(c) for c in
+                                                   ("read", "duplicate", "quarantined")]).collect():
+            per_source[r["source"]] = (r["read"] or 0, r["duplicate"] or 0, r["quarantined"] or 0)
+    reasons: dict[str, dict[str, int]] = {}
+    if quarantine is not None:
+        for r in quarantine.groupBy("source", "reason").agg(F.count(F.lit(1)).alias("n")).collect():
+            reasons.setdefault(r["source"], {})[r["reason"]] = int(r["n"])
     rows = []
     for name, (version, df) in sorted(tables.items()):
-        row = null_counts(df).select(F.lit(name).alias("table_name"), F.lit(version).cast("long")
-                                     .alias("silver_version"), F.lit(as_of).alias("as_of"), "rows", "null_counts")
         srcs = sources_of(name)
-        if per_source is not None:
-            c = per_source.where(F.col("source").isin(srcs)).agg(
-                F.sum("read").alias("records_read"), F.sum("duplicate").alias("duplicates_removed"),
-                F.sum("quarantined").alias("quarantined"))
-        else:
-            c = spark.createDataFrame([(None, None, None)],
-                                      "records_read long, duplicates_removed long, quarantined long")
-        if reasons is not None:
-            q = (reasons.where(F.col("source").isin(srcs)).groupBy("reason").agg(F.sum("n").cast("long").alias("n"))
-                 .agg(F.map_from_entries(F.collect_list(F.struct("reason", "n"))).alias("quarantined_by_reason")))
-        else:
-            q = spark.createDataFrame([({},)], "quarantined_by_reason map<string,long>")
-        rows.append(row.crossJoin(c).crossJoin(q))
-    if not rows:
-        return spark.createDataFrame([], SCHEMA)
-    out = rows[0]
-    for r in rows[1:]:
-        out = out.unionByName(r)
-    return out.select([F.col(f.name).cast(f.dataType) for f in SCHEMA.fields])
+        n, nulls = null_counts(df)
+        counted = [per_source[s] for s in srcs if s in per_source]
+        by_reason: dict[str, int] = {}
+        for s in srcs:
+            for reason, k in reasons.get(s, {}).items():
+                by_reason[reason] = by_reason.get(reason, 0) + k
+        read, dups, quarantined = ((sum(c[i] for c in counted) for i in range(3)) if counted
+                                   else (None, None, None))
+        rows.append((name, version, as_of, n, nulls, read, dups, quarantined, by_reason))
+    return spark.createDataFrame(rows, SCHEMA)
