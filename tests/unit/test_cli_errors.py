@@ -36,9 +36,18 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: st
     (["gold", "--as-of", "2025-13-01"], "not a date"),
     (["kafka", "restart"], "invalid choice: 'restart'"),
     (["stream", "--sources", ","], "expected a comma-separated list"),
+    (["clv", "fit"], "the following arguments are required: --transactions"),
+    (["clv", "fit", "--transactions", "t.csv", "--customer-col", "c", "--date-col", "d", "--amount-col", "a",
+      "--time-unit", "M"], "argument --time-unit: invalid choice: 'M'"),
+    (["clv", "predict"], "invalid choice: 'predict'"),
 ])
 def test_bad_arguments(args, text):
     assert_one_line_error(run_cli(*args), 2, text)
+
+
+def test_unknown_gold_table(tmp_path):
+    assert_one_line_error(run_cli("gold", "--lake", str(tmp_path), "--only", "gold_nope"), 1,
+                          "unknown gold table 'gold_nope'")
 
 
 def test_missing_input_directory(tmp_path):
