@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     clv.add_argument("--observation-end", type=_date, metavar="YYYY-MM-DD",
                      help="end of the observation period (default: the last transaction day)")
     clv.add_argument("--time-unit", choices=["D", "W", "d", "w"], default="D",
-                     help="D: days, W: weeks (days / 7); recency and age are measured in days either way")
+                     help="D: days; W: weeks = days / 7 (fractional, not whole periods)")
 
     d = cmd("demo", "the whole pipeline on the local broker and local Delta tables, then where to look")
     d.add_argument("--scale", type=_positive_int, default=2000, help="number of customers (default 2000)")
