@@ -59,10 +59,9 @@ def transform_customer_activity(customers: DataFrame, logins: DataFrame, *, para
     """
     per_customer = logins.groupBy("customer_id").agg(
         F.count(F.lit(1)).alias("login_count"),
-        F.sum(F.when(F.hour("login_datetime") >= params.evening_hour, 1).otherwise(0)).alias("evening_login_count"),
+        F.count_if(F.hour("login_datetime") >= params.evening_hour).alias("evening_login_count"),
         F.max("login_datetime").alias("_latest_login_event"),
-        F.sum(F.when(F.date_format("login_datetime", "yyyy-MM") == params.report_month, 1).otherwise(0))
-        .alias("_month_logins"),
+        F.count_if(F.date_format("login_datetime", "yyyy-MM") == params.report_month).alias("_month_logins"),
     )
     df = customers.join(per_customer, "customer_id", "left")
     last_login = F.greatest(F.col("last_login_datetime"), F.col("_latest_login_event"))
@@ -73,7 +72,8 @@ def transform_customer_activity(customers: DataFrame, logins: DataFrame, *, para
              .when(days_since < params.churned_days, F.lit("At Risk"))
              .otherwise(F.lit("Churned")))
     rank = Window.orderBy(F.col("last_login_at").desc_nulls_last(), F.col("customer_id"))
-    everyone = Window.partitionBy(F.lit(1))
+    # min/max over the rank's own ordering and partitioning: computed in the same window pass (no second exchange)
+    everyone = rank.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     in_month = (F.coalesce("_month_logins", F.lit(0)) > 0) | \
         (F.date_format("last_login_datetime", "yyyy-MM") == params.report_month)
     return df.select(

@@ -28,7 +28,7 @@ def transform_campaign_performance(clickstream: DataFrame, insights: DataFrame) 
         F.countDistinct("customer_id").alias("customers"),
         F.sum(revenue).cast("decimal(18,2)").alias("revenue"),
         F.sum((F.col("price") - F.col("cost")) * F.col("quantity")).cast("decimal(18,2)").alias("profit"),
-        F.sum(F.when(F.col("order_return"), 1).otherwise(0)).cast("long").alias("returns"))
+        F.count_if("order_return").alias("returns"))
     df = sessions.join(sales, "campaign_source", "full")
     zero = F.lit(0).cast("long")
     return df.select(

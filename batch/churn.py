@@ -25,8 +25,8 @@ def subscriptions(orders: DataFrame) -> DataFrame:
     subs = orders.where(F.col("is_subscription"))
     return subs.groupBy("customer_id").agg(
         F.count(F.lit(1)).alias("subscriptions"),
-        F.sum(F.when(F.col("subscription_status") == "Active", 1).otherwise(0)).alias("active_subscriptions"),
-        F.sum(F.when(F.col("subscription_status") == "Cancelled", 1).otherwise(0)).alias("cancelled_subscriptions"),
+        F.count_if(F.col("subscription_status") == "Active").alias("active_subscriptions"),
+        F.count_if(F.col("subscription_status") == "Cancelled").alias("cancelled_subscriptions"),
     )
 
 

@@ -246,6 +246,19 @@ def predicted_clv(bg: BgNbd, gg: GammaGamma, summary: pd.DataFrame, *, months: i
 # ---- simulation (to validate the fit) ---------------------------------------------------------------------------
 
 
+def _repeat_times(rng: np.random.Generator, lam: float, drop: float, horizon: float) -> list[float]:
+    """One customer's repeat purchase times in (0, horizon]: Poisson(lam) purchases after the first at 0, each
+    followed by a dropout with probability ``drop``."""
+    times, t = [], 0.0
+    while True:
+        t += rng.exponential(1 / lam)
+        if t > horizon:
+            return times
+        times.append(t)
+        if rng.random() < drop:
+            return times
+
+
 def simulate(bg: BgNbd, gg: GammaGamma | None, customers: int, T: float | np.ndarray,
              seed: int = 0) -> pd.DataFrame:
     """Summaries drawn from the models: each customer buys at a Poisson rate lambda ~ Gamma(r, alpha) from time 0
@@ -258,16 +271,9 @@ def simulate(bg: BgNbd, gg: GammaGamma | None, customers: int, T: float | np.nda
     nu = rng.gamma(gg.q, 1 / gg.v, customers) if gg else None
     freq, rec, mon = np.zeros(customers), np.zeros(customers), np.zeros(customers)
     for i in range(customers):
-        t, n = 0.0, 0
-        while True:
-            t += rng.exponential(1 / lam[i])
-            if t > T[i]:
-                break
-            n += 1
-            rec[i] = t
-            if rng.random() < drop[i]:
-                break
-        freq[i] = n
+        repeats = _repeat_times(rng, lam[i], drop[i], T[i])
+        n = freq[i] = len(repeats)
+        rec[i] = repeats[-1] if n else 0.0
         if gg and n:
             mon[i] = rng.gamma(gg.p, 1 / nu[i], n).mean()
     return pd.DataFrame({"frequency": freq, "recency": rec, "T": T.copy(), "monetary": mon})
@@ -286,14 +292,7 @@ def simulate_transactions(bg: BgNbd, gg: GammaGamma, customers: int, *, observat
     age = rng.integers(30, max_age_days + 1, customers)
     who, when, amount = [], [], []
     for i in range(customers):
-        times, t = [0.0], 0.0
-        while True:
-            t += rng.exponential(1 / lam[i])
-            if t > age[i]:
-                break
-            times.append(t)
-            if rng.random() < drop[i]:
-                break
+        times = [0.0, *_repeat_times(rng, lam[i], drop[i], age[i])]
         who += [f"C{i:06d}"] * len(times)
         when += [end - pd.Timedelta(days=int(age[i]) - int(x)) for x in times]
         amount += list(rng.gamma(gg.p, 1 / nu[i], len(times)).round(2))

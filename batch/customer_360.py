@@ -59,8 +59,8 @@ def transform_customer_360(master: DataFrame, spend: DataFrame, loyalty: DataFra
                            F.col("loyalty_points").alias("_acct_points"))
     support = service.groupBy("customer_id").agg(
         F.count(F.lit(1)).alias("support_tickets"),
-        F.sum(F.when(F.col("is_resolved"), 1).otherwise(0)).cast("long").alias("resolved_tickets"),
-        F.sum(F.when(F.col("is_escalated"), 1).otherwise(0)).cast("long").alias("escalated_tickets"),
+        F.count_if("is_resolved").alias("resolved_tickets"),
+        F.count_if("is_escalated").alias("escalated_tickets"),
         F.round(F.avg("satisfaction_score"), 2).alias("avg_satisfaction"))
     df = (master
           .join(spend.drop("online_orders", "instore_orders"), "customer_id", "left")

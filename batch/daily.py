@@ -24,8 +24,8 @@ def transform_daily_metrics(transactions: DataFrame, refunds: DataFrame, logins:
         F.count(F.lit(1)).alias("transactions"),
         F.sum("amount").cast("decimal(18,2)").alias("revenue"),
         F.countDistinct("customer_id").alias("unique_customers"),
-        F.sum(F.when(online, 1).otherwise(0)).cast("long").alias("online_transactions"),
-        F.sum(F.when(~online, 1).otherwise(0)).cast("long").alias("instore_transactions"))
+        F.count_if(online).alias("online_transactions"),
+        F.count_if(~online).alias("instore_transactions"))
     refunded = (refunds.groupBy(F.to_date("refund_datetime").alias("metric_date"))
                 .agg(F.sum("refund_amount").cast("decimal(18,2)").alias("refunded")))
     dau = (logins.groupBy(F.to_date("login_datetime").alias("metric_date"))

@@ -56,6 +56,9 @@ class _Fs:
     def path(self, text: str):
         return self.jvm.org.apache.hadoop.fs.Path(text)
 
+    def delete_tree(self, text: str) -> None:
+        self.fs.delete(self.path(text), True)
+
     def move_single_part(self, tmp_dir: str, target: str) -> None:
         """Move the one ``part-*`` file of a Spark output folder to ``target`` and drop the folder."""
         parts = [s.getPath() for s in self.fs.listStatus(self.path(tmp_dir)) if s.getPath().getName().startswith("part-")]
@@ -64,7 +67,7 @@ class _Fs:
         self.fs.delete(dst, False)
         if parts:
             self.fs.rename(parts[0], dst)
-        self.fs.delete(self.path(tmp_dir), True)
+        self.delete_tree(tmp_dir)
 
 
 def export_table(spark: SparkSession, df: DataFrame, name: str, export_dir: str, *, csv: bool = True,
@@ -84,7 +87,7 @@ def export_table(spark: SparkSession, df: DataFrame, name: str, export_dir: str,
         if partition_by:  # one folder per partition value (seed 001: Gold/, Silver/, Bronze/)
             (col,) = partition_by
             values = [r[0] for r in flat.select(col).distinct().collect()]
-            fs.fs.delete(fs.path(f"{root}/csv/{name}"), True)
+            fs.delete_tree(f"{root}/csv/{name}")
             for value in sorted(values, key=str):
                 tmp, target = f"{root}/csv/.{name}-{value}.tmp", f"{root}/csv/{name}/{value}/{name}.csv"
                 _write_csv(flat.where(F.col(col) == value).drop(col), tmp)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from batch import (
@@ -36,7 +37,7 @@ from batch import (
     tiers,
 )
 from lakehouse.config import Config
-from lakehouse.delta import latest_version, retry
+from lakehouse.delta import ensure_table, latest_version, retry
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER, SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
@@ -240,10 +241,6 @@ def _data_quality(ctx: Context) -> DataFrame:
 
 def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_by: tuple[str, ...]) -> None:
     if name == quality.TABLE:  # a history: one row per silver table and version (MERGE keeps reruns idempotent)
-        from delta.tables import DeltaTable
-
-        from lakehouse.delta import ensure_table
-
         ensure_table(spark, path, quality.SCHEMA)
         cond = " AND ".join(f"t.{k} = s.{k}" for k in quality.KEY)
         retry(lambda: DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond)

@@ -16,30 +16,26 @@ from pyspark.sql import functions as F
 TABLE = "gold_product_performance"
 
 
-def _count(cond) -> F.Column:
-    return F.sum(F.when(cond, 1).otherwise(0)).cast("long")
-
-
 def transform_product_performance(clickstream: DataFrame, orders: DataFrame, refunds: DataFrame,
                                   products: DataFrame) -> DataFrame:
     clicks = clickstream.where(F.col("product_id").isNotNull())
     event = F.col("event_type")
-    funnel = clicks.groupBy("product_id").agg(_count(event == "page_view").alias("page_views"),
-                                              _count(event == "add_to_cart").alias("add_to_carts"))
+    funnel = clicks.groupBy("product_id").agg(F.count_if(event == "page_view").alias("page_views"),
+                                              F.count_if(event == "add_to_cart").alias("add_to_carts"))
     per_session = clicks.groupBy("product_id", "session_id").agg(
         F.max(F.when(event == "add_to_cart", 1).otherwise(0)).alias("carted"),
         F.max(F.when(event == "purchase", 1).otherwise(0)).alias("purchased"))
     abandoned = per_session.groupBy("product_id").agg(
-        _count((F.col("carted") == 1) & (F.col("purchased") == 0)).alias("abandoned_carts"))
+        F.count_if((F.col("carted") == 1) & (F.col("purchased") == 0)).alias("abandoned_carts"))
     placed = F.col("order_status") != "Cancelled"
     sub = F.col("is_subscription")
     sales = orders.groupBy("product_id").agg(
-        _count(placed).alias("orders"),
+        F.count_if(placed).alias("orders"),
         F.sum(F.when(placed, F.col("quantity")).otherwise(0)).cast("long").alias("units"),
         F.sum(F.when(placed, F.col("total_amount"))).cast("decimal(18,2)").alias("revenue"),
-        _count(~placed).alias("cancelled_orders"),
-        _count(sub & (F.col("subscription_status") == "Active")).alias("active_subscriptions"),
-        _count(sub & (F.col("subscription_status") == "Cancelled")).alias("cancelled_subscriptions"),
+        F.count_if(~placed).alias("cancelled_orders"),
+        F.count_if(sub & (F.col("subscription_status") == "Active")).alias("active_subscriptions"),
+        F.count_if(sub & (F.col("subscription_status") == "Cancelled")).alias("cancelled_subscriptions"),
         F.first("product_name", ignorenulls=True).alias("_order_name"),
         F.first("category", ignorenulls=True).alias("_order_category"))
     refunded = refunds.groupBy("product_id").agg(F.count(F.lit(1)).alias("refunds"),

@@ -37,7 +37,7 @@ def null_counts(df: DataFrame) -> tuple[int, dict[str, int]]:
     """Rows and nulls per column (the lineage columns, ``_*``, left out), in one aggregation."""
     cols = [f.name for f in df.schema.fields if not f.name.startswith("_")]
     row = df.agg(F.count(F.lit(1)).alias("_rows"),
-                 *[F.sum(F.when(F.col(c).isNull(), 1).otherwise(0)).cast("long").alias(c) for c in cols]).first()
+                 *[F.count_if(F.col(c).isNull()).alias(c) for c in cols]).first()
     return int(row["_rows"]), {c: int(row[c] or 0) for c in cols}
 
 

@@ -37,7 +37,7 @@ def customer_spend(transactions: DataFrame, refunds: DataFrame, *, as_of: date,
         F.sum(F.when(online, amount).otherwise(0)).alias("online_spend"),
         F.sum(F.when(~online, amount).otherwise(0)).alias("instore_spend"),
         F.count(F.lit(1)).alias("order_count"),
-        F.sum(F.when(online, 1).otherwise(0)).alias("online_orders"),
+        F.count_if(online).alias("online_orders"),
         F.min("transaction_datetime").alias("first_purchase_at"),
         F.max("transaction_datetime").alias("last_purchase_at"),
     )

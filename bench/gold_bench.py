@@ -39,6 +39,13 @@ def delta_files(table: Path) -> list[str]:
     return [str(table / unquote(p)) for p in live]
 
 
+def parquet_of(table: Path, **options: str) -> str:
+    """DuckDB's ``read_parquet`` over a Delta table's current files."""
+    files = ", ".join(f"'{f}'" for f in delta_files(table))
+    extra = "".join(f", {k} = {v}" for k, v in options.items())
+    return f"read_parquet([{files}]{extra})"
+
+
 def _segment_sql() -> str:
     cases = " ".join(f"WHEN r_score BETWEEN {r[0]} AND {r[1]} AND f_score BETWEEN {f[0]} AND {f[1]} "
                      f"AND m_score BETWEEN {m[0]} AND {m[1]} THEN '{name.replace(chr(39), chr(39) * 2)}'"
@@ -55,8 +62,7 @@ def duckdb_peer(lake: Path, out: Path, *, as_of: str = AS_OF, time_unit_days: fl
     con.execute("SET enable_progress_bar = false")
     started = time.monotonic()
     for name in ("silver_transactions", "silver_refunds"):
-        files = ", ".join(f"'{f}'" for f in delta_files(lake / name))
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{files}], hive_partitioning = true)")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {parquet_of(lake / name, hive_partitioning='true')}")
     con.execute("CREATE VIEW purchases AS SELECT * FROM silver_transactions "
                 "WHERE status IS NULL OR status <> 'Cancelled'")
     con.execute(f"""COPY (
@@ -107,8 +113,7 @@ def spark_side(lake: Path) -> dict:
     con = duckdb.connect()
 
     def q(table: str, sql: str):
-        files = ", ".join(f"'{f}'" for f in delta_files(lake / table))
-        return con.execute(sql.format(t=f"read_parquet([{files}])")).fetchall()
+        return con.execute(sql.format(t=parquet_of(lake / table))).fetchall()
 
     return {
         "segments": dict(q("gold_rfm_segments", "SELECT customer_segment, count(*) FROM {t} GROUP BY 1")),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from lakehouse.config import Config
 from lakehouse.jars import JVM_DIR, ensure_jars, require_tool
@@ -57,7 +58,7 @@ def machine_memory_bytes() -> int:
     """Physical memory, or the container's (cgroup v2) limit when that is lower."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()  # noqa: SIM115
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if limit.isdigit():
             total = min(total, int(limit))
     except OSError:
