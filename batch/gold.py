@@ -253,8 +253,8 @@ def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_b
 
 
 def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None,
-        exports: bool = True) -> list[GoldResult]:
-    """Refresh the gold tables (all, or ``only`` these) and their exports."""
+        exports: bool = True, dashboard: bool = False) -> list[GoldResult]:
+    """Refresh the gold tables (all, or ``only`` these) and their exports, then (``dashboard``) the dashboard."""
     from lakehouse.spark import auto_driver_memory, get_spark
 
     names = only or list(PRODUCTS)
@@ -288,4 +288,8 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
             log.info("%s: %d rows in %.1fs", name, rows, results[-1].seconds)
     finally:
         ctx.release()
+    if dashboard:
+        from batch import dashboard as page
+
+        page.write(spark, cfg)
     return results

@@ -54,6 +54,16 @@ def _positive(number_type: type, name: str):
 
 
 _positive_int = _positive(int, "a whole number")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return value
 _positive_float = _positive(float, "a number")
 
 
@@ -115,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     gold.add_argument("--exports", metavar="DIR", help="where the CSV/Parquet exports go (default: gold.export_dir)")
     gold.add_argument("--no-exports", action="store_true", help="write the gold tables only")
     gold.add_argument("--no-mask", action="store_true", help="export emails and phones unmasked (PII!)")
+    gold.add_argument("--dashboard", metavar="FILE", help="where the refreshed dashboard goes (default: dashboard.file)")
+    gold.add_argument("--no-dashboard", action="store_true", help="do not refresh the dashboard at the end")
+
+    dash = cmd("dashboard", "write the dashboard (one self-contained HTML file), or serve it on localhost")
+    dash.add_argument("--out", metavar="FILE", help="the HTML file to write (default: dashboard.file)")
+    dash.add_argument("--serve", action="store_true",
+                      help="serve it on dashboard.host:port, the streaming views refreshed while c360 stream runs")
+    dash.add_argument("--host", metavar="ADDR", help="--serve: listen on this address (default 127.0.0.1)")
+    dash.add_argument("--port", type=_port, metavar="N", help="--serve: TCP port (default 8360; 0 = any free)")
+    dash.add_argument("--refresh", type=_positive_float, metavar="SECONDS",
+                      help="--serve: how often the streaming views refresh (default dashboard.refresh_seconds)")
+    dash.add_argument("--no-mask", action="store_true", help="show emails and phones unmasked (PII!)")
 
     clv = cmd("clv", "the CLV model on its own (BG/NBD + Gamma-Gamma)")
     clv.add_argument("action", choices=["fit"], help="fit: fit both models to a transaction file, print JSON")
@@ -148,6 +170,10 @@ def load_config(args: argparse.Namespace):
     if args.command == "gold":
         overrides["gold"] = {"export_dir": args.exports, "mask_pii": False if args.no_mask else None,
                              "driver_memory": args.driver_memory}
+        overrides["dashboard"] = {"file": args.dashboard}
+    if args.command == "dashboard":
+        overrides["dashboard"] = {"file": args.out, "host": args.host, "port": args.port,
+                                  "refresh_seconds": args.refresh, "mask_pii": False if args.no_mask else None}
     return config.load(args.config, overrides=overrides)
 
 
@@ -229,11 +255,27 @@ def run_command(args: argparse.Namespace) -> int:
         from batch import gold
 
         started = time.monotonic()
-        results = gold.run(cfg, as_of=args.as_of, only=args.only, exports=not args.no_exports)
+        refresh = cfg.dashboard.refresh_after_gold and not args.no_dashboard
+        results = gold.run(cfg, as_of=args.as_of, only=args.only, exports=not args.no_exports, dashboard=refresh)
         _print_table([(r.table, r.rows, f"{r.seconds:.1f}s", r.path) for r in results],
                      ("table", "rows", "took", "path"))
         exported = "" if args.no_exports else f"; exports in {cfg.gold.export_dir}"
         print(f"{len(results)} gold tables refreshed in {time.monotonic() - started:.1f}s{exported}")
+        if refresh:
+            print(f"dashboard: {Path(cfg.dashboard.file).resolve()}")
+        return 0
+    if args.command == "dashboard":
+        if args.serve:
+            from batch import dashboard_serve
+
+            return dashboard_serve.serve(cfg)
+        from batch import dashboard
+        from lakehouse.spark import get_spark
+
+        started = time.monotonic()
+        out = dashboard.write(get_spark(cfg, "c360-dashboard"), cfg)
+        print(f"dashboard written in {time.monotonic() - started:.1f}s: {out.resolve()} "
+              "(open it in a browser; it works offline)")
         return 0
     if args.command == "clv":
         from batch import clv_cli

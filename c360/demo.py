@@ -28,6 +28,7 @@ def demo_config(cfg: Config) -> Config:
     cfg = cfg.replace("lake", root=str(DEMO_DIR / "lake"), checkpoint_root=str(DEMO_DIR / "checkpoints"),
                       data_dir=str(DEMO_DIR / "data"))
     cfg = cfg.replace("gold", export_dir=str(DEMO_DIR / "exports"))
+    cfg = cfg.replace("dashboard", file=str(DEMO_DIR / "dashboard.html"))
     return cfg.replace("kafka", topic_prefix=prefix)
 
 
@@ -65,8 +66,8 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
         print(replay(cfg, cfg.lake.data_dir, progress=False).describe())
         _step("streaming Kafka -> bronze -> silver, login anomalies, city x hour counts (available-now)")
         app.run(cfg, available_now=True)
-        _step("refreshing gold")
-        for r in gold.run(cfg, as_of=DEMO_AS_OF):
+        _step("refreshing gold (and the dashboard)")
+        for r in gold.run(cfg, as_of=DEMO_AS_OF, dashboard=True):
             print(f"{r.table}: {r.rows} rows")
 
         _step("what is in the lake")
@@ -83,6 +84,8 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
         print(f"  Delta tables:      {Path(cfg.lake.root).resolve()}  (read with spark.read.format('delta'))")
         print(f"  generated inputs:  {Path(cfg.lake.data_dir).resolve()}  (dirt labels in _labels/)")
         print(f"  checkpoints:       {Path(cfg.lake.checkpoint_root).resolve()}")
+        print(f"  dashboard:         {Path(cfg.dashboard.file).resolve()}  (open it in a browser, works offline;"
+              " or `c360 dashboard --serve --lake demo/lake` for http://127.0.0.1:8360/)")
         print(f"  BI exports:        {Path(cfg.gold.export_dir).resolve()}  (csv/<table>.csv, parquet/; PII masked)")
         print("  gold tables:       docs/gold.md says what each one answers")
         if broker is not None:

@@ -124,6 +124,20 @@ class GoldConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    file: str
+    refresh_after_gold: bool
+    host: str
+    port: int
+    refresh_seconds: float
+    mask_pii: bool
+    balance_above: float
+    top_customers: int
+    latest_anomalies: int
+    cities: int
+
+
+@dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig
     lake: LakeConfig
@@ -131,6 +145,7 @@ class Config:
     stream: StreamConfig
     business: BusinessConfig
     gold: GoldConfig
+    dashboard: DashboardConfig
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some values of one section changed (values are checked like any other layer)."""
@@ -144,6 +159,7 @@ _SECTIONS: dict[str, type] = {
     "stream": StreamConfig,
     "business": BusinessConfig,
     "gold": GoldConfig,
+    "dashboard": DashboardConfig,
 }
 
 
@@ -226,6 +242,13 @@ def _validate(cfg: Config) -> None:
          "business.engagement_registration_horizon_days must be positive"),
         (bool(cfg.gold.export_dir), "gold.export_dir must not be empty"),
         (bool(cfg.lake.root), "lake.root must not be empty"),
+        (bool(cfg.dashboard.file), "dashboard.file must not be empty"),
+        (bool(cfg.dashboard.host), "dashboard.host must not be empty"),
+        (0 <= cfg.dashboard.port <= 65535, "dashboard.port must be a TCP port (0-65535; 0 = any free port)"),
+        (cfg.dashboard.refresh_seconds >= 0.5, "dashboard.refresh_seconds must be at least 0.5"),
+        (cfg.dashboard.balance_above >= 0, "dashboard.balance_above must not be negative"),
+        (min(cfg.dashboard.top_customers, cfg.dashboard.latest_anomalies, cfg.dashboard.cities) >= 1,
+         "dashboard.top_customers, latest_anomalies and cities must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -12,17 +12,8 @@ from pyspark.sql import functions as F
 from batch.gold import PRODUCTS, SILVER_TABLES
 from c360 import cli
 from tests.integration.test_pipeline import _args, _table
-from tests.integration.test_stream_all import streamed  # noqa: F401 - the module fixture: every source streamed
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def gold(streamed, tmp_path_factory):  # noqa: F811
-    cfg, _ = streamed
-    exports = tmp_path_factory.mktemp("exports")
-    assert cli.main(["gold", "--as-of", "2025-01-15", "--exports", str(exports), *_args(cfg)]) == 0
-    return cfg, exports
 
 
 def _rows(df, *order):
@@ -113,6 +104,6 @@ def test_a_rerun_on_the_same_snapshot_writes_the_same_tables(spark, gold, tmp_pa
     cfg, _ = gold
     names = ["gold_rfm_segments", "gold_customer_clv", "gold_data_quality"]
     before = {n: _rows(_table(spark, cfg, n), *_table(spark, cfg, n).columns[:2]) for n in names}
-    assert cli.main(["gold", "--as-of", "2025-01-15", "--only", ",".join(names), "--no-exports", *_args(cfg)]) == 0
+    assert cli.main(["gold", "--as-of", "2025-01-15", "--only", ",".join(names), "--no-exports", "--no-dashboard", *_args(cfg)]) == 0
     after = {n: _rows(_table(spark, cfg, n), *_table(spark, cfg, n).columns[:2]) for n in names}
     assert after == before  # data quality: one row per silver table and version, not one more per run

@@ -21,7 +21,7 @@ def _args(cfg) -> list[str]:
 def _env(monkeypatch, cfg):
     for section, key in (("lake", "data_dir"), ("lake", "state_dir"), ("kafka", "topic_prefix"),
                          ("kafka", "partitions"), ("kafka", "connect_timeout_s"),
-                         ("spark", "shuffle_partitions")):
+                         ("spark", "shuffle_partitions"), ("dashboard", "file")):
         monkeypatch.setenv(f"C360_{section.upper()}_{key.upper()}", str(getattr(getattr(cfg, section), key)))
 
 

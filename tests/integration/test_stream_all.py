@@ -29,25 +29,6 @@ VOLATILE = ("_ingestion_timestamp", "_ingestion_date", "_updated_at", "_quaranti
             "processed_at")
 
 
-@pytest.fixture(scope="module")
-def streamed(tmp_path_factory, kafka, spark):
-    """Every source generated (with bots and reactivations), replayed, and streamed with --available-now."""
-    from tests.conftest import make_config
-
-    root = tmp_path_factory.mktemp("all")
-    cfg = make_config(root, kafka.bootstrap).replace("kafka", topic_prefix=f"all{os.getpid()}.")
-    mp = pytest.MonkeyPatch()
-    _env(mp, cfg)
-    data = Path(cfg.lake.data_dir)
-    try:
-        assert cli.main(["generate", "--scale", "150", "--seed", "3", "--out", str(data)]) == 0
-        assert cli.main(["replay", "--input", str(data), "--no-progress", *_args(cfg)]) == 0
-        assert cli.main(["stream", "--available-now", *_args(cfg)]) == 0
-    finally:
-        mp.undo()
-    return cfg, data
-
-
 def test_every_source_reaches_silver_and_every_record_is_accounted_for(spark, streamed):
     cfg, data = streamed
     truth = json.loads((data / "_labels" / "summary.json").read_text())
