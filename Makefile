@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help setup demo test lint bench kafka-start kafka-stop clean
+.PHONY: help setup browser demo test lint bench kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   - the whole pipeline on a local Kafka broker and local Delta tables"
@@ -11,6 +11,7 @@ help:
 	@echo "make bench  - speed and memory figures -> bench/results/latest.json"
 	@echo "make lint   - ruff"
 	@echo "make setup  - venv + packages + JVM jars (the other targets run it)"
+	@echo "make browser - headless Chromium for the dashboard tests (make test runs it)"
 	@echo "make clean  - remove generated data, lake, checkpoints and broker state (keeps venv and jars)"
 
 $(VENV)/.installed: pyproject.toml
@@ -28,7 +29,18 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/c360 demo
 
-test: setup lint
+# The dashboard tests drive headless Chromium: Debian's chromium + chromium-driver, installed when missing.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "the dashboard tests need Chromium and ChromeDriver on PATH (chromium, chromedriver): install them"; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	  echo "the dashboard tests need Chromium: run 'apt-get install chromium chromium-driver' as root"; exit 1; fi; \
+	echo "installing Chromium and ChromeDriver for the dashboard tests (apt-get: chromium chromium-driver)"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	  chromium chromium-driver >/dev/null && echo "installed $$(chromium --version 2>/dev/null)"
+
+test: setup lint browser
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
@@ -45,5 +57,5 @@ kafka-stop: $(VENV)/.installed
 
 clean:
 	-$(BIN)/c360 kafka stop 2>/dev/null
-	rm -rf data lake demo exports .c360/kafka .c360/replay
+	rm -rf data lake demo exports dashboard.html test-artifacts .c360/kafka .c360/replay
 	find checkpoints -mindepth 1 ! -name README.md -exec rm -rf {} +

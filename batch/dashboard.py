@@ -567,6 +567,8 @@ section h2{font-size:18px;margin:0 0 2px} section .about{margin:0 0 10px;color:#
 .table-wrap{overflow:auto;max-height:420px;margin:0 6px 8px} table.data{border-collapse:collapse;width:100%;font-size:12px}
 table.data th{position:sticky;top:0;background:#eef2f6;text-align:left;padding:6px 8px}
 table.data td{padding:5px 8px;border-top:1px solid #e4e7eb;white-space:nowrap}
+.notice{margin:16px 0 0;padding:14px 18px;background:#fff8e1;border:1px solid #f0c36d;border-radius:8px}
+code{background:#eef2f6;padding:1px 4px;border-radius:3px}
 @media (max-width:700px){.grid{grid-template-columns:1fr}}
 """
 
@@ -627,6 +629,10 @@ def render(page: Page, *, live: dict | None = None, page_version: int = 0) -> st
         body.append(f'<section id="{sid}"><h2>{html.escape(name)}</h2><p class="about">{html.escape(about)}</p>'
                     + (f'<div class="cards">{cards}</div>' if cards else "") + f'<div class="grid">{views}</div></section>')
     nav = "".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name, _ in SECTIONS)
+    notice = ('<div class="notice" id="fresh-lake">This lake has no gold or stream tables yet. Fill it with '
+              '<code>c360 replay</code> and <code>c360 stream</code>, then <code>c360 gold</code> (which refreshes '
+              'this page); <code>make demo</code> does all of it on generated data.</div>'
+              if page.views and all(v.empty for v in page.views) else "")
     data = {"views": {v.id: v.spec() for v in page.views}, "live": live, "page_version": page_version,
             "generated_at": f"{page.generated_at:%Y-%m-%d %H:%M:%S}"}
     return (
@@ -635,7 +641,7 @@ def render(page: Page, *, live: dict | None = None, page_version: int = 0) -> st
         f'</title><link rel="icon" href="data:,"><style>{_CSS}</style><script>{get_plotlyjs()}</script></head><body>'
         f'<header><h1>c360 — Customer 360</h1><p class="meta">Generated {page.generated_at:%Y-%m-%d %H:%M:%S} UTC '
         f'from {html.escape(page.lake_root)} · <span id="live-status">static snapshot</span></p><nav>{nav}</nav>'
-        f'</header><main>{"".join(body)}</main>'
+        f'</header><main>{notice}{"".join(body)}</main>'
         f'<script id="c360-data" type="application/json">{script_json(data)}</script><script>{_JS}</script>'
         '</body></html>')
 

@@ -39,3 +39,35 @@ def gold(streamed, tmp_path_factory):
     assert cli.main(["gold", "--as-of", GOLD_AS_OF, "--exports", str(exports), "--dashboard",
                      str(exports / "dashboard.html"), *_args(cfg)]) == 0
     return cfg, exports
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1440,900")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Headless Chromium from Debian's packages (chromium, chromium-driver; `make test` installs them), driven by
+    selenium with a fresh profile; its console log is kept for the tests to read."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.fail("headless Chromium is missing: `make test` installs it, or run "
+                    "`apt-get install chromium chromium-driver`")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield session
+    finally:
+        session.quit()

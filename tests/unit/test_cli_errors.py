@@ -40,6 +40,9 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: st
     (["clv", "fit", "--transactions", "t.csv", "--customer-col", "c", "--date-col", "d", "--amount-col", "a",
       "--time-unit", "M"], "argument --time-unit: invalid choice: 'M'"),
     (["clv", "predict"], "invalid choice: 'predict'"),
+    (["dashboard", "--port", "70000"], "argument --port: not a TCP port"),
+    (["dashboard", "--port", "http"], "argument --port: not a port number"),
+    (["dashboard", "--refresh", "0"], "argument --refresh: must be positive"),
 ])
 def test_bad_arguments(args, text):
     assert_one_line_error(run_cli(*args), 2, text)
@@ -48,6 +51,17 @@ def test_bad_arguments(args, text):
 def test_unknown_gold_table(tmp_path):
     assert_one_line_error(run_cli("gold", "--lake", str(tmp_path), "--only", "gold_nope"), 1,
                           "unknown gold table 'gold_nope'")
+
+
+def test_dashboard_port_in_use_fails_before_spark_starts(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("dashboard", "--serve", "--port", str(port), "--lake", str(tmp_path))
+    assert_one_line_error(proc, 1, f"cannot serve the dashboard on 127.0.0.1:{port}: the port is in use")
 
 
 def test_missing_input_directory(tmp_path):
@@ -106,7 +120,8 @@ def test_missing_maven_says_what_to_install(tmp_path):
 def test_every_command_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
-    assert set(commands) >= {"setup", "config", "kafka", "generate", "replay", "stream", "gold", "demo"}
+    assert set(commands) >= {"setup", "config", "kafka", "generate", "replay", "stream", "gold", "dashboard",
+                             "demo"}
     for name in commands:
         proc = run_cli(name, "--help")
         assert proc.returncode == 0 and f"usage: c360 {name}" in proc.stdout

@@ -48,6 +48,10 @@ def test_list_values_from_environment():
     ({"C360_BUSINESS_CLV_TIME_UNIT": "M"}, "clv_time_unit must be D or W"),
     ({"C360_BUSINESS_ENGAGEMENT_WEIGHT_STATUS": "-1"}, "must not be negative and must not all be 0"),
     ({"C360_GOLD_MASK_PII": "maybe"}, "gold.mask_pii"),
+    ({"C360_DASHBOARD_PORT": "70000"}, "dashboard.port must be a TCP port"),
+    ({"C360_DASHBOARD_REFRESH_SECONDS": "0.1"}, "dashboard.refresh_seconds must be at least 0.5"),
+    ({"C360_DASHBOARD_TOP_CUSTOMERS": "0"}, "dashboard.top_customers, latest_anomalies and cities must be at least 1"),
+    ({"C360_DASHBOARD_MASK_PII": "sometimes"}, "dashboard.mask_pii"),
 ])
 def test_bad_values_give_one_line_errors(env, message):
     with pytest.raises(C360Error, match=message.replace("(", r"\(")) as info:
