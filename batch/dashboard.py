@@ -132,18 +132,31 @@ def _source(info: dd.TableInfo, as_of=None) -> str:
     return f"{text} · as of {as_of}" if as_of else text
 
 
-def _layout(fig: go.Figure, title: str, source: str, x: str | None = None, y: str | None = None,
-            **extra) -> go.Figure:
+def _layout(fig: go.Figure, x: str | None = None, y: str | None = None, **extra) -> go.Figure:
     layout = {"template": "plotly_white", "height": HEIGHT, "margin": {"l": 64, "r": 24, "t": 72, "b": 56},
               "font": {"size": 12},
               "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0}}
-    fig.update_layout(title={"text": f"{html.escape(title)}<br><sup>{html.escape(source)}</sup>", "x": 0.01},
-                      **{**layout, **extra})
+    fig.update_layout(**{**layout, **extra})
     if x is not None:  # the first (primary) axes; a secondary axis is titled where it is made
         fig.layout.xaxis.title.text = x
     if y is not None:
         fig.layout.yaxis.title.text = y
     return fig
+
+
+def _dual_axis(primary, secondary, secondary_title: str) -> go.Figure:
+    """Two traces sharing the x axis, the second on its own y axis (titled here; the first is titled by _layout)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(primary, secondary_y=False)
+    fig.add_trace(secondary, secondary_y=True)
+    fig.update_yaxes(title_text=secondary_title, secondary_y=True, rangemode="tozero")
+    return fig
+
+
+def _bins(pdf: pd.DataFrame, hover: str) -> go.Figure:
+    """A histogram computed in Spark (``lo``, ``hi``, ``count`` per bin) as touching bars."""
+    return go.Figure(go.Bar(x=(pdf.lo + pdf.hi) / 2, y=pdf["count"], width=(pdf.hi - pdf.lo) * 0.95,
+                            customdata=pdf[["lo", "hi"]], hovertemplate=hover + ": %{y:,} customers<extra></extra>"))
 
 
 def _period_label(grain: str) -> str:
@@ -177,7 +190,7 @@ class _Builder:
         return (f"No data yet: {name} (version {self.lake.info(name).version}) has no rows for this view. "
                 f"To fill it, {self._hint(name)}.")
 
-    def add(self, section: str, vid: str, title: str, table: str, make: Callable[[DataFrame, str], View | None],
+    def add(self, section: str, vid: str, title: str, table: str, make: Callable[[DataFrame], go.Figure | pd.DataFrame | None],
             *, live: bool = False, df: DataFrame | None = None) -> None:
         started = time.monotonic()
         why = None
@@ -186,11 +199,12 @@ class _Builder:
         source = _source(self.lake.info(table), self.as_of if table.startswith("gold_") else None)
         view = View(vid, section, title, source, empty=why, live=live)
         if df is not None:
-            made = make(df, source)
+            made = make(df)
             if made is None or (isinstance(made, pd.DataFrame) and made.empty):
                 view.empty = self._no_rows(table)
-            elif isinstance(made, go.Figure):
-                view.figure = made
+            elif isinstance(made, go.Figure):  # the view's title, with the table and time of its data
+                view.figure = made.update_layout(title={
+                    "text": f"{html.escape(title)}<br><sup>{html.escape(source)}</sup>", "x": 0.01})
             else:
                 view.table = made
         self.views.append(view)
@@ -218,7 +232,7 @@ class _Builder:
         self._value()
         self._commerce()
         self.add("quality", "data_quality", "Data quality of the last gold run (per silver table)", QUALITY,
-                 lambda df, s: dd.data_quality(df).rename(columns={
+                 lambda df: dd.data_quality(df).rename(columns={
                      "table_name": "silver table", "silver_version": "version", "as_of": "as of",
                      "null_values": "null values", "records_read": "records read",
                      "duplicates_removed": "duplicates removed", "top_quarantine_reason": "top quarantine reason"}))
@@ -235,27 +249,24 @@ class _Builder:
             value = cards.get(key)
             self.card("overview", key, label, value, _fmt(value), hint)
 
-        def donut(df, source):
+        def donut(df):
             pdf = dd.loyalty_distribution(df)
             if pdf.empty:
                 return None
             fig = go.Figure(go.Pie(labels=pdf.loyalty_tier, values=pdf.customers, hole=0.5, sort=False,
                                    marker={"colors": [TIER_COLORS.get(t, "#999") for t in pdf.loyalty_tier]},
                                    hovertemplate="%{label}: %{value:,} customers (%{percent})<extra></extra>"))
-            return _layout(fig, "Loyalty status distribution", source)
+            return _layout(fig)
 
-        def acquisition(df, source):
+        def acquisition(df):
             pdf, grain = dd.acquisition(df)
             if pdf.empty:
                 return None
-            fig = make_subplots(specs=[[{"secondary_y": True}]])
-            fig.add_trace(go.Scatter(x=pdf.period, y=pdf.customers, mode="lines+markers",
-                                     name=f"new customers per {_period_label(grain)}"), secondary_y=False)
-            fig.add_trace(go.Scatter(x=pdf.period, y=pdf.total, mode="lines", name="customers to date",
-                                     line={"dash": "dot"}), secondary_y=True)
-            fig.update_yaxes(title_text="customers to date", secondary_y=True, rangemode="tozero")
-            return _layout(fig, "Customer acquisition over time", source, x=f"join {_period_label(grain)}",
-                           y="new customers")
+            fig = _dual_axis(go.Scatter(x=pdf.period, y=pdf.customers, mode="lines+markers",
+                                        name=f"new customers per {_period_label(grain)}"),
+                             go.Scatter(x=pdf.period, y=pdf.total, mode="lines", name="customers to date",
+                                        line={"dash": "dot"}), "customers to date")
+            return _layout(fig, x=f"join {_period_label(grain)}", y="new customers")
 
         self._c360_or_empty("overview", "loyalty_donut", "Loyalty status distribution", donut)
         self._c360_or_empty("overview", "acquisition", "Customer acquisition over time", acquisition)
@@ -264,7 +275,7 @@ class _Builder:
         self.add(section, vid, title, C360, make, df=self._c360)
 
     def _financial(self) -> None:
-        def by_tier(df, source):
+        def by_tier(df):
             pdf = dd.balance_by_tier(df)
             if pdf.empty:
                 return None
@@ -272,10 +283,9 @@ class _Builder:
                                    marker={"color": [TIER_COLORS.get(t, "#999") for t in pdf.loyalty_tier]},
                                    hovertemplate="%{x}: average $%{y:,.2f} over %{customdata:,} customers"
                                                  "<extra></extra>"))
-            return _layout(fig, "Average account balance by loyalty status", source, x="loyalty status",
-                           y="average account balance ($)")
+            return _layout(fig, x="loyalty status", y="average account balance ($)")
 
-        def heat(df, source):
+        def heat(df):
             grid = dd.heatmap2d(df, "loyalty_points", "account_balance", bins=20)
             if grid is None:
                 return None
@@ -284,10 +294,9 @@ class _Builder:
                                        colorscale="Blues", colorbar={"title": {"text": "customers"}},
                                        hovertemplate="points ≈ %{x:,.0f}, balance ≈ $%{y:,.0f}: %{z:,} customers"
                                                      "<extra></extra>"))
-            return _layout(fig, "Account balance vs. loyalty points", source, x="loyalty points",
-                           y="account balance ($)")
+            return _layout(fig, x="loyalty points", y="account balance ($)")
 
-        def top(df, source):
+        def top(df):
             pdf = dd.top_customers(df, self.dcfg.top_customers, mask_pii=self.mask_pii)
             if pdf.empty:
                 return None
@@ -301,31 +310,27 @@ class _Builder:
                             f"Top {self.dcfg.top_customers} customers by account balance", top)
 
     def _engagement(self) -> None:
-        def age(df, source):
+        def age(df):
             pdf = dd.histogram(df.select(dd.account_age_days(df).alias("age")), "age", bins=30)
             if pdf.empty:
                 return None
-            fig = go.Figure(go.Bar(x=(pdf.lo + pdf.hi) / 2, y=pdf["count"], width=(pdf.hi - pdf.lo) * 0.95,
-                                   customdata=pdf[["lo", "hi"]],
-                                   hovertemplate="%{customdata[0]:,.0f}-%{customdata[1]:,.0f} days: %{y:,} customers"
-                                                 "<extra></extra>"))
-            return _layout(fig, "Account age distribution", source, x="account age (days)", y="customers")
+            fig = _bins(pdf, "%{customdata[0]:,.0f}-%{customdata[1]:,.0f} days")
+            return _layout(fig, x="account age (days)", y="customers")
 
-        def funnel(df, source):
+        def funnel(df):
             pdf = dd.retention_funnel(df)
             if pdf.empty:
                 return None
             fig = go.Figure(go.Funnel(y=pdf.stage, x=pdf.customers, textinfo="value+percent initial"))
-            return _layout(fig, "Customer retention journey", source, x="customers", y="stage")
+            return _layout(fig, x="customers", y="stage")
 
-        def last_login(df, source):
+        def last_login(df):
             pdf, grain = dd.last_login_trend(df)
             if pdf.empty:
                 return None
             fig = go.Figure(go.Scatter(x=pdf.period, y=pdf.customers, mode="lines+markers",
                                        hovertemplate="%{x}: %{y:,} customers<extra></extra>"))
-            return _layout(fig, "Last login trend", source, x=f"{_period_label(grain)} of last login",
-                           y="customers")
+            return _layout(fig, x=f"{_period_label(grain)} of last login", y="customers")
 
         self._c360_or_empty("engagement", "account_age", "Account age distribution", age)
         self._c360_or_empty("engagement", "retention_funnel", "Customer retention journey", funnel)
@@ -346,16 +351,15 @@ class _Builder:
                   f"Customers with a balance above ${self.dcfg.balance_above:,.0f}", share,
                   "—" if share is None else f"{share:.1f}%", hint)
 
-        def area(df, source):
+        def area(df):
             pdf = dd.monthly_points(df)
             if pdf.empty:
                 return None
             fig = go.Figure(go.Scatter(x=pdf.period, y=pdf.loyalty_points, mode="lines", fill="tozeroy",
                                        hovertemplate="%{x|%Y-%m}: %{y:,} points<extra></extra>"))
-            return _layout(fig, "Monthly loyalty points (by month of joining)", source, x="month of joining",
-                           y="loyalty points")
+            return _layout(fig, x="month of joining", y="loyalty points")
 
-        def treemap(df, source):
+        def treemap(df):
             pdf = dd.points_treemap(df)
             if pdf.empty:
                 return None
@@ -367,50 +371,42 @@ class _Builder:
                 parents=[""] * len(tiers) + list(pdf.loyalty_tier),
                 values=list(tiers.loyalty_points) + list(pdf.loyalty_points), branchvalues="total",
                 hovertemplate="%{label}: %{value:,} points<extra></extra>"))
-            return _layout(fig, "Loyalty points by loyalty status and customer segment", source)
+            return _layout(fig)
 
-        def revenue(df, source):
+        def revenue(df):
             pdf = dd.daily_revenue(df)
             if pdf.empty:
                 return None
-            fig = make_subplots(specs=[[{"secondary_y": True}]])
-            fig.add_trace(go.Scatter(x=pdf.metric_date, y=pdf.net_revenue, mode="lines", name="net revenue ($)"),
-                          secondary_y=False)
-            fig.add_trace(go.Scatter(x=pdf.metric_date, y=pdf.monthly_active_users, mode="lines",
-                                     name="monthly active users", line={"dash": "dot"}), secondary_y=True)
-            fig.update_yaxes(title_text="monthly active users", secondary_y=True, rangemode="tozero")
-            return _layout(fig, "Daily net revenue and monthly active users", source, x="day", y="net revenue ($)")
+            fig = _dual_axis(go.Scatter(x=pdf.metric_date, y=pdf.net_revenue, mode="lines", name="net revenue ($)"),
+                             go.Scatter(x=pdf.metric_date, y=pdf.monthly_active_users, mode="lines",
+                                        name="monthly active users", line={"dash": "dot"}), "monthly active users")
+            return _layout(fig, x="day", y="net revenue ($)")
 
-        self._c360_or_empty("trends", "monthly_points", "Monthly loyalty points", area)
-        self._c360_or_empty("trends", "points_treemap", "Loyalty points by customer segment", treemap)
+        self._c360_or_empty("trends", "monthly_points", "Monthly loyalty points (by month of joining)", area)
+        self._c360_or_empty("trends", "points_treemap", "Loyalty points by loyalty status and customer segment",
+                            treemap)
         self.add("trends", "daily_revenue", "Daily net revenue and monthly active users", DAILY, revenue)
 
     # -- beyond seed 004 ----------------------------------------------------------------------------------------------
 
     def _value(self) -> None:
-        def segments(df, source):
+        def segments(df):
             pdf = dd.rfm_segments(df)
             if pdf.empty:
                 return None
-            fig = make_subplots(specs=[[{"secondary_y": True}]])
-            fig.add_trace(go.Bar(x=pdf.customer_segment, y=pdf.customers, name="customers"), secondary_y=False)
-            fig.add_trace(go.Scatter(x=pdf.customer_segment, y=pdf.spend, mode="lines+markers",
-                                     name="spend ($)"), secondary_y=True)
-            fig.update_yaxes(title_text="spend ($)", secondary_y=True, rangemode="tozero")
-            return _layout(fig, "RFM segments: customers and spend", source, x="segment", y="customers")
+            fig = _dual_axis(go.Bar(x=pdf.customer_segment, y=pdf.customers, name="customers"),
+                             go.Scatter(x=pdf.customer_segment, y=pdf.spend, mode="lines+markers", name="spend ($)"),
+                             "spend ($)")
+            return _layout(fig, x="segment", y="customers")
 
-        def clv_hist(df, source):
+        def clv_hist(df):
             pdf = dd.histogram(df, "predicted_clv_3yr", bins=30)
             if pdf.empty:
                 return None
-            fig = go.Figure(go.Bar(x=(pdf.lo + pdf.hi) / 2, y=pdf["count"], width=(pdf.hi - pdf.lo) * 0.95,
-                                   customdata=pdf[["lo", "hi"]],
-                                   hovertemplate="$%{customdata[0]:,.0f}-%{customdata[1]:,.0f}: %{y:,} customers"
-                                                 "<extra></extra>"))
-            return _layout(fig, "Predicted 3-year CLV distribution", source, x="predicted 3-year CLV ($)",
-                           y="customers")
+            fig = _bins(pdf, "$%{customdata[0]:,.0f}-%{customdata[1]:,.0f}")
+            return _layout(fig, x="predicted 3-year CLV ($)", y="customers")
 
-        def clv_tiers(df, source):
+        def clv_tiers(df):
             pdf = dd.clv_tiers(df)
             if pdf.empty:
                 return None
@@ -418,10 +414,10 @@ class _Builder:
                              go.Bar(x=pdf.clv_tier, y=pdf.predicted_clv_3yr, name="predicted 3-year CLV ($)")])
             fig.update_traces(customdata=pdf.customers,
                               hovertemplate="%{x} (%{customdata:,} customers): $%{y:,.0f}<extra></extra>")
-            return _layout(fig, "CLV tiers: historical and predicted value", source, x="CLV tier", y="value ($)",
+            return _layout(fig, x="CLV tier", y="value ($)",
                            barmode="group")
 
-        def cohorts(df, source):
+        def cohorts(df):
             m = dd.cohort_matrix(df)
             if m.empty:
                 return None
@@ -430,16 +426,15 @@ class _Builder:
                 colorscale="Greens", zmin=0, zmax=100, colorbar={"title": {"text": "retained %"}},
                 hovertemplate="cohort %{y}, month %{x}: %{z}% retained<extra></extra>"))
             fig.update_yaxes(autorange="reversed", type="category")
-            return _layout(fig, "Retention cohorts", source, x="months since first purchase",
-                           y="cohort (first-purchase month)")
+            return _layout(fig, x="months since first purchase", y="cohort (first-purchase month)")
 
         self.add("value", "rfm_segments", "RFM segments: customers and spend", RFM, segments)
         self.add("value", "clv_distribution", "Predicted 3-year CLV distribution", CLV, clv_hist)
-        self.add("value", "clv_tiers", "CLV tiers", CLV, clv_tiers)
+        self.add("value", "clv_tiers", "CLV tiers: historical and predicted value", CLV, clv_tiers)
         self.add("value", "retention_cohorts", "Retention cohorts", COHORTS, cohorts)
 
     def _commerce(self) -> None:
-        def products(df, source):
+        def products(df):
             pdf = dd.top_products(df).iloc[::-1]
             if pdf.empty:
                 return None
@@ -449,21 +444,19 @@ class _Builder:
                 hovertemplate="%{y}: $%{x:,.0f}<br>views %{customdata[0]:,} · carts %{customdata[1]:,} · abandoned "
                               "%{customdata[2]:,} · orders %{customdata[3]:,} · refund rate %{customdata[4]:.1%}"
                               "<extra></extra>"))
-            return _layout(fig, "Top 15 products by revenue", source, x="revenue ($)", y="product",
+            return _layout(fig, x="revenue ($)", y="product",
                            margin={"l": 220, "r": 24, "t": 72, "b": 56})
 
-        def campaigns(df, source):
+        def campaigns(df):
             pdf = dd.campaigns(df)
             if pdf.empty:
                 return None
-            fig = make_subplots(specs=[[{"secondary_y": True}]])
-            fig.add_trace(go.Bar(x=pdf.campaign_source, y=pdf.revenue, name="revenue ($)"), secondary_y=False)
-            fig.add_trace(go.Scatter(x=pdf.campaign_source, y=pdf.conversion_rate * 100, mode="markers+lines",
-                                     name="conversion rate (%)"), secondary_y=True)
-            fig.update_yaxes(title_text="conversion rate (%)", secondary_y=True, rangemode="tozero")
-            return _layout(fig, "Campaign performance", source, x="campaign source", y="revenue ($)")
+            fig = _dual_axis(go.Bar(x=pdf.campaign_source, y=pdf.revenue, name="revenue ($)"),
+                             go.Scatter(x=pdf.campaign_source, y=pdf.conversion_rate * 100, mode="markers+lines",
+                                        name="conversion rate (%)"), "conversion rate (%)")
+            return _layout(fig, x="campaign source", y="revenue ($)")
 
-        self.add("commerce", "products", "Top products by revenue", PRODUCTS, products)
+        self.add("commerce", "products", "Top 15 products by revenue", PRODUCTS, products)
         self.add("commerce", "campaigns", "Campaign performance", CAMPAIGNS, campaigns)
 
     # -- live ---------------------------------------------------------------------------------------------------------
@@ -471,7 +464,7 @@ class _Builder:
     def live_views(self) -> None:
         dcfg = self.dcfg
 
-        def city_hour(df, source):
+        def city_hour(df):
             pdf = dd.city_hour(df, dcfg.cities)
             if pdf.empty:
                 return None
@@ -489,32 +482,31 @@ class _Builder:
                            hovertemplate="%{y}: peak at %{x}:00 (%{customdata:,} logins)<extra></extra>")])
             fig.update_yaxes(autorange="reversed", type="category")
             fig.update_xaxes(dtick=2)
-            return _layout(fig, f"Logins by city and hour of day (top {len(cities)} cities; ★ = peak hour)",
-                           source, x="hour of day (UTC)", y="city", height=max(HEIGHT, 110 + 18 * len(cities)))
+            return _layout(fig, x="hour of day (UTC)", y="city", height=max(HEIGHT, 110 + 18 * len(cities)))
 
-        def counts(df, source):
+        def counts(df):
             pdf = dd.anomaly_counts(df)
             if pdf.empty:
                 return None
             fig = go.Figure([go.Bar(x=g.rule, y=g["count"], name=sev) for sev, g in pdf.groupby("severity")])
-            return _layout(fig, "Login-gap anomalies by rule and severity", source, x="rule", y="anomalies",
+            return _layout(fig, x="rule", y="anomalies",
                            barmode="stack")
 
-        def latest(df, source):
+        def latest(df):
             pdf = dd.latest_anomalies(df, dcfg.latest_anomalies)
             return None if pdf.empty else pdf.rename(columns={
                 "login_datetime": "login time (UTC)", "customer_id": "customer", "gap_s": "gap (s)"})
 
-        def progress(df, source):
+        def progress(df):
             pdf = dd.stream_progress(df)
             if pdf.empty:
                 return None
             fig = go.Figure([go.Scatter(x=g.timestamp, y=g.processed_rows_per_s, mode="lines+markers", name=q)
                              for q, g in pdf.groupby("query")])
-            return _layout(fig, "Stream throughput per query", source, x="micro-batch time (UTC)",
-                           y="rows processed per second")
+            return _layout(fig, x="micro-batch time (UTC)", y="rows processed per second")
 
-        self.add("live", "city_hour", "Logins by city and hour of day", CITY_HOUR, city_hour, live=True)
+        self.add("live", "city_hour", f"Logins by city and hour of day (the {dcfg.cities} busiest cities; ★ = peak hour)",
+                 CITY_HOUR, city_hour, live=True)
         self.add("live", "anomaly_counts", "Login-gap anomalies by rule and severity", ANOMALIES, counts, live=True)
         self.add("live", "latest_anomalies", f"Latest {dcfg.latest_anomalies} login-gap anomalies", ANOMALIES,
                  latest, live=True)

@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench.gold_bench import bench_gold
 
             results += bench_gold(args.gold_scale, Path(tmp), figure)
-            print(markdown(results[-2:]), flush=True)
+            print(markdown(results[-3:]), flush=True)
     merged = {**previous, **{r["name"]: r for r in results}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({

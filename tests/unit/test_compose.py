@@ -24,7 +24,7 @@ def c360_services(compose):
 
 def test_every_c360_service_runs_a_real_c360_command(compose):
     services = c360_services(compose)
-    assert {"c360-stream", "c360-replay", "c360-gold"} <= set(services)
+    assert {"c360-stream", "c360-replay", "c360-gold", "c360-dashboard"} <= set(services)
     parser = build_parser()
     for name, service in services.items():
         args = parser.parse_args(service["command"])  # exits (fails the test) on an unknown command or flag
@@ -66,7 +66,7 @@ def test_volumes_are_declared_and_shared_where_data_flows(compose):
     for name, service in c360_services(compose).items():
         env = service["environment"]
         mounts = _mounts(service)
-        if name in ("c360-stream", "c360-gold"):  # they write the lake: so do the executors on the worker
+        if name in ("c360-stream", "c360-gold", "c360-dashboard"):  # they use the lake: so do the executors on the worker
             lake_mount = next(p for p in mounts if env["C360_LAKE_ROOT"].startswith(p))
             assert _mounts(services["spark-worker"]).get(lake_mount) == mounts[lake_mount]
         if name in ("c360-generate", "c360-replay"):
