@@ -56,7 +56,7 @@ SECTIONS = (
 )
 TIER_COLORS = {"Platinum": "#7b8794", "Gold": "#d4a017", "Silver": "#a8a9ad", "Bronze": "#b06d2c",
                dd.NO_TIER: "#d9d9d9"}
-HEIGHT = 380
+HEIGHT = 400
 
 
 @dataclass
@@ -133,7 +133,7 @@ def _source(info: dd.TableInfo, as_of=None) -> str:
 
 
 def _layout(fig: go.Figure, x: str | None = None, y: str | None = None, **extra) -> go.Figure:
-    layout = {"template": "plotly_white", "height": HEIGHT, "margin": {"l": 64, "r": 24, "t": 72, "b": 56},
+    layout = {"template": "plotly_white", "height": HEIGHT, "margin": {"l": 64, "r": 24, "t": 100, "b": 56},
               "font": {"size": 12},
               "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0}}
     fig.update_layout(**{**layout, **extra})
@@ -445,7 +445,7 @@ class _Builder:
                               "%{customdata[2]:,} · orders %{customdata[3]:,} · refund rate %{customdata[4]:.1%}"
                               "<extra></extra>"))
             return _layout(fig, x="revenue ($)", y="product",
-                           margin={"l": 220, "r": 24, "t": 72, "b": 56})
+                           margin={"l": 220, "r": 24, "t": 100, "b": 56})
 
         def campaigns(df):
             pdf = dd.campaigns(df)
