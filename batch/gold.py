@@ -253,8 +253,8 @@ def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_b
 
 
 def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None,
-        exports: bool = True, dashboard: bool = False) -> list[GoldResult]:
-    """Refresh the gold tables (all, or ``only`` these) and their exports, then (``dashboard``) the dashboard."""
+        exports: bool = True) -> list[GoldResult]:
+    """Refresh the gold tables (all, or ``only`` these) and their exports."""
     from lakehouse.spark import auto_driver_memory, get_spark
 
     names = only or list(PRODUCTS)
@@ -288,8 +288,12 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
             log.info("%s: %d rows in %.1fs", name, rows, results[-1].seconds)
     finally:
         ctx.release()
-    if dashboard:
-        from batch import dashboard as page
-
-        page.write(spark, cfg)
     return results
+
+
+def refresh_dashboard(cfg: Config):
+    """Rewrite the dashboard (``dashboard.file``) after a refresh, in the refresh's Spark session."""
+    from batch import dashboard
+    from lakehouse.spark import get_spark
+
+    return dashboard.write(get_spark(cfg, "c360-gold"), cfg)

@@ -54,6 +54,7 @@ def _positive(number_type: type, name: str):
 
 
 _positive_int = _positive(int, "a whole number")
+_positive_float = _positive(float, "a number")
 
 
 def _port(text: str) -> int:
@@ -64,7 +65,6 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
     return value
-_positive_float = _positive(float, "a number")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,9 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     gold.add_argument("--no-dashboard", action="store_true", help="do not refresh the dashboard at the end")
 
     dash = cmd("dashboard", "write the dashboard (one self-contained HTML file), or serve it on localhost")
-    dash.add_argument("--out", metavar="FILE", help="the HTML file to write (default: dashboard.file)")
-    dash.add_argument("--serve", action="store_true",
-                      help="serve it on dashboard.host:port, the streaming views refreshed while c360 stream runs")
+    where = dash.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="FILE", help="the HTML file to write (default: dashboard.file)")
+    where.add_argument("--serve", action="store_true",
+                       help="serve it on dashboard.host:port, the streaming views refreshed while c360 stream runs")
     dash.add_argument("--host", metavar="ADDR", help="--serve: listen on this address (default 127.0.0.1)")
     dash.add_argument("--port", type=_port, metavar="N", help="--serve: TCP port (default 8360; 0 = any free)")
     dash.add_argument("--refresh", type=_positive_float, metavar="SECONDS",
@@ -256,13 +257,13 @@ def run_command(args: argparse.Namespace) -> int:
 
         started = time.monotonic()
         refresh = cfg.dashboard.refresh_after_gold and not args.no_dashboard
-        results = gold.run(cfg, as_of=args.as_of, only=args.only, exports=not args.no_exports, dashboard=refresh)
+        results = gold.run(cfg, as_of=args.as_of, only=args.only, exports=not args.no_exports)
         _print_table([(r.table, r.rows, f"{r.seconds:.1f}s", r.path) for r in results],
                      ("table", "rows", "took", "path"))
         exported = "" if args.no_exports else f"; exports in {cfg.gold.export_dir}"
-        print(f"{len(results)} gold tables refreshed in {time.monotonic() - started:.1f}s{exported}")
+        print(f"{len(results)} gold tables refreshed in {time.monotonic() - started:.1f}s{exported}", flush=True)
         if refresh:
-            print(f"dashboard: {Path(cfg.dashboard.file).resolve()}")
+            print(f"dashboard refreshed: {gold.refresh_dashboard(cfg).resolve()}")
         return 0
     if args.command == "dashboard":
         if args.serve:

@@ -43,6 +43,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: st
     (["dashboard", "--port", "70000"], "argument --port: not a TCP port"),
     (["dashboard", "--port", "http"], "argument --port: not a port number"),
     (["dashboard", "--refresh", "0"], "argument --refresh: must be positive"),
+    (["dashboard", "--serve", "--out", "d.html"], "argument --out: not allowed with argument --serve"),
 ])
 def test_bad_arguments(args, text):
     assert_one_line_error(run_cli(*args), 2, text)
