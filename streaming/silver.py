@@ -117,7 +117,9 @@ def _derived(table: str, c: dict[str, Column]) -> list[Column]:
                      .when(age < 55, "45-54").when(age.isNotNull(), "55+"))
         bracket = (F.when(income < 25000, "Low").when(income < 75000, "Middle").when(income < 150000, "Upper Middle")
                    .when(income.isNotNull(), "High"))
-        margin = F.when(price > 0, ((price - c["cost"]) / price).cast(DecimalType(9, 4)))
+        # null when the price is 0 or the margin does not fit decimal(9,4) (a cost > 100,000x the price): a
+        # derived column must never fail the batch (a cast error would stop the stream on one record)
+        margin = F.when(price > 0, ((price - c["cost"]) / price).try_cast(DecimalType(9, 4)))
         return [age_group.alias("age_group"), bracket.alias("income_bracket"), margin.alias("profit_margin")]
     return []
 

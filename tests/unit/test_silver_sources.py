@@ -143,3 +143,6 @@ def test_enrichments_tier_rank_resolution_flags_age_and_income_brackets(spark):
     row = _silver(spark, "customer_insights", [insight])[0]
     assert (row.age_group, row.income_bracket, row.profit_margin, row.order_return) == (
         "18-24", "Upper Middle", Decimal("0.2500"), False)
+    # found by the property tests: a margin beyond decimal(9,4) used to fail the whole batch (ANSI cast error)
+    wild = _silver(spark, "customer_insights", [{**insight, "Cost": "300077787.99", "Price": "52.42"}])[0]
+    assert (wild._reject_reason, wild.profit_margin, wild.cost) == (None, None, Decimal("300077787.99"))
