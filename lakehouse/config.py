@@ -73,6 +73,7 @@ class StreamConfig:
     trigger_interval: str
     max_offsets_per_trigger: int
     starting_offsets: str
+    fail_on_data_loss: bool
     timestamp_formats: tuple[str, ...]
     scheduler_pools: bool
     anomaly_watermark: str

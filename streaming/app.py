@@ -79,7 +79,7 @@ def kafka_stream(spark, cfg: Config, topics: list[str]):
             .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
             .option("subscribe", ",".join(topics))
             .option("startingOffsets", cfg.stream.starting_offsets)
-            .option("failOnDataLoss", "true")
+            .option("failOnDataLoss", str(cfg.stream.fail_on_data_loss).lower())
             .option("includeHeaders", "true")
             .option("maxOffsetsPerTrigger", str(cfg.stream.max_offsets_per_trigger))
             .load())
@@ -126,12 +126,20 @@ def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
     return [q1, q2]
 
 
+DATA_LOSS_MARKERS = ("KAFKA_DATA_LOSS", "Some data may have been lost")
+
+
 def _failure(query) -> str | None:
     exc = query.exception()
     if exc is None:
         return None
-    text = str(getattr(exc, "desc", None) or exc).strip().splitlines()
-    return f"query {query.name} failed: {text[0] if text else type(exc).__name__}"
+    text = str(getattr(exc, "desc", None) or exc).strip()
+    if any(m in text for m in DATA_LOSS_MARKERS):
+        return (f"query {query.name} stopped: Kafka no longer holds records the checkpoint has not processed yet "
+                "(deleted by retention or by hand); nothing was skipped. To recover, see docs/operations.md "
+                "('Kafka lost records the stream had not read')")
+    lines = text.splitlines()
+    return f"query {query.name} failed: {lines[0] if lines else type(exc).__name__}"
 
 
 def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None = None,
