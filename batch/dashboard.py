@@ -190,8 +190,9 @@ class _Builder:
         return (f"No data yet: {name} (version {self.lake.info(name).version}) has no rows for this view. "
                 f"To fill it, {self._hint(name)}.")
 
-    def add(self, section: str, vid: str, title: str, table: str, make: Callable[[DataFrame], go.Figure | pd.DataFrame | None],
-            *, live: bool = False, df: DataFrame | None = None) -> None:
+    def add(self, section: str, vid: str, title: str, table: str,
+            make: Callable[[DataFrame], go.Figure | pd.DataFrame | None], *, live: bool = False,
+            df: DataFrame | None = None) -> None:
         started = time.monotonic()
         why = None
         if df is None:
@@ -199,14 +200,20 @@ class _Builder:
         source = _source(self.lake.info(table), self.as_of if table.startswith("gold_") else None)
         view = View(vid, section, title, source, empty=why, live=live)
         if df is not None:
-            made = make(df)
-            if made is None or (isinstance(made, pd.DataFrame) and made.empty):
-                view.empty = self._no_rows(table)
-            elif isinstance(made, go.Figure):  # the view's title, with the table and time of its data
-                view.figure = made.update_layout(title={
-                    "text": f"{html.escape(title)}<br><sup>{html.escape(source)}</sup>", "x": 0.01})
+            try:
+                made = make(df)
+            except Exception as exc:  # noqa: BLE001 - one unreadable table must not take the page down
+                log.warning("dashboard view %s failed on %s: %s", vid, table, exc)
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                view.empty = f"This view could not be drawn from {table}: {first}"
             else:
-                view.table = made
+                if made is None or (isinstance(made, pd.DataFrame) and made.empty):
+                    view.empty = self._no_rows(table)
+                elif isinstance(made, go.Figure):  # the view's title, with the table and time of its data
+                    view.figure = made.update_layout(title={
+                        "text": f"{html.escape(title)}<br><sup>{html.escape(source)}</sup>", "x": 0.01})
+                else:
+                    view.table = made
         self.views.append(view)
         log.debug("view %s: %.2fs", vid, time.monotonic() - started)
 

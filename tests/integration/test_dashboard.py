@@ -160,3 +160,26 @@ def test_serve_refreshes_the_streaming_views_in_the_open_page(browser, gold, spa
         assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         server.stop()
+
+
+def test_serve_rebuilds_the_page_after_a_gold_run_and_the_open_page_reloads(spark, cfg):
+    import json
+
+    # a fresh lake; the background refresh never runs here (an hour apart): the test ticks by hand
+    server = DashboardServer(cfg, spark, port=0, refresh_seconds=3600, gold_check_seconds=0).start()
+    try:
+        assert server.page_version == 1
+        server.tick(check_gold=True)  # nothing moved: no rebuild
+        assert server.page_version == 1
+        # a gold run wrote a table (here one whose columns are not what the view reads: that view says so, the
+        # rest of the page is built)
+        spark.createDataFrame([("silver_x", 1)], "table_name string, silver_version long").write.format("delta") \
+            .save(table_path(cfg.lake.root, "gold_data_quality"))
+        server.tick(check_gold=True)
+        assert server.page_version == 2
+        page = _get(server.url)[1].decode()
+        assert "This view could not be drawn from gold_data_quality" in page
+        status, body = _get(server.url + "api/live")
+        assert status == 200 and json.loads(body)["page_version"] == 2  # an open page of version 1 reloads
+    finally:
+        server.stop()

@@ -4,7 +4,7 @@ amounts, customers nobody knows — each record ends either in silver or in quar
 crashes the batch. Well-formed records with extra fields and unknown customers always reach silver.
 
 Examples are derandomized (the same on every run, so CI is stable); HYPOTHESIS_PROFILE=explore runs many more,
-random ones."""
+random ones (HYPOTHESIS_EXAMPLES per source, default 100)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ IMPOSSIBLE_DATES = ("2024-02-30 10:00:00", "31-31-2024 25:61", "0000-00-00", "20
 SOURCES = sorted(SILVER_SPECS)
 settings.register_profile("ci", max_examples=3, deadline=None, derandomize=True,
                           suppress_health_check=list(HealthCheck))
-settings.register_profile("explore", max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("explore", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "100")), deadline=None,
+                          suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
