@@ -153,10 +153,13 @@ def _dual_axis(primary, secondary, secondary_title: str) -> go.Figure:
     return fig
 
 
-def _bins(pdf: pd.DataFrame, hover: str) -> go.Figure:
-    """A histogram computed in Spark (``lo``, ``hi``, ``count`` per bin) as touching bars."""
-    return go.Figure(go.Bar(x=(pdf.lo + pdf.hi) / 2, y=pdf["count"], width=(pdf.hi - pdf.lo) * 0.95,
-                            customdata=pdf[["lo", "hi"]], hovertemplate=hover + ": %{y:,} customers<extra></extra>"))
+def _bins(pdf: pd.DataFrame, hover: str, x: str) -> go.Figure | None:
+    """A histogram of customers computed in Spark (``lo``, ``hi``, ``count`` per bin) as touching bars."""
+    if pdf.empty:
+        return None
+    fig = go.Figure(go.Bar(x=(pdf.lo + pdf.hi) / 2, y=pdf["count"], width=(pdf.hi - pdf.lo) * 0.95,
+                           customdata=pdf[["lo", "hi"]], hovertemplate=hover + ": %{y:,} customers<extra></extra>"))
+    return _layout(fig, x=x, y="customers")
 
 
 def _period_label(grain: str) -> str:
@@ -318,11 +321,8 @@ class _Builder:
 
     def _engagement(self) -> None:
         def age(df):
-            pdf = dd.histogram(df.select(dd.account_age_days(df).alias("age")), "age", bins=30)
-            if pdf.empty:
-                return None
-            fig = _bins(pdf, "%{customdata[0]:,.0f}-%{customdata[1]:,.0f} days")
-            return _layout(fig, x="account age (days)", y="customers")
+            return _bins(dd.histogram(df.select(dd.account_age_days(df).alias("age")), "age", bins=30),
+                         "%{customdata[0]:,.0f}-%{customdata[1]:,.0f} days", "account age (days)")
 
         def funnel(df):
             pdf = dd.retention_funnel(df)
@@ -407,11 +407,8 @@ class _Builder:
             return _layout(fig, x="segment", y="customers")
 
         def clv_hist(df):
-            pdf = dd.histogram(df, "predicted_clv_3yr", bins=30)
-            if pdf.empty:
-                return None
-            fig = _bins(pdf, "$%{customdata[0]:,.0f}-%{customdata[1]:,.0f}")
-            return _layout(fig, x="predicted 3-year CLV ($)", y="customers")
+            return _bins(dd.histogram(df, "predicted_clv_3yr", bins=30), "$%{customdata[0]:,.0f}-%{customdata[1]:,.0f}",
+                         "predicted 3-year CLV ($)")
 
         def clv_tiers(df):
             pdf = dd.clv_tiers(df)
