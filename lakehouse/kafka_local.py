@@ -69,6 +69,16 @@ class BrokerStatus:
         return f"local Kafka broker not running (would listen at {self.bootstrap}); log: {self.log_file}"
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, base64url without padding, like Kafka's ``Uuid.randomUuid()`` —
+    which, like this, never returns one starting with "-": the storage tool would read it as an option
+    (about 1 start in 64 failed with "argument --cluster-id/-t: expected one argument" before)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalKafka:
     """A single-node Kafka broker+controller on this machine.
 
@@ -148,8 +158,7 @@ class LocalKafka:
     def _format_once(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props_file))
+        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(self.props_file))
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

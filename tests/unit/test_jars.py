@@ -20,3 +20,19 @@ def test_missing_tool_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(C360Error, match="'mvn' not found on PATH.*install Apache Maven"):
         require_tool("mvn", "to fetch jars")
+
+
+def test_kafka_cluster_ids_never_start_with_a_dash(monkeypatch):
+    import base64
+    import uuid
+
+    from lakehouse import kafka_local
+
+    dash, plain = uuid.UUID(bytes=b"\xf8" + b"\x01" * 15), uuid.UUID(bytes=b"\x10" * 16)
+    assert base64.urlsafe_b64encode(dash.bytes).decode().startswith("-")  # what the storage tool misreads
+    draws = iter([dash, plain])
+    monkeypatch.setattr(kafka_local.uuid, "uuid4", lambda: next(draws))
+    assert kafka_local.new_cluster_id() == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
+    monkeypatch.undo()
+    ids = {kafka_local.new_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000 and all(len(i) == 22 and not i.startswith("-") for i in ids)
