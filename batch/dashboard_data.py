@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from batch.export import mask_email, mask_phone
 from batch.rfm import SEGMENT_RULES
+from lakehouse.delta import is_missing_table
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,6 @@ class TableInfo:
         return f"{self.name} v{self.version}{when}"
 
 
-def _missing(exc: BaseException) -> bool:
-    text = str(exc)
-    return any(s in text for s in ("DELTA_MISSING_DELTA_TABLE", "is not a Delta table", "PATH_NOT_FOUND",
-                                   "DELTA_TABLE_NOT_FOUND"))
-
-
 class Lake:
     """The tables of one lake, each read at the version it had when first asked for (a table not written yet
     reads as None)."""
@@ -74,7 +69,7 @@ class Lake:
                     .select("version", "timestamp").first()
                 self.infos[name] = TableInfo(name, int(row.version), row.timestamp)
             except Exception as exc:  # noqa: BLE001 - py4j's AnalysisException
-                if not _missing(exc):
+                if not is_missing_table(exc):
                     raise
                 self.infos[name] = TableInfo(name)
         return self.infos[name]

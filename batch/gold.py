@@ -37,7 +37,7 @@ from batch import (
     tiers,
 )
 from lakehouse.config import Config
-from lakehouse.delta import ensure_table, latest_version, retry
+from lakehouse.delta import ensure_table, is_missing_table, latest_version, retry
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER, SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
@@ -55,11 +55,6 @@ class GoldResult:
     exports: list[str] = field(default_factory=list)
 
 
-def _missing(exc: BaseException) -> bool:
-    text = str(exc)
-    return "DELTA_MISSING_DELTA_TABLE" in text or "is not a Delta table" in text or "PATH_NOT_FOUND" in text
-
-
 class SilverSnapshot:
     """Silver tables pinned at the version each had when the refresh started: a refresh reads one consistent
     state even while the stream keeps writing. A silver table the stream has not written yet reads as empty
@@ -73,7 +68,7 @@ class SilverSnapshot:
             try:
                 self.versions[name] = latest_version(spark, table_path(lake_root, name))
             except Exception as exc:  # noqa: BLE001 - py4j's AnalysisException
-                if not _missing(exc):
+                if not is_missing_table(exc):
                     raise
                 self.missing.append(name)
         if tables and not self.versions:
@@ -227,7 +222,7 @@ def _optional(spark: SparkSession, path: str) -> DataFrame | None:
     try:
         return spark.read.format("delta").load(path)
     except Exception as exc:  # noqa: BLE001
-        if _missing(exc):
+        if is_missing_table(exc):
             return None
         raise
 

@@ -68,6 +68,13 @@ def latest_version(spark: SparkSession, path: str) -> int:
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
 
 
+def is_missing_table(exc: BaseException) -> bool:
+    """True when ``exc`` says the path holds no Delta table (yet)."""
+    text = str(exc)
+    return any(m in text for m in ("DELTA_MISSING_DELTA_TABLE", "is not a Delta table", "PATH_NOT_FOUND",
+                                   "DELTA_TABLE_NOT_FOUND"))
+
+
 def _is_conflict(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}"
     return any(name in text for name in (
