@@ -41,6 +41,7 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
     from batch import gold
     from lakehouse.kafka_admin import delete_topics
     from lakehouse.kafka_local import LocalKafka
+    from lakehouse.kafka_security import client_security
     from lakehouse.spark import get_spark
     from producers.generate import GenerateParams, generate
     from producers.replay import replay
@@ -55,7 +56,8 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
             _step("starting the local Kafka broker")
             started_broker = not broker.status().running
             print(broker.start().describe())
-            gone = delete_topics(cfg.kafka.bootstrap_servers, cfg.kafka.topic_prefix, cfg.kafka.connect_timeout_s)
+            gone = delete_topics(cfg.kafka.bootstrap_servers, cfg.kafka.topic_prefix, cfg.kafka.connect_timeout_s,
+                                 client_security(cfg.kafka))
             if gone:
                 print(f"removed the previous demo's {len(gone)} topics")
         shutil.rmtree(DEMO_DIR, ignore_errors=True)

@@ -24,6 +24,8 @@ else:  # pragma: no cover
 from lakehouse.errors import C360Error
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+# Secrets never enter the configuration (it is printed by `c360 config`): read from these variables only.
+SECRETS = {"kafka": {"sasl_password": "C360_KAFKA_SASL_PASSWORD", "ssl_key_password": "C360_KAFKA_SSL_KEY_PASSWORD"}}
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,13 @@ class KafkaConfig:
     partitions: int
     retention_hours: int
     connect_timeout_s: float
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    ssl_ca_location: str
+    ssl_certificate_location: str
+    ssl_key_location: str
+    ssl_check_hostname: bool
 
     @property
     def embedded(self) -> bool:
@@ -74,6 +83,7 @@ class StreamConfig:
     max_offsets_per_trigger: int
     starting_offsets: str
     fail_on_data_loss: bool
+    unknown_fields: str
     timestamp_formats: tuple[str, ...]
     scheduler_pools: bool
     anomaly_watermark: str
@@ -206,8 +216,13 @@ def _validate(cfg: Config) -> None:
         (cfg.kafka.local_port != cfg.kafka.local_controller_port,
          "kafka.local_port and kafka.local_controller_port must differ"),
         (cfg.kafka.connect_timeout_s > 0, "kafka.connect_timeout_s must be positive"),
+        (cfg.kafka.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+         "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+        (cfg.kafka.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+         "kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
         (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions must be at least 1"),
         (cfg.stream.max_offsets_per_trigger >= 1, "stream.max_offsets_per_trigger must be at least 1"),
+        (cfg.stream.unknown_fields in ("rescue", "quarantine"), "stream.unknown_fields must be rescue or quarantine"),
         (bool(cfg.stream.timestamp_formats), "stream.timestamp_formats must name at least one format"),
         (cfg.stream.burst_logins >= 2 and cfg.stream.burst_window_s > 0,
          "stream.burst_logins must be at least 2 and stream.burst_window_s positive"),
@@ -331,6 +346,10 @@ def load(
         hints = typing.get_type_hints(cls)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(merged[section]) - known
+        secret = sorted(unknown & set(SECRETS.get(section, {})))
+        if secret:
+            raise C360Error(f"{section}.{secret[0]} cannot be set in a config file or flag: secrets are read only "
+                            f"from the environment ({SECRETS[section][secret[0]]})")
         if unknown:
             raise C360Error(f"unknown config key {section}.{sorted(unknown)[0]} (known: {', '.join(sorted(known))})")
         missing = known - set(merged[section])

@@ -28,7 +28,8 @@ _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
 def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: list[str] | None = None,
                  properties: dict[str, str] | None = None) -> None:
-    """Create an empty Delta table at ``path`` unless one is there."""
+    """Create an empty Delta table at ``path`` unless one is there; a table there that lacks columns of
+    ``schema`` (made by an older c360) gains them, empty (``ALTER TABLE ADD COLUMNS``: metadata only)."""
     from delta.tables import DeltaTable
 
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
@@ -36,7 +37,14 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_b
         builder = builder.property(key, value)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
-    retry(builder.execute, what=f"create {path}")
+    table = retry(builder.execute, what=f"create {path}")
+    have = {f.name.lower() for f in table.toDF().schema.fields}
+    missing = [f for f in schema.fields if f.name.lower() not in have]
+    if missing:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        location = path.replace("`", "``")
+        retry(lambda: spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS ({columns})"), what=f"alter {path}")
+        log.info("added column(s) %s to %s", ", ".join(f.name for f in missing), path)
 
 
 def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,

@@ -7,8 +7,9 @@ printed to the terminal: c360 reports what matters in one line itself.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from lakehouse.errors import C360Error
 
@@ -16,9 +17,24 @@ log = logging.getLogger(__name__)
 LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
-def client_config(bootstrap: str, **extra) -> dict:
-    """The settings every c360 Kafka client shares."""
-    return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, "client.id": "c360", **extra}
+def client_config(bootstrap: str, security: Mapping[str, str] | None = None, **extra) -> dict:
+    """The settings every c360 Kafka client shares; ``security``: :func:`lakehouse.kafka_security.client_security`."""
+    return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, "client.id": "c360", **(security or {}), **extra}
+
+
+def security_hint(error) -> str | None:
+    """A one-line message when a librdkafka error says the broker refused c360's TLS or SASL settings."""
+    from confluent_kafka import KafkaError
+
+    code = error.code()
+    text = re.sub(r"\s*\(after \d+ms in state \w+\)$", "", error.str())
+    if code == KafkaError._AUTHENTICATION or "SASL" in text or "Authentication" in text:
+        return (f"Kafka refused c360's credentials ({text.split(': ', 1)[-1]}): check kafka.sasl_username, "
+                f"kafka.sasl_mechanism and the environment variable C360_KAFKA_SASL_PASSWORD")
+    if code == KafkaError._SSL or "SSL handshake" in text or "certificate" in text:
+        return (f"the TLS connection to Kafka failed ({text.split(': ', 1)[-1]}): check kafka.security_protocol "
+                f"and kafka.ssl_ca_location")
+    return None
 
 
 def unreachable_hint(bootstrap: str, embedded: bool) -> str:
@@ -28,17 +44,28 @@ def unreachable_hint(bootstrap: str, embedded: bool) -> str:
             f"config file), or unset it to use the local broker")
 
 
-def cluster_metadata(bootstrap: str, timeout_s: float, embedded: bool = False):
-    """(admin client, cluster metadata), or a one-line error within ``timeout_s`` when no broker answers."""
+def cluster_metadata(bootstrap: str, timeout_s: float, embedded: bool = False,
+                     security: Mapping[str, str] | None = None):
+    """(admin client, cluster metadata), or a one-line error within ``timeout_s`` when no broker answers or the
+    broker refuses c360's TLS/SASL settings."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(client_config(bootstrap))
+    refused: list[str] = []
+
+    def on_error(error) -> None:
+        hint = security_hint(error)
+        if hint:
+            refused.append(hint)
+
+    admin = AdminClient(client_config(bootstrap, security, error_cb=on_error))
     try:
         return admin, admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         log.debug("metadata request failed: %s", exc)
-        raise C360Error(unreachable_hint(bootstrap, embedded)) from None
+        admin.poll(0)  # serve the errors librdkafka queued meanwhile (a refused login shows up only there)
+        hint = security_hint(exc.args[0]) if exc.args else None
+        raise C360Error(hint or (refused[-1] if refused else unreachable_hint(bootstrap, embedded))) from None
 
 
 def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
@@ -63,6 +90,7 @@ def ensure_topics(
     retention_hours: int,
     timeout_s: float,
     embedded: bool = False,
+    security: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the ones created.
 
@@ -71,7 +99,7 @@ def ensure_topics(
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
-    admin, md = cluster_metadata(bootstrap, timeout_s, embedded)
+    admin, md = cluster_metadata(bootstrap, timeout_s, embedded, security)
     wanted = [t for t in dict.fromkeys(topics) if t not in md.topics]
     if not wanted:
         return []
@@ -90,11 +118,12 @@ def ensure_topics(
     return wanted
 
 
-def delete_topics(bootstrap: str, prefix: str, timeout_s: float) -> list[str]:
+def delete_topics(bootstrap: str, prefix: str, timeout_s: float, security: Mapping[str, str] | None = None
+                  ) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (the demo's own topics); returns their names."""
     from confluent_kafka import KafkaException
 
-    admin, md = cluster_metadata(bootstrap, timeout_s)
+    admin, md = cluster_metadata(bootstrap, timeout_s, security=security)
     doomed = sorted(t for t in md.topics if t.startswith(prefix))
     if not doomed:
         return []

@@ -89,10 +89,14 @@ class LocalKafka:
         heap: the broker JVM's maximum heap.
         home: where the broker keeps its files (default ``<state_dir>/kafka``); the jars always come from
             ``<state_dir>/jars/kafka``.
+        sasl_port, sasl_users: also listen on ``sasl_port`` for SASL_PLAINTEXT clients (mechanism PLAIN) with
+            these users (name -> password): a broker to try c360's SASL settings against (the tests do).
     """
 
     def __init__(self, state_dir: str | Path, host: str, port: int, controller_port: int, heap: str = "1g",
-                 home: str | Path | None = None):
+                 home: str | Path | None = None, sasl_port: int | None = None,
+                 sasl_users: dict[str, str] | None = None):
+        self.sasl_port, self.sasl_users = sasl_port, dict(sasl_users or {})
         self.state_dir = Path(state_dir).resolve()
         self.home = Path(home).resolve() if home else self.state_dir / "kafka"
         self.host, self.port, self.controller_port, self.heap = host, port, controller_port, heap
@@ -109,6 +113,10 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        return f"{self.host}:{self.sasl_port}" if self.sasl_port else None
 
     def _pid(self) -> int | None:
         try:
@@ -144,6 +152,17 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.retention.hours": "168",
         }
+        if self.sasl_port:
+            sasl = f"SASL_PLAINTEXT://{self.host}:{self.sasl_port}"
+            users = " ".join(f'user_{name}="{pw}"' for name, pw in self.sasl_users.items())
+            props |= {
+                "listeners": f"PLAINTEXT://{self.host}:{self.port},{sasl},CONTROLLER://{c}",
+                "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port},{sasl}",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms": "PLAIN",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                    f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+            }
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:
@@ -183,6 +202,7 @@ class LocalKafka:
                 )
         ensure_jars(self.state_dir, "kafka")
         self.home.mkdir(parents=True, exist_ok=True)
+        self.props_file.touch(mode=0o600)  # it may hold the SASL listener's users
         self.props_file.write_text(self.server_properties())
         self._format_once()
         with self.log_file.open("ab") as out:

@@ -277,7 +277,10 @@ def _silver_schema(spec: SilverSpec) -> StructType:
     if spec.event_date:
         fields.append((spec.event_date, DateType()))
     fields += list(DERIVED.get(spec.table, ()))
-    return _schema(*fields, ("event_id", StringType()), *LINEAGE, ("_updated_at", TimestampType()))
+    # _rescued_data: the fields a record carried that the contract does not name, as JSON (schema evolution,
+    # docs/input-contract.md); last, so that tables created before it gain it by ALTER TABLE ADD COLUMNS
+    return _schema(*fields, ("event_id", StringType()), *LINEAGE, ("_updated_at", TimestampType()),
+                   ("_rescued_data", StringType()))
 
 
 SILVER: dict[str, StructType] = {name: _silver_schema(spec) for name, spec in SILVER_SPECS.items()}
@@ -297,6 +300,7 @@ OPS_STREAM_BATCHES = _schema(
     ("inserted_rows", LongType()),
     ("updated_rows", LongType()),
     ("processed_at", TimestampType()),
+    ("rescued_rows", LongType()),  # of the records written, those with fields kept in _rescued_data (added later)
 )
 
 # What ``c360 stream`` records of each query's progress reports (StreamingQueryProgress).

@@ -45,6 +45,9 @@ def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # DataFrame <-> pandas through Arrow (the CLV model's summary and predictions: a row per customer)
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # option values that are secrets (Kafka's JAAS line with its password, a client key) never reach a log or
+        # the UI: Spark redacts any key or value matching this (its default plus JAAS and PEM keys)
+        "spark.redaction.regex": r"(?i)secret|password|token|access[.]?key|jaas|keystore[.]key|private key",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}",
     }
     if cfg.spark.master.startswith("local"):

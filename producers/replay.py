@@ -34,6 +34,7 @@ from pathlib import Path
 from lakehouse.config import Config
 from lakehouse.errors import C360Error
 from lakehouse.kafka_admin import client_config, ensure_topics, unreachable_hint
+from lakehouse.kafka_security import client_security
 from lakehouse.tables import SOURCES, Source
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ def _producer(cfg: Config, on_error):
     from confluent_kafka import Producer
 
     return Producer(client_config(
-        cfg.kafka.bootstrap_servers,
+        cfg.kafka.bootstrap_servers, client_security(cfg.kafka),
         **{"acks": "all", "enable.idempotence": True, "linger.ms": 20, "batch.size": 1_000_000,
            "queue.buffering.max.messages": 500_000, "message.timeout.ms": 120_000,
            "error_cb": on_error}))
@@ -336,7 +337,7 @@ def replay(
     positions = Positions.load(state_path, root) if resume else Positions(state_path, {})
     ensure_topics(cfg.kafka.bootstrap_servers, [t for _, _, t in files], partitions=cfg.kafka.partitions,
                   retention_hours=cfg.kafka.retention_hours, timeout_s=cfg.kafka.connect_timeout_s,
-                  embedded=cfg.kafka.embedded)
+                  embedded=cfg.kafka.embedded, security=client_security(cfg.kafka))
     fatal: list[str] = []
     producer = _producer(cfg, lambda err: fatal.append(err.str()) if err.fatal() else log.debug("kafka: %s", err))
     summary = ReplaySummary(sent={s.file: 0 for s, _, _ in files}, rejected={s.file: 0 for s, _, _ in files},

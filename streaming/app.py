@@ -12,6 +12,7 @@ from pathlib import Path
 from lakehouse.config import Config
 from lakehouse.errors import C360Error
 from lakehouse.kafka_admin import ensure_topics
+from lakehouse.kafka_security import client_security, spark_security
 from lakehouse.spark import get_spark
 from lakehouse.tables import SOURCES, checkpoint_path, table_path
 from streaming.anomalies import AnomalyRules, transform_login_anomalies
@@ -82,6 +83,7 @@ def kafka_stream(spark, cfg: Config, topics: list[str]):
             .option("failOnDataLoss", str(cfg.stream.fail_on_data_loss).lower())
             .option("includeHeaders", "true")
             .option("maxOffsetsPerTrigger", str(cfg.stream.max_offsets_per_trigger))
+            .options(**spark_security(cfg.kafka))
             .load())
 
 
@@ -163,7 +165,8 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
     topics = [cfg.kafka.topic(s) for s in names] + ([cfg.kafka.topic(cfg.stream.alerts_topic)] if derived else [])
     ensure_topics(cfg.kafka.bootstrap_servers, topics,
                   partitions=cfg.kafka.partitions, retention_hours=cfg.kafka.retention_hours,
-                  timeout_s=cfg.kafka.connect_timeout_s, embedded=cfg.kafka.embedded)
+                  timeout_s=cfg.kafka.connect_timeout_s, embedded=cfg.kafka.embedded,
+                  security=client_security(cfg.kafka))
     stop = stop_event or threading.Event()
     with CheckpointLock(cfg.lake.checkpoint_root):
         spark = get_spark(cfg, "c360-stream")

@@ -20,7 +20,7 @@ from lakehouse.delta import append_idempotent, ensure_table, idempotent_txn, ret
 from lakehouse.schemas import SILVER_SPECS, SilverSpec
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
-from streaming.silver import first_per_key, latest_per_key, split_valid, transform_source
+from streaming.silver import RESCUED, first_per_key, latest_per_key, split_valid, transform_source
 
 # Small files are compacted as they are written (Delta auto compaction, after a commit leaves enough of them);
 # the app's maintenance also OPTIMIZEs and VACUUMs on a schedule.
@@ -39,6 +39,7 @@ class IngestTarget:
     lake_root: str
     timestamp_formats: tuple[str, ...]
     topic: str
+    unknown_fields: str = "rescue"
 
     def path(self, name: str) -> str:
         return table_path(self.lake_root, name)
@@ -131,14 +132,24 @@ def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, clock
                       partition_by=["_ingestion_date"])
     clock(f"{source.name}.bronze")
     # parsed once and kept: the counts, the quarantine and the silver rows all come from it
-    parsed = transform_source(bronze, source.name, timestamp_formats=target.timestamp_formats).localCheckpoint()
+    parsed = transform_source(bronze, source.name, timestamp_formats=target.timestamp_formats,
+                              unknown_fields_rule=target.unknown_fields).localCheckpoint()
     time_col = target.spec.event_time
-    valid_time = F.when(F.col("_reject_reason").isNull(), F.col(time_col)) if time_col else None
+    is_valid = F.col("_reject_reason").isNull()
+    valid_time = F.when(is_valid, F.col(time_col)) if time_col else None
     stats = parsed.agg(  # one pass for the counters and the event-time range (as text in the session zone)
         F.count(F.lit(1)).alias("read"), F.count("_reject_reason").alias("rejected"),
+        F.count_if(is_valid & F.col(RESCUED).isNotNull()).alias("rescued"),
+        F.count("_unknown_fields").alias("drifted"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_set("_unknown_fields")))).alias("unknown"),
         *([F.date_format(F.min(valid_time), TS_TEXT).alias("lo"),
            F.date_format(F.max(valid_time), TS_TEXT).alias("hi")] if time_col else [])).first()
-    read, quarantined = int(stats["read"]), int(stats["rejected"])
+    read, quarantined, rescued = int(stats["read"]), int(stats["rejected"]), int(stats["rescued"])
+    if stats["unknown"]:
+        log.warning("%s batch %d: %d records carry fields the %s contract does not name: %s (%s)", target.query,
+                    batch_id, stats["drifted"], source.name,
+                    ", ".join(stats["unknown"][:10]),
+                    "kept in _rescued_data" if target.unknown_fields == "rescue" else "quarantined")
     clock(f"{source.name}.parse")
     valid, rejected = split_valid(parsed, source.name)
     try:
@@ -159,6 +170,7 @@ def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, clock
         "duplicate_rows": read - quarantined - inserted - updated,
         "inserted_rows": inserted,
         "updated_rows": updated,
+        "rescued_rows": rescued,
     }
     return counts, (rejected if quarantined else None)
 
@@ -205,9 +217,10 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
                               app_id=f"{query}:quarantine", version=batch_id, partition_by=["_quarantine_date"])
             clock("quarantine")
         if results:
+            counters = list(next(iter(results.values())))
             ops = spark.createDataFrame(
-                [(query, name, batch_id, *c.values()) for name, c in results.items()],
-                schemas.OPS_STREAM_BATCHES.fieldNames()[:-1],
+                [(query, name, batch_id, *[c[k] for k in counters]) for name, c in results.items()],
+                ["query", "source", "batch_id", *counters],
             ).withColumn("processed_at", F.current_timestamp())
             append_idempotent(ops.select(*schemas.OPS_STREAM_BATCHES.fieldNames()), targets[0].path(OPS_BATCHES),
                               app_id=f"{query}:ops", version=batch_id)
@@ -231,4 +244,4 @@ def ingest_query_name(sources: list[str]) -> str:
 
 def source_target(cfg, name: str, query: str | None = None) -> IngestTarget:
     return IngestTarget(SOURCES[name], query or ingest_query_name([name]), cfg.lake.root,
-                        cfg.stream.timestamp_formats, cfg.kafka.topic(name))
+                        cfg.stream.timestamp_formats, cfg.kafka.topic(name), cfg.stream.unknown_fields)

@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame
 
 from lakehouse.config import Config
 from lakehouse.delta import append_idempotent, ensure_table, idempotent_txn, retry
+from lakehouse.kafka_security import spark_security
 from lakehouse.tables import table_path
 from streaming.anomalies import ANOMALY_SCHEMA, alert_records
 from streaming.city_hour import CITY_HOUR_SCHEMA
@@ -41,6 +42,7 @@ def write_anomalies(cfg: Config, anomalies: DataFrame, batch_id: int) -> None:
         (alert_records(rows).write.format("kafka")
          .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
          .option("topic", cfg.kafka.topic(cfg.stream.alerts_topic))
+         .options(**spark_security(cfg.kafka))
          .save())
         log.info("%s batch %d: %d anomalies", ANOMALY_QUERY, batch_id, n)
     finally:

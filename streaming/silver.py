@@ -16,6 +16,8 @@ from lakehouse.schemas import DECIMAL, RAW_FIELDS, SILVER, SILVER_SPECS, TIERS, 
 NULL_TOKENS = ("", "null", "none", "n/a", "na", "nan", "nat", "-")
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 CORRUPT = "_corrupt_record"
+RESCUED = "_rescued_data"
+UNKNOWN_FIELDS = ("rescue", "quarantine")
 
 
 def clean_text(col: Column) -> Column:
@@ -44,12 +46,36 @@ def parse_json(bronze: DataFrame, source: str) -> DataFrame:
     return bronze.withColumn("raw", parsed)
 
 
-def _reason(*rules: tuple[Column, str]) -> Column:
+def _reason(*rules: tuple[Column, str | Column]) -> Column:
     """The reason of the first rule that fails, or null when all hold."""
     expr = F.lit(None).cast("string")
     for failed, reason in reversed(rules):
-        expr = F.when(failed, F.lit(reason)).otherwise(expr)
+        expr = F.when(failed, F.lit(reason) if isinstance(reason, str) else reason).otherwise(expr)
     return expr
+
+
+def unknown_fields(value: Column, source: str) -> Column:
+    """The fields of a JSON object the source's contract does not name, sorted (empty: none; null: not an
+    object)."""
+    known = F.array(*[F.lit(k) for k in RAW_FIELDS[source]])
+    return F.array_sort(F.array_except(F.json_object_keys(value), known))
+
+
+def rescued_data(value: Column, source: str) -> Column:
+    """The fields the contract does not name, as a JSON object with their values as sent (schema evolution:
+    a producer's new field is kept, never dropped and never written into a typed column)."""
+    known = F.array(*[F.lit(k) for k in RAW_FIELDS[source]])
+    return F.to_json(F.map_filter(F.from_json(value, "map<string,variant>"), lambda k, _: ~F.array_contains(known, k)))
+
+
+def type_changed(text: Column, value: Column, raw_name: str) -> Column:
+    """True when the field arrived as a JSON object or array: a changed type (the contract's fields are scalars).
+
+    Only values whose text starts like one are parsed again (as a variant), so the common case costs nothing."""
+    path = "$['" + raw_name.replace("'", "\\'") + "']"
+    looks = F.ltrim(text).startswith("{") | F.ltrim(text).startswith("[")
+    kind = F.schema_of_variant(F.try_variant_get(F.try_parse_json(value), path, "variant"))
+    return F.coalesce(looks & kind.rlike("^(OBJECT|ARRAY)"), F.lit(False))
 
 
 def _not_json(value: Column) -> Column:
@@ -86,7 +112,7 @@ def _parse_field(f: Field, text: Column, timestamp_formats: Sequence[str]) -> Co
 
 
 def _checks(f: Field, text: Column, value: Column) -> list[tuple[Column, str]]:
-    """(failed, reason) rules of one field, in the order they are reported."""
+    """(failed, reason) rules of one field, in the order they are reported (after ``type_changed_<field>``)."""
     rules = []
     if f.required:
         rules.append((text.isNull(), f"missing_{f.name}"))
@@ -124,7 +150,8 @@ def _derived(table: str, c: dict[str, Column]) -> list[Column]:
     return []
 
 
-def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Sequence[str]) -> DataFrame:
+def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Sequence[str],
+                     unknown_fields_rule: str = "rescue") -> DataFrame:
     """Bronze records of ``source`` -> typed silver rows plus ``_reject_reason`` (null for valid rows).
 
     Built from the source's spec (``lakehouse.schemas.SILVER_SPECS``, documented in docs/input-contract.md):
@@ -135,16 +162,29 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
     (``NULL``, ``N/A``...) are missing values (seed 000: missing logins). A record is rejected, with the reason of
     the first failed check, when it is not a JSON object, misses a required field, has a value that does not
     parse, an unknown enum value, or a negative amount.
+
+    Schema drift (docs/input-contract.md, "Schema evolution"): a field that arrives as a JSON object or array is
+    a changed type and rejects the record (``type_changed_<field>``); numbers and booleans are read as their
+    text. Fields the contract does not name are kept as a JSON object in ``_rescued_data`` (and counted) when
+    ``unknown_fields_rule`` is ``rescue``, or reject the record (``unknown_field_<name>``) when it is
+    ``quarantine``.
     """
+    if unknown_fields_rule not in UNKNOWN_FIELDS:
+        raise ValueError(f"unknown_fields_rule must be one of {UNKNOWN_FIELDS}, not {unknown_fields_rule!r}")
     spec = SILVER_SPECS[source]
     df = parse_json(bronze, source)
     typed: dict[str, Column] = {}
-    rules: list[tuple[Column, str]] = [(_not_json(F.col("value")), "invalid_json")]
+    rules: list[tuple[Column, str | Column]] = [(_not_json(F.col("value")), "invalid_json")]
+    extra = unknown_fields(F.col("value"), source)
+    if unknown_fields_rule == "quarantine":
+        rules.append((F.coalesce(F.size(extra) > 0, F.lit(False)), F.concat(F.lit("unknown_field_"), extra[0])))
     out: list[Column] = []
     for f in spec.fields:
-        text = clean_text(F.col(f"raw.{f.raw}"))
+        sent = F.col(f"raw.{f.raw}")
+        text = clean_text(sent)
         value = _parse_field(f, text, timestamp_formats)
         typed[f.name] = value
+        rules.append((type_changed(sent, F.col("value"), f.raw), f"type_changed_{f.name}"))
         rules += _checks(f, text, value)
         out.append(value.alias(f.name))
         if f.type == "email":
@@ -162,6 +202,8 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
         F.col("raw.event_id").alias("event_id"),
         *_lineage(df),
         F.current_timestamp().alias("_updated_at"),
+        F.when(F.size(extra) > 0, rescued_data(F.col("value"), source)).alias(RESCUED),
+        F.when(F.size(extra) > 0, extra).alias("_unknown_fields"),
         _reason(*rules).alias("_reject_reason"),
         "key", "value",
     )

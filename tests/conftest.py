@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from pathlib import Path
 
@@ -16,9 +17,12 @@ STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setu
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory):
-    """A real single-node Kafka broker (KRaft) on free ports, started with the code of `c360 kafka start`."""
+    """A real single-node Kafka broker (KRaft) on free ports, started with the code of `c360 kafka start`; it
+    also serves SASL_PLAINTEXT clients (PLAIN, user ``c360``, password ``broker.sasl_users["c360"]``, made up
+    per run) on ``broker.sasl_bootstrap``."""
     broker = LocalKafka(STATE_DIR, "127.0.0.1", free_port(), free_port(), heap="512m",
-                        home=tmp_path_factory.mktemp("kafka"))
+                        home=tmp_path_factory.mktemp("kafka"), sasl_port=free_port(),
+                        sasl_users={"c360": secrets.token_urlsafe(12)})
     broker.start()
     try:
         yield broker

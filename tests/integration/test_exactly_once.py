@@ -24,7 +24,7 @@ def test_replaying_a_batch_adds_no_table_version(spark, cfg):
     batch = kafka_rows(spark, [customer(), customer(event_id="e2", customer_id="C2"), customer(customer_id="")])
     counts = process_batch(target, batch, 0)["customers"]
     assert counts == {"read_rows": 3, "quarantined_rows": 1, "duplicate_rows": 0, "inserted_rows": 2,
-                      "updated_rows": 0}
+                      "updated_rows": 0, "rescued_rows": 0}
     tables = ["bronze_customers", "silver_customers", QUARANTINE, OPS_BATCHES]
     before = _versions(spark, cfg, tables)
     process_batch(target, batch, 0)  # the same batch again, as after a crash before the checkpoint commit

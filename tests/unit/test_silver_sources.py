@@ -38,7 +38,8 @@ def test_every_source_has_a_spec_reading_exactly_its_file_columns():
     assert set(SILVER_SPECS) == set(SOURCES)
     for name, source in SOURCES.items():
         assert set(RAW_FIELDS[name]) - {"event_id"} <= set(source.columns) | {"StoreID", "Status"}, name
-        assert SILVER[name].fieldNames()[-8:-1] == ["event_id", "_kafka_topic", "_kafka_partition", "_kafka_offset",
+        assert set(source.columns) <= set(RAW_FIELDS[name]), name  # a contract file has no field to rescue
+        assert SILVER[name].fieldNames()[-9:-2] == ["event_id", "_kafka_topic", "_kafka_partition", "_kafka_offset",
                                                     "_kafka_timestamp", "_source_file", "_source_line"]
         for field in SILVER[name].fieldNames():
             assert field == field.lower(), f"{name}.{field} is not snake_case"
@@ -146,3 +147,49 @@ def test_enrichments_tier_rank_resolution_flags_age_and_income_brackets(spark):
     # found by the property tests: a margin beyond decimal(9,4) used to fail the whole batch (ANSI cast error)
     wild = _silver(spark, "customer_insights", [{**insight, "Cost": "300077787.99", "Price": "52.42"}])[0]
     assert (wild._reject_reason, wild.profit_margin, wild.cost) == (None, None, Decimal("300077787.99"))
+
+
+# --- schema evolution (docs/input-contract.md, "Schema evolution") --------------------------------------------------
+
+def _drift(spark, rule):
+    from tests.unit.test_transforms import customer
+
+    records = [
+        customer(event_id="e1", customer_id="C1"),
+        customer(event_id="e2", customer_id="C2", loyalty_tier="Gold", tags=["vip", 2], score=1.5),
+        customer(event_id="e3", customer_id="C3", city={"name": "Pune"}),
+        customer(event_id="e4", customer_id="C4", city="[Pune]", status=" [x]"),
+        customer(event_id="e5", customer_id=["C5"]),
+        customer(event_id="e6", customer_id="C6", customer_name=42, phone=True),
+    ]
+    parsed = transform_source(transform_bronze_rows(spark, "customers", records), "customers",
+                              timestamp_formats=FORMATS, unknown_fields_rule=rule)
+    valid, rejected = split_valid(parsed, "customers")
+    return ({r.customer_id: r for r in valid.collect()}, {json.loads(r.raw_value)["event_id"]: r.reason
+                                                          for r in rejected.collect()})
+
+
+def test_new_fields_are_rescued_as_json_and_changed_types_quarantined(spark):
+    valid, rejected = _drift(spark, "rescue")
+    assert set(valid) == {"C1", "C2", "C6"}
+    assert valid["C1"]._rescued_data is None
+    assert json.loads(valid["C2"]._rescued_data) == {"loyalty_tier": "Gold", "tags": ["vip", 2], "score": 1.5}
+    assert valid["C2"].customer_name == "Asha Rao" and valid["C2"].status == "Active"  # known fields as usual
+    assert (valid["C6"].customer_name, valid["C6"].phone) == ("42", "true")  # scalars are read as their text
+    # an object or array where the contract has a scalar is a changed type; a string that looks like one is not
+    assert rejected == {"e3": "type_changed_city", "e4": "invalid_status", "e5": "type_changed_customer_id"}
+
+
+def test_new_fields_reject_the_record_when_the_rule_is_quarantine(spark):
+    valid, rejected = _drift(spark, "quarantine")
+    assert set(valid) == {"C1", "C6"}
+    assert rejected["e2"] == "unknown_field_loyalty_tier"  # the first unknown field, by name
+    assert rejected["e3"] == "type_changed_city"
+    with pytest.raises(ValueError, match="unknown_fields_rule"):
+        transform_source(transform_bronze_rows(spark, "customers", []), "customers", timestamp_formats=FORMATS,
+                         unknown_fields_rule="ignore")
+
+
+def test_every_silver_schema_ends_with_the_rescued_data_column():
+    for name, schema in SILVER.items():
+        assert schema.fieldNames()[-1] == "_rescued_data", name
