@@ -70,6 +70,14 @@ class _Fs:
         self.delete_tree(tmp_dir)
 
 
+def exported(spark: SparkSession, export_dir: str, name: str) -> bool:
+    """True when ``export_dir`` holds an export of table ``name`` (CSV or Parquet)."""
+    root = export_dir.rstrip("/")
+    fs = _Fs(spark, root)
+    return any(fs.fs.exists(fs.path(p)) for p in (f"{root}/csv/{name}.csv", f"{root}/csv/{name}",
+                                                   f"{root}/parquet/{name}"))
+
+
 def export_table(spark: SparkSession, df: DataFrame, name: str, export_dir: str, *, csv: bool = True,
                  parquet: bool = True, mask_pii: bool = True, partition_by: list[str] | None = None) -> list[str]:
     """Write the exports of one gold table; returns the paths written."""

@@ -38,22 +38,23 @@ def _csv_list(text: str) -> list[str]:
     return items
 
 
-def _positive(number_type: type, name: str):
-    """An argparse type: a number of ``number_type`` above zero."""
+def _positive(number_type: type, name: str, minimum_allowed: bool = False):
+    """An argparse type: a number of ``number_type`` above zero (or at least zero)."""
 
     def parse(text: str):
         try:
             value = number_type(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {name}: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        if value < 0 or (value == 0 and not minimum_allowed):
+            raise argparse.ArgumentTypeError(f"must be {'at least 0' if minimum_allowed else 'positive'}: {text!r}")
         return value
 
     return parse
 
 
 _positive_int = _positive(int, "a whole number")
+_non_negative_int = _positive(int, "a whole number", minimum_allowed=True)
 _positive_float = _positive(float, "a number")
 
 
@@ -151,6 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="end of the observation period (default: the last transaction day)")
     clv.add_argument("--time-unit", choices=["D", "W", "d", "w"], default="D",
                      help="D: days; W: weeks = days / 7 (fractional, not whole periods)")
+
+    f = cmd("forget", "erase customers from every bronze, silver and gold table, the exports and the dashboard "
+                      "(right to be forgotten), audited in ops_forget_requests")
+    f.add_argument("ids", nargs="*", metavar="CUSTOMER_ID", help="the customers to forget")
+    f.add_argument("--ids-file", metavar="FILE", help="more ids, one per line")
+    f.add_argument("--reason", default="", metavar="TEXT", help="recorded in the audit table, e.g. a ticket number")
+    f.add_argument("--retention-hours", type=_non_negative_int, metavar="N",
+                   help="VACUUM keeps unreferenced files this long (default stream.vacuum_retention_hours); "
+                        "0 deletes them now: only when nothing else reads or writes the lake")
+    f.add_argument("--dry-run", action="store_true", help="count the rows that would be erased; change nothing")
+    f.add_argument("--vacuum", action="store_true",
+                   help="no ids: VACUUM every table and mark the requests whose files are now gone (run daily)")
 
     d = cmd("demo", "the whole pipeline on the local broker and local Delta tables, then where to look")
     d.add_argument("--scale", type=_positive_int, default=2000, help="number of customers (default 2000)")
@@ -286,11 +299,43 @@ def run_command(args: argparse.Namespace) -> int:
                                           date_format=args.date_format, observation_end=args.observation_end,
                                           time_unit=args.time_unit.upper()), indent=2))
         return 0
+    if args.command == "forget":
+        return _forget(cfg, args)
     if args.command == "demo":
         from c360 import demo
 
         return demo.run(cfg, scale=args.scale, keep_broker=args.keep_broker)
     raise AssertionError(args.command)
+
+
+def _forget(cfg, args: argparse.Namespace) -> int:
+    from batch import forget
+
+    ids = list(args.ids)
+    if args.ids_file:
+        try:
+            ids += [line.strip() for line in Path(args.ids_file).read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise C360Error(f"cannot read --ids-file {args.ids_file}: {exc.strerror}") from None
+    if args.vacuum:
+        if ids:
+            raise C360Error("--vacuum takes no customer ids: it vacuums every table")
+        marked, tables = forget.vacuum_due(cfg)
+        print(f"vacuumed {len(tables)} tables; {marked} forget request(s) now physically gone")
+        return 0
+    result = forget.forget(cfg, ids, reason=args.reason, retention_hours=args.retention_hours, dry_run=args.dry_run)
+    rows = [(t, n) for t, n in result.rows_erased.items() if n]
+    _print_table(rows or [("(none)", 0)], ("table", "rows would be erased" if result.dry_run else "rows erased"))
+    total = sum(result.rows_erased.values())
+    if result.dry_run:
+        print(f"dry run: {total} rows of {len(ids)} customer(s) in {len(rows)} tables; nothing changed")
+        return 0
+    print(f"erased {total} rows of {len(ids)} customer(s) from {len(rows)} tables; "
+          f"{len(result.exports)} exports rewritten" + (f"; dashboard rewritten: {result.dashboard}"
+                                                          if result.dashboard else ""))
+    print(f"audited as request {result.request_id} in {forget.AUDIT_TABLE}; the old files holding them are deleted "
+          f"by VACUUM from {result.physically_gone_by:%Y-%m-%d %H:%M} UTC (`c360 forget --vacuum`)")
+    return 0
 
 
 def _one_line(exc: BaseException) -> str:

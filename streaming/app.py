@@ -113,7 +113,10 @@ def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool)
 
 def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
     """The queries over the silver_logins stream: login-gap anomalies and city x hour counts."""
-    logins = spark.readStream.format("delta").load(table_path(cfg.lake.root, "silver_logins"))
+    # silver_logins only grows (logins are inserted once); the commits that delete rows (`c360 forget`) are skipped,
+    # not replayed: without this the queries would stop on the first such commit
+    logins = (spark.readStream.format("delta").option("skipChangeCommits", "true")
+              .load(table_path(cfg.lake.root, "silver_logins")))
     rules = AnomalyRules(cfg.stream.burst_logins, cfg.stream.burst_window_s, cfg.stream.short_gap_s,
                          cfg.stream.reactivation_days, cfg.stream.anomaly_state_ttl_days)
     anomalies = transform_login_anomalies(logins, rules=rules,

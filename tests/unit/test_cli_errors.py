@@ -44,9 +44,21 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: st
     (["dashboard", "--port", "http"], "argument --port: not a port number"),
     (["dashboard", "--refresh", "0"], "argument --refresh: must be positive"),
     (["dashboard", "--serve", "--out", "d.html"], "argument --out: not allowed with argument --serve"),
+    (["forget", "C1", "--retention-hours", "-1"], "argument --retention-hours: must be at least 0"),
 ])
 def test_bad_arguments(args, text):
     assert_one_line_error(run_cli(*args), 2, text)
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["forget"], "give the id of at least one customer to forget"),
+    (["forget", " "], "blank ids are not allowed"),
+    (["forget", "--vacuum", "C1"], "--vacuum takes no customer ids"),
+    (["forget", "--ids-file", "/nope/ids.txt"], "cannot read --ids-file /nope/ids.txt"),
+])
+def test_forget_mistakes_fail_before_spark_starts(tmp_path, args, text):
+    assert_one_line_error(run_cli(*args, "--lake", str(tmp_path)), 1, text)
+    assert not any(tmp_path.iterdir())  # nothing was created
 
 
 def test_unknown_gold_table(tmp_path):
@@ -122,7 +134,7 @@ def test_every_command_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
     assert set(commands) >= {"setup", "config", "kafka", "generate", "replay", "stream", "gold", "dashboard",
-                             "demo"}
+                             "forget", "demo"}
     for name in commands:
         proc = run_cli(name, "--help")
         assert proc.returncode == 0 and f"usage: c360 {name}" in proc.stdout

@@ -8,6 +8,7 @@ def test_session_settings_follow_the_configuration():
     assert conf["spark.jars"] == "/j/a.jar,/j/b.jar"
     assert conf["spark.driver.memory"] == "6g"
     assert conf["spark.sql.shuffle.partitions"] == conf["spark.databricks.delta.snapshotPartitions"] == "8"
+    assert conf["spark.sql.sources.parallelPartitionDiscovery.parallelism"] == "8"  # VACUUM: not 10,000 tasks
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.driver.bindAddress"] == "127.0.0.1" and conf["spark.ui.enabled"] == "false"
     assert "spark.jars.packages" not in conf
