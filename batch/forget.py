@@ -201,7 +201,7 @@ def forget(cfg: Config, ids: list[str], *, reason: str = "", retention_hours: in
         from batch import dashboard
 
         result.dashboard = str(dashboard.write(spark, cfg).resolve())
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(timezone.utc)
     result.physically_gone_by = now + timedelta(hours=retention)
     audit = table_path(cfg.lake.root, AUDIT_TABLE)
     ensure_table(spark, audit, AUDIT_SCHEMA)
@@ -209,7 +209,7 @@ def forget(cfg: Config, ids: list[str], *, reason: str = "", retention_hours: in
            result.physically_gone_by, None)
     retry(lambda: spark.createDataFrame([row], AUDIT_SCHEMA).write.format("delta").mode("append").save(audit),
           what=audit)
-    vacuum_started = datetime.now(timezone.utc).replace(tzinfo=None)
+    vacuum_started = datetime.now(timezone.utc)
     result.vacuumed = _vacuum(spark, cfg, touched, retention)
     mark_vacuumed(spark, cfg, vacuum_started, request_id=result.request_id)
     return result
@@ -221,7 +221,7 @@ def vacuum_due(cfg: Config, spark: SparkSession | None = None) -> tuple[int, lis
     from lakehouse.spark import get_spark
 
     spark = spark or get_spark(cfg, "c360-forget")
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    started = datetime.now(timezone.utc)
     vacuumed = _vacuum(spark, cfg, lake_tables(), cfg.stream.vacuum_retention_hours)
     return mark_vacuumed(spark, cfg, started), vacuumed
 
