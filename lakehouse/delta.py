@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -37,7 +38,14 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_b
         builder = builder.property(key, value)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
-    table = retry(builder.execute, what=f"create {path}")
+    try:
+        table = retry(builder.execute, what=f"create {path}")
+    except Exception as exc:  # noqa: BLE001 - py4j wraps the JVM's exceptions
+        # a process killed while creating the table leaves a _delta_log without a commit, which Delta then
+        # refuses to create a table over: that log holds nothing, so it goes and the creation is tried again
+        if not is_missing_table(exc) or not _drop_uncommitted_log(spark, path):
+            raise
+        table = retry(builder.execute, what=f"create {path}")
     have = {f.name.lower() for f in table.toDF().schema.fields}
     missing = [f for f in schema.fields if f.name.lower() not in have]
     if missing:
@@ -45,6 +53,23 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_b
         location = path.replace("`", "``")
         retry(lambda: spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS ({columns})"), what=f"alter {path}")
         log.info("added column(s) %s to %s", ", ".join(f.name for f in missing), path)
+
+
+def _drop_uncommitted_log(spark: SparkSession, path: str) -> bool:
+    """Delete ``<path>/_delta_log`` when it holds no commit or checkpoint (a creation that never committed);
+    True when it did."""
+    jvm = spark._jvm
+    log_dir = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+    fs = log_dir.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(log_dir):
+        return False
+    names = [st.getPath().getName() for st in fs.listStatus(log_dir)]
+    if any(re.fullmatch(r"\d{20}\..*", n) or n == "_last_checkpoint" for n in names):
+        return False
+    fs.delete(log_dir, True)
+    log.warning("removed the uncommitted transaction log of %s (a creation interrupted earlier): %s", path,
+                ", ".join(names) or "empty")
+    return True
 
 
 def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,
