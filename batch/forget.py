@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.config import Config
-from lakehouse.delta import ensure_table, retry
+from lakehouse.delta import ensure_table, is_missing_table, retry, short_vacuum_retention
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, OPS_PROGRESS, QUARANTINE, SOURCES, table_path
@@ -101,9 +101,15 @@ class ForgetResult:
 
 
 def _table(spark: SparkSession, path: str):
+    """The Delta table at ``path``, or None when there is none (one read of its log)."""
     from delta.tables import DeltaTable
 
-    return DeltaTable.forPath(spark, path) if DeltaTable.isDeltaTable(spark, path) else None
+    try:
+        return DeltaTable.forPath(spark, path)
+    except Exception as exc:  # noqa: BLE001 - py4j's AnalysisException
+        if is_missing_table(exc):
+            return None
+        raise
 
 
 def _parallel(fn, items: list) -> list:
@@ -115,8 +121,6 @@ def _parallel(fn, items: list) -> list:
 
 def _vacuum(spark: SparkSession, cfg: Config, names: list[str], retention_hours: int) -> list[str]:
     """VACUUM these tables (the missing ones skipped); returns the ones vacuumed."""
-    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", str(retention_hours >= 168).lower())
-
     def one(name: str) -> str | None:
         table = _table(spark, table_path(cfg.lake.root, name))
         if table is None:
@@ -124,10 +128,8 @@ def _vacuum(spark: SparkSession, cfg: Config, names: list[str], retention_hours:
         retry(lambda: table.vacuum(retention_hours), what=f"vacuum {name}")
         return name
 
-    try:
+    with short_vacuum_retention(spark, retention_hours):
         return [n for n in _parallel(one, names) if n]
-    finally:
-        spark.conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
 
 
 def _erase(spark: SparkSession, path: str, table, cond: Column, tag: str) -> int:

@@ -25,7 +25,12 @@ from lakehouse.errors import C360Error
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 # Secrets never enter the configuration (it is printed by `c360 config`): read from these variables only.
-SECRETS = {"kafka": {"sasl_password": "C360_KAFKA_SASL_PASSWORD", "ssl_key_password": "C360_KAFKA_SSL_KEY_PASSWORD"}}
+SASL_PASSWORD_ENV = "C360_KAFKA_SASL_PASSWORD"
+SSL_KEY_PASSWORD_ENV = "C360_KAFKA_SSL_KEY_PASSWORD"
+SECRETS = {"kafka": {"sasl_password": SASL_PASSWORD_ENV, "ssl_key_password": SSL_KEY_PASSWORD_ENV}}
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+UNKNOWN_FIELD_RULES = ("rescue", "quarantine")  # stream.unknown_fields (docs/input-contract.md, "Schema evolution")
 
 
 @dataclass(frozen=True)
@@ -216,13 +221,13 @@ def _validate(cfg: Config) -> None:
         (cfg.kafka.local_port != cfg.kafka.local_controller_port,
          "kafka.local_port and kafka.local_controller_port must differ"),
         (cfg.kafka.connect_timeout_s > 0, "kafka.connect_timeout_s must be positive"),
-        (cfg.kafka.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        (cfg.kafka.security_protocol in KAFKA_PROTOCOLS,
          "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
-        (cfg.kafka.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        (cfg.kafka.sasl_mechanism in KAFKA_SASL_MECHANISMS,
          "kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
         (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions must be at least 1"),
         (cfg.stream.max_offsets_per_trigger >= 1, "stream.max_offsets_per_trigger must be at least 1"),
-        (cfg.stream.unknown_fields in ("rescue", "quarantine"), "stream.unknown_fields must be rescue or quarantine"),
+        (cfg.stream.unknown_fields in UNKNOWN_FIELD_RULES, "stream.unknown_fields must be rescue or quarantine"),
         (bool(cfg.stream.timestamp_formats), "stream.timestamp_formats must name at least one format"),
         (cfg.stream.burst_logins >= 2 and cfg.stream.burst_window_s > 0,
          "stream.burst_logins must be at least 2 and stream.burst_window_s positive"),

@@ -21,6 +21,7 @@ from pathlib import Path
 from lakehouse.config import Config
 from lakehouse.errors import C360Error
 from lakehouse.jars import JVM_DIR, ensure_jars, jar_dir, require_tool
+from lakehouse.kafka_security import jaas_quote
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,15 @@ class LocalKafka:
 
     def server_properties(self) -> str:
         c = f"{self.host}:{self.controller_port}"
+        clients = [f"PLAINTEXT://{self.host}:{self.port}"]
+        if self.sasl_port:
+            clients.append(f"SASL_PLAINTEXT://{self.host}:{self.sasl_port}")
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{c}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{c}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "listeners": ",".join([*clients, f"CONTROLLER://{c}"]),
+            "advertised.listeners": ",".join(clients),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -153,11 +157,8 @@ class LocalKafka:
             "log.retention.hours": "168",
         }
         if self.sasl_port:
-            sasl = f"SASL_PLAINTEXT://{self.host}:{self.sasl_port}"
-            users = " ".join(f'user_{name}="{pw}"' for name, pw in self.sasl_users.items())
+            users = " ".join(f"user_{name}={jaas_quote(pw)}" for name, pw in self.sasl_users.items())
             props |= {
-                "listeners": f"PLAINTEXT://{self.host}:{self.port},{sasl},CONTROLLER://{c}",
-                "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port},{sasl}",
                 "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
                 "sasl.enabled.mechanisms": "PLAIN",
                 "listener.name.sasl_plaintext.plain.sasl.jaas.config":

@@ -13,14 +13,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from lakehouse.config import KafkaConfig
+from lakehouse.config import SASL_PASSWORD_ENV, SSL_KEY_PASSWORD_ENV, KafkaConfig
 from lakehouse.errors import C360Error
-
-PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-SASL_PASSWORD_ENV = "C360_KAFKA_SASL_PASSWORD"
-SSL_KEY_PASSWORD_ENV = "C360_KAFKA_SSL_KEY_PASSWORD"
-SECRET_KEYS = ("sasl_password", "ssl_key_password")  # refused in config files: see lakehouse.config
 
 _LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
@@ -88,7 +82,8 @@ def client_security(k: KafkaConfig, environ: Mapping[str, str] | None = None) ->
     return out
 
 
-def _jaas_quote(text: str) -> str:
+def jaas_quote(text: str) -> str:
+    """A JAAS option value: double-quoted, with quotes and backslashes escaped."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -103,8 +98,8 @@ def spark_security(k: KafkaConfig, environ: Mapping[str, str] | None = None) -> 
     if _uses_sasl(k):
         out["kafka.sasl.mechanism"] = k.sasl_mechanism
         out["kafka.sasl.jaas.config"] = (f"{_LOGIN_MODULES[k.sasl_mechanism]} required "
-                                         f"username={_jaas_quote(k.sasl_username)} "
-                                         f"password={_jaas_quote(password or '')};")
+                                         f"username={jaas_quote(k.sasl_username)} "
+                                         f"password={jaas_quote(password or '')};")
     if _uses_ssl(k):
         out["kafka.ssl.endpoint.identification.algorithm"] = "https" if k.ssl_check_hostname else ""
         if k.ssl_ca_location:  # PEM files, as librdkafka takes them (Kafka clients read PEM since 2.7)

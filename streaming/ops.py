@@ -9,7 +9,7 @@ import time
 
 from lakehouse import schemas
 from lakehouse.config import Config
-from lakehouse.delta import ensure_table, retry
+from lakehouse.delta import ensure_table, retry, short_vacuum_retention
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, OPS_PROGRESS, QUARANTINE, table_path
 from streaming.outputs import ANOMALIES_TABLE, CITY_HOUR_TABLE
@@ -80,13 +80,12 @@ def maintain(spark, paths: list[str], *, retention_hours: int) -> None:
     and conflicts are retried; VACUUM only deletes files no version within the retention needs."""
     from delta.tables import DeltaTable
 
-    if retention_hours < 168:
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    for path in paths:
-        table = DeltaTable.forPath(spark, path)
-        retry(lambda t=table: t.optimize().executeCompaction(), what=f"optimize {path}")
-        retry(lambda t=table: t.vacuum(retention_hours), what=f"vacuum {path}")
-        log.info("maintained %s", path)
+    with short_vacuum_retention(spark, retention_hours):
+        for path in paths:
+            table = DeltaTable.forPath(spark, path)
+            retry(lambda t=table: t.optimize().executeCompaction(), what=f"optimize {path}")
+            retry(lambda t=table: t.vacuum(retention_hours), what=f"vacuum {path}")
+            log.info("maintained %s", path)
 
 
 class Maintenance(threading.Thread):

@@ -11,13 +11,13 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
+from lakehouse.config import UNKNOWN_FIELD_RULES
 from lakehouse.schemas import DECIMAL, RAW_FIELDS, SILVER, SILVER_SPECS, TIERS, Field
 
 NULL_TOKENS = ("", "null", "none", "n/a", "na", "nan", "nat", "-")
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 CORRUPT = "_corrupt_record"
 RESCUED = "_rescued_data"
-UNKNOWN_FIELDS = ("rescue", "quarantine")
 
 
 def clean_text(col: Column) -> Column:
@@ -54,17 +54,20 @@ def _reason(*rules: tuple[Column, str | Column]) -> Column:
     return expr
 
 
+def _contract_fields(source: str) -> Column:
+    return F.array(*[F.lit(k) for k in RAW_FIELDS[source]])
+
+
 def unknown_fields(value: Column, source: str) -> Column:
     """The fields of a JSON object the source's contract does not name, sorted (empty: none; null: not an
     object)."""
-    known = F.array(*[F.lit(k) for k in RAW_FIELDS[source]])
-    return F.array_sort(F.array_except(F.json_object_keys(value), known))
+    return F.array_sort(F.array_except(F.json_object_keys(value), _contract_fields(source)))
 
 
 def rescued_data(value: Column, source: str) -> Column:
     """The fields the contract does not name, as a JSON object with their values as sent (schema evolution:
     a producer's new field is kept, never dropped and never written into a typed column)."""
-    known = F.array(*[F.lit(k) for k in RAW_FIELDS[source]])
+    known = _contract_fields(source)
     return F.to_json(F.map_filter(F.from_json(value, "map<string,variant>"), lambda k, _: ~F.array_contains(known, k)))
 
 
@@ -169,8 +172,8 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
     ``unknown_fields_rule`` is ``rescue``, or reject the record (``unknown_field_<name>``) when it is
     ``quarantine``.
     """
-    if unknown_fields_rule not in UNKNOWN_FIELDS:
-        raise ValueError(f"unknown_fields_rule must be one of {UNKNOWN_FIELDS}, not {unknown_fields_rule!r}")
+    if unknown_fields_rule not in UNKNOWN_FIELD_RULES:
+        raise ValueError(f"unknown_fields_rule must be one of {UNKNOWN_FIELD_RULES}, not {unknown_fields_rule!r}")
     spec = SILVER_SPECS[source]
     df = parse_json(bronze, source)
     typed: dict[str, Column] = {}
