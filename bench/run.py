@@ -256,6 +256,19 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def save_results(results: list[dict]) -> list[dict]:
+    """Merge these figures into bench/results/latest.json (a figure measured again replaces its old value);
+    returns every figure the file now holds."""
+    previous = {r["name"]: r for r in json.loads(RESULTS.read_text())["figures"]} if RESULTS.exists() else {}
+    merged = list({**previous, **{r["name"]: r for r in results}}.values())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "figures": merged}, indent=2) + "\n")
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="generate,replay,stream,gold",
@@ -269,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("librdkafka").setLevel(logging.CRITICAL)  # e.g. "coordinator load in progress: retrying"
     wanted = set(args.only.split(","))
-    previous = {r["name"]: r for r in json.loads(RESULTS.read_text())["figures"]} if RESULTS.exists() else {}
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="c360-bench-") as tmp:
         if "generate" in wanted:
@@ -286,13 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
             results += bench_gold(args.gold_scale, Path(tmp), figure)
             print(markdown(results[-3:]), flush=True)
-    merged = {**previous, **{r["name"]: r for r in results}}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-        "figures": list(merged.values())}, indent=2) + "\n")
-    print("\n" + markdown(list(merged.values())))
+    print("\n" + markdown(save_results(results)))
     return 0
 
 
