@@ -14,7 +14,8 @@ random delay, ``--kills`` times; a last ``c360 stream --available-now`` drains t
 Prints ``chaos: kills=N lost=0 duplicated=0`` when exactly-once holds (exit 0; else exit 1), and merges the
 figures ``chaos_kills``, ``chaos_lost_events``, ``chaos_duplicated_events`` into bench/results/latest.json.
 
-    python -m bench.chaos [--events 1000000] [--kills 20] [--seed 7] [--rate 3000] [--max-delay 90]
+    python -m bench.chaos [--events 1000000] [--kills 20] [--seed 7] [--rate 1000] [--batch 50000]
+                          [--max-delay 120] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -57,16 +58,20 @@ def _stream(env, *extra, **popen):
                             start_new_session=True, **popen)
 
 
-def _moment(checkpoint: Path, started_with: int) -> str:
-    """Where a kill landed, from the ingest query's checkpoint: before this run's first batch, inside a batch
-    (its offsets written, its commit not), or between batches."""
+def _batches(checkpoint: Path) -> tuple[int, int]:
+    """The ingest query's last planned and last committed batch ids (-1: none)."""
     def last(kind):
         return max((int(p.name) for p in (checkpoint / kind).glob("[0-9]*")), default=-1)
 
-    offsets, commits = last("offsets"), last("commits")
-    if offsets > commits:
-        return "mid_batch"
-    return "start_up" if commits < started_with else "between_batches"
+    return last("offsets"), last("commits")
+
+
+def _moment(at_start: tuple[int, int], now: tuple[int, int]) -> str:
+    """Where a kill landed: before the run finished or planned any batch (start-up, or re-running the batch the
+    last kill interrupted), inside a batch it planned or re-ran after committing one, or between batches."""
+    if now == at_start:
+        return "start_up_or_recovery"
+    return "mid_batch" if now[0] > now[1] else "between_batches"
 
 
 def kafka_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
@@ -101,7 +106,7 @@ def compare(spark, ref_lake: Path, killed_lake: Path, names: list[str], kafka: d
     return {"lost": lost, "duplicated": duplicated, "bronze_rows": bronze_rows}
 
 
-def run_chaos(events: int, kills: int, seed: int, rate: int, min_delay: float, max_delay: float,
+def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_delay: float, max_delay: float,
               workdir: Path) -> tuple[list[dict], bool]:
     from lakehouse.kafka_local import LocalKafka, free_port
     from lakehouse.tables import SOURCES
@@ -117,7 +122,7 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, min_delay: float, m
     try:
         base = dict(os.environ, C360_KAFKA_BOOTSTRAP=broker.bootstrap, C360_KAFKA_TOPIC_PREFIX="chaos.",
                     C360_KAFKA_PARTITIONS="1", C360_LAKE_STATE_DIR=str(ROOT / ".c360"),
-                    C360_STREAM_TRIGGER_INTERVAL="1 second")
+                    C360_STREAM_TRIGGER_INTERVAL="1 second", C360_STREAM_MAX_OFFSETS_PER_TRIGGER=str(batch))
 
         def env(run):
             return {**base, "C360_LAKE_ROOT": str(workdir / f"lake-{run}"),
@@ -133,14 +138,14 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, min_delay: float, m
         delays: list[float] = []
         started = time.monotonic()
         while len(moments) < kills:
-            committed = max((int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")), default=-1) + 1
+            at_start = _batches(checkpoint)
             with open(log_dir / f"run-{len(delays):02d}.log", "w") as out:
                 app = _stream(env("killed"), stdout=out, stderr=subprocess.STDOUT)
             delay = round(rng.uniform(min_delay, max_delay), 1)
             delays.append(delay)
             time.sleep(delay)
             if app.poll() is None:
-                moment = _moment(checkpoint, committed)
+                moment = _moment(at_start, _batches(checkpoint))
                 os.killpg(app.pid, signal.SIGKILL)
                 moments.append(moment)
                 print(f"chaos: kill {len(moments)}/{kills} after {delay}s ({moment})", flush=True)
@@ -150,6 +155,7 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, min_delay: float, m
                 if len(delays) > kills * 2:
                     raise RuntimeError("the streaming app keeps exiting on its own")
             app.wait()
+        committed_by_kills = _batches(checkpoint)[1] + 1
         replay_out, _ = replayer.communicate(timeout=3600)
         if replayer.returncode != 0:
             raise RuntimeError(f"replay failed: {replay_out[-2000:]}")
@@ -177,7 +183,8 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, min_delay: float, m
     sent = sum(kafka.values())
     params = {"events": sent, "sources": len(SOURCES), "kills": len(moments),
               "moments": {m: moments.count(m) for m in sorted(set(moments))}, "delays_s": delays,
-              "kill_phase_s": round(kill_phase), "replay_rate_eps": rate, "seed": seed,
+              "kill_phase_s": round(kill_phase), "replay_rate_eps": rate, "max_offsets_per_trigger": batch,
+              "batches_committed_by_killed_runs": committed_by_kills, "seed": seed,
               "tables_compared": len(result["lost"]) - len(kafka)}
     bad = {k: {"lost": result["lost"][k], "duplicated": result["duplicated"][k]} for k in result["lost"]
            if result["lost"][k] or result["duplicated"][k]}
@@ -198,19 +205,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=1_000_000, help="about this many events replayed (default 1M)")
     ap.add_argument("--kills", type=int, default=20, help="kill -9 the streaming app this many times")
     ap.add_argument("--seed", type=int, default=7, help="the data set's and the kill delays' random seed")
-    ap.add_argument("--rate", type=int, default=3000, help="replay rate, events/s (the replay spans the kills)")
+    ap.add_argument("--rate", type=int, default=1000, help="replay rate, events/s (the replay spans the kills)")
+    ap.add_argument("--batch", type=int, default=50_000, help="records per micro-batch at most (both runs)")
     ap.add_argument("--min-delay", type=float, default=5, help="shortest run before a kill, seconds")
-    ap.add_argument("--max-delay", type=float, default=90, help="longest run before a kill, seconds")
+    ap.add_argument("--max-delay", type=float, default=120, help="longest run before a kill, seconds")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
     args = ap.parse_args(argv)
-    if args.events < 1 or args.kills < 1 or args.rate < 1 or not 0 < args.min_delay <= args.max_delay:
-        ap.error("--events, --kills and --rate must be positive and 0 < --min-delay <= --max-delay")
+    if min(args.events, args.kills, args.rate, args.batch) < 1 or not 0 < args.min_delay <= args.max_delay:
+        ap.error("--events, --kills, --rate and --batch must be positive and 0 < --min-delay <= --max-delay")
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("librdkafka").setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory(prefix="c360-chaos-") as tmp:
         workdir = Path(args.keep) if args.keep else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        figs, ok = run_chaos(args.events, args.kills, args.seed, args.rate, args.min_delay, args.max_delay, workdir)
+        figs, ok = run_chaos(args.events, args.kills, args.seed, args.rate, args.batch, args.min_delay, args.max_delay, workdir)
     save_results(figs)
     print(markdown(figs))
     return 0 if ok else 1
