@@ -3,8 +3,9 @@ every table with an uninterrupted run over the same Kafka records.
 
 One broker, one partition per topic (Kafka order is then each file's event-time order, so no login can fall
 behind a watermark however batches are cut). The producer replays every source at a steady rate while
-``c360 stream`` is started and killed (SIGKILL to its whole process group: driver JVM and Python workers) after a
-random delay, ``--kills`` times; a last ``c360 stream --available-now`` drains the rest. The reference is one
+``c360 stream`` is started and killed (SIGKILL to its whole process group: driver JVM and Python workers)
+``--kills`` times, half of them a random few seconds after the start, the others a random few seconds after the
+run committed a batch; a last ``c360 stream --available-now`` drains the rest. The reference is one
 ``c360 stream --available-now`` over the same topics into its own lake. Then:
 
 - lost: records in Kafka missing from the killed run's bronze, plus rows of the reference's tables (every bronze,
@@ -14,8 +15,8 @@ random delay, ``--kills`` times; a last ``c360 stream --available-now`` drains t
 Prints ``chaos: kills=N lost=0 duplicated=0`` when exactly-once holds (exit 0; else exit 1), and merges the
 figures ``chaos_kills``, ``chaos_lost_events``, ``chaos_duplicated_events`` into bench/results/latest.json.
 
-    python -m bench.chaos [--events 1000000] [--kills 20] [--seed 7] [--rate 1000] [--batch 50000]
-                          [--max-delay 120] [--keep DIR]
+    python -m bench.chaos [--events 1000000] [--kills 20] [--seed 7] [--rate 700] [--batch 100000]
+                          [--max-delay 45] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -141,14 +142,24 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_del
             at_start = _batches(checkpoint)
             with open(log_dir / f"run-{len(delays):02d}.log", "w") as out:
                 app = _stream(env("killed"), stdout=out, stderr=subprocess.STDOUT)
+            # half the runs die early (start-up, or re-running the batch the last kill interrupted); the others
+            # once they have committed a batch, a random moment later (between batches or inside the next one):
+            # so the kills are spread over the whole replay, not piled up before the first commit
+            early = rng.random() < 0.5
             delay = round(rng.uniform(min_delay, max_delay), 1)
-            delays.append(delay)
+            waited = time.monotonic()
+            if not early:
+                while _batches(checkpoint)[1] == at_start[1] and app.poll() is None \
+                        and time.monotonic() - waited < 900:
+                    time.sleep(0.5)
             time.sleep(delay)
+            delays.append(round(time.monotonic() - waited, 1))
             if app.poll() is None:
                 moment = _moment(at_start, _batches(checkpoint))
                 os.killpg(app.pid, signal.SIGKILL)
                 moments.append(moment)
-                print(f"chaos: kill {len(moments)}/{kills} after {delay}s ({moment})", flush=True)
+                print(f"chaos: kill {len(moments)}/{kills} after {delays[-1]}s ({moment}; "
+                      f"{_batches(checkpoint)[1] + 1} batches committed)", flush=True)
             else:
                 print(f"chaos: run {len(delays)} exited by itself (code {app.returncode}): see "
                       f"{log_dir}/run-{len(delays) - 1:02d}.log", flush=True)
@@ -205,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=1_000_000, help="about this many events replayed (default 1M)")
     ap.add_argument("--kills", type=int, default=20, help="kill -9 the streaming app this many times")
     ap.add_argument("--seed", type=int, default=7, help="the data set's and the kill delays' random seed")
-    ap.add_argument("--rate", type=int, default=1000, help="replay rate, events/s (the replay spans the kills)")
-    ap.add_argument("--batch", type=int, default=50_000, help="records per micro-batch at most (both runs)")
-    ap.add_argument("--min-delay", type=float, default=5, help="shortest run before a kill, seconds")
-    ap.add_argument("--max-delay", type=float, default=120, help="longest run before a kill, seconds")
+    ap.add_argument("--rate", type=int, default=700, help="replay rate, events/s (the replay spans the kills)")
+    ap.add_argument("--batch", type=int, default=100_000, help="records per micro-batch at most (both runs)")
+    ap.add_argument("--min-delay", type=float, default=5,
+                    help="shortest wait before a kill, seconds (from the start, or from the run's first commit)")
+    ap.add_argument("--max-delay", type=float, default=45, help="longest such wait, seconds")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
     args = ap.parse_args(argv)
     if min(args.events, args.kills, args.rate, args.batch) < 1 or not 0 < args.min_delay <= args.max_delay:
