@@ -13,7 +13,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from lakehouse.errors import C360Error
+from lakehouse.errors import C360Error, check_writable, error_text, storage_error
 
 EXIT_USAGE = 2
 
@@ -262,12 +262,17 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "stream":
         from streaming import app
 
+        check_writable(cfg.lake.root, "lake")
+        check_writable(cfg.lake.checkpoint_root, "checkpoints")
         progress = app.run(cfg, available_now=args.available_now, sources=args.sources)
         print(f"stream stopped; queries: {', '.join(progress) or 'none'}")
         return 0
     if args.command == "gold":
         from batch import gold
 
+        check_writable(cfg.lake.root, "lake")
+        if not args.no_exports:
+            check_writable(cfg.gold.export_dir, "exports folder")
         started = time.monotonic()
         refresh = cfg.dashboard.refresh_after_gold and not args.no_dashboard
         results = gold.run(cfg, as_of=args.as_of, only=args.only, exports=not args.no_exports)
@@ -300,6 +305,7 @@ def run_command(args: argparse.Namespace) -> int:
                                           time_unit=args.time_unit.upper()), indent=2))
         return 0
     if args.command == "forget":
+        check_writable(cfg.lake.root, "lake")
         return _forget(cfg, args)
     if args.command == "demo":
         from c360 import demo
@@ -361,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one line, the trace with --debug
         if args.debug:
             raise
+        storage = storage_error(error_text(exc), "the lake, its checkpoints or exports")
+        if storage:
+            print(f"c360: error: {storage}", file=sys.stderr)
+            return 1
         print(f"c360: error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the trace)",
               file=sys.stderr)
         return 1

@@ -10,3 +10,58 @@ class C360Error(Exception):
     """
 
     exit_code = 1
+
+
+# what the operating system says when the lake's storage refuses a write, and what c360 tells the user
+STORAGE_ERRORS = {
+    "No space left on device": "the disk is full",
+    "Disk quota exceeded": "the disk quota is used up",
+    "Read-only file system": "the file system is read-only",
+    "Permission denied": "permission denied",
+}
+
+
+def error_text(exc: BaseException) -> str:
+    """Everything an exception says, the JVM's side included (a Py4J error's Java trace, a captured Spark
+    exception's stack trace, the exceptions it was raised from)."""
+    parts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts += [str(exc), str(getattr(exc, "desc", "") or ""), str(getattr(exc, "_stackTrace", "") or "")]
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def storage_error(text: str, where: str) -> str | None:
+    """A one-line message when ``text`` (an error's text) says storage refused a write; None otherwise."""
+    for marker, what in STORAGE_ERRORS.items():
+        if marker in text:
+            return (f"{what} ({marker}) while writing {where}: free space or fix the path's permissions, then run "
+                    "the command again; Delta commits are atomic, so no table holds a half-written batch, and "
+                    "a stream resumes from its checkpoint")
+    return None
+
+
+def check_writable(path: str, what: str) -> None:
+    """Fail fast, before Spark starts, when a local folder cannot be written: a file is created and removed in it,
+    or, when it does not exist yet, in its nearest existing parent (nothing is left behind). Object-store URIs
+    are left to the storage's own errors."""
+    import errno
+    import os
+    import tempfile
+
+    if "://" in path and not path.startswith("file:"):
+        return
+    folder = os.path.abspath(path.removeprefix("file://").removeprefix("file:"))
+    probe = folder
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    try:
+        if not os.path.isdir(probe):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), probe)
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".c360-write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise C360Error(f"cannot write the {what} at {folder} ({reason}): choose a writable path (--lake, "
+                        f"--checkpoints or the config file) or fix its permissions") from None

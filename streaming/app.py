@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from lakehouse.config import Config
-from lakehouse.errors import C360Error
+from lakehouse.errors import C360Error, error_text, storage_error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.kafka_security import client_security, spark_security
 from lakehouse.spark import get_spark
@@ -143,6 +143,9 @@ def _failure(query) -> str | None:
         return (f"query {query.name} stopped: Kafka no longer holds records the checkpoint has not processed yet "
                 "(deleted by retention or by hand); nothing was skipped. To recover, see docs/operations.md "
                 "('Kafka lost records the stream had not read')")
+    storage = storage_error(error_text(exc), f"query {query.name}'s tables or checkpoint")
+    if storage:
+        return f"query {query.name} stopped: {storage}"
     lines = text.splitlines()
     return f"query {query.name} failed: {lines[0] if lines else type(exc).__name__}"
 

@@ -138,3 +138,37 @@ def test_every_command_has_help():
     for name in commands:
         proc = run_cli(name, "--help")
         assert proc.returncode == 0 and f"usage: c360 {name}" in proc.stdout
+
+
+def test_a_lake_path_that_cannot_be_written_is_refused_before_spark_starts(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for args, what in ((["stream", "--lake", str(blocker / "lake")], "lake"),
+                       (["stream", "--checkpoints", str(blocker / "ck")], "checkpoints"),
+                       (["gold", "--lake", str(blocker / "lake")], "lake"),
+                       (["forget", "C1", "--lake", str(blocker / "lake")], "lake")):
+        proc = run_cli(*args, env={"C360_LAKE_ROOT": str(tmp_path / "lake"),
+                                   "C360_LAKE_CHECKPOINT_ROOT": str(tmp_path / "ck"),
+                                   "C360_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"})
+        assert_one_line_error(proc, 1, f"cannot write the {what} at {blocker}/")
+        assert "(Not a directory)" in proc.stderr
+
+
+def test_storage_errors_are_recognised_in_everything_an_exception_says():
+    from lakehouse.errors import error_text, storage_error
+
+    class Captured(Exception):  # like pyspark's captured JVM exceptions: the cause is in the stack trace
+        desc = "Job aborted due to stage failure"
+        _stackTrace = "org.apache.hadoop.fs.FSError: java.io.IOException: No space left on device\n\tat ..."
+
+    try:
+        try:
+            raise Captured("Job aborted")
+        except Captured as inner:
+            raise RuntimeError("writing silver_orders failed") from inner
+    except RuntimeError as exc:
+        text = error_text(exc)
+    message = storage_error(text, "the lake")
+    assert message.startswith("the disk is full (No space left on device) while writing the lake: free space")
+    assert storage_error("java.io.IOException: Read-only file system", "x").startswith("the file system is read-only")
+    assert storage_error("TimeoutException: no broker", "x") is None
