@@ -76,12 +76,14 @@ def _moment(at_start: tuple[int, int], now: tuple[int, int]) -> str:
 
 
 def kafka_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
-    """Records per topic (one partition each): the high watermark."""
+    """Records per topic: the sum of its partitions' high watermarks."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "c360-chaos", "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "c360-bench", "enable.auto.commit": False})
     try:
-        return {t: consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=30)[1] for t in topics}
+        meta = consumer.list_topics(timeout=30).topics
+        return {t: sum(consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30)[1]
+                       for p in (meta[t].partitions if t in meta else {})) for t in topics}
     finally:
         consumer.close()
 

@@ -4,7 +4,7 @@ Writes ``bench/results/latest.json``: a list of
 ``{"name", "value", "unit", "params", "peer", "ratio"}`` (ratio = value / peer, so for throughput higher is
 better, for time and memory against a limit lower is better) and prints a Markdown table for README.
 
-    python -m bench.run [--only generate,replay,stream,gold] [--scale N] [--replay-scale N] [--gold-scale N]
+    python -m bench.run [--only generate,replay,stream,gold,soak] [--scale N] [--replay-scale N] [--gold-scale N]
 """
 
 from __future__ import annotations
@@ -271,12 +271,14 @@ def save_results(results: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="generate,replay,stream,gold",
-                    help="comma-separated: generate, replay, stream, gold")
+    ap.add_argument("--only", default="generate,replay,stream,gold,soak",
+                    help="comma-separated: generate, replay, stream, gold, soak")
     ap.add_argument("--scale", type=int, default=1_000_000, help="customers for the generator figure")
     ap.add_argument("--replay-scale", type=int, default=50_000, help="customers of the data set replayed")
     ap.add_argument("--stream-scale", type=int, default=20_000, help="customers of the data set streamed")
     ap.add_argument("--latency-seconds", type=int, default=90, help="how long the 5k events/s load runs")
+    ap.add_argument("--soak-minutes", type=float, default=10, help="how long the soak's load lasts")
+    ap.add_argument("--soak-rate", type=int, default=1000, help="events/s during the soak")
     ap.add_argument("--gold-scale", type=int, default=1_000_000, help="customers of the gold refresh figure")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -298,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
 
             results += bench_gold(args.gold_scale, Path(tmp), figure)
             print(markdown(results[-3:]), flush=True)
+        if "soak" in wanted:
+            from bench.soak import run_soak
+
+            results += run_soak(args.soak_minutes, args.soak_rate, Path(tmp))
+            print(markdown(results[-4:]), flush=True)
     print("\n" + markdown(save_results(results)))
     return 0
 

@@ -1,0 +1,206 @@
+"""The soak (part of ``make bench``): ``c360 stream`` under a steady load for N minutes while ``c360 gold`` runs
+twice and the stream's own maintenance (OPTIMIZE + VACUUM) runs every two minutes: the lag, the batch duration
+trend and memory over time, and that nothing was lost.
+
+Every 5 s it samples the stream's resident memory (the driver JVM and its Python workers: the process group) and
+its backlog (records in Kafka beyond the last committed batch's offsets). After the load, the app drains what is
+left and stops; then every record Kafka holds must be in bronze exactly once, both gold runs must have succeeded,
+and the lag is measured per silver row, from its Kafka timestamp to the commit that made it visible.
+
+    python -m bench.soak [--minutes 10] [--rate 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.chaos import EVENTS_PER_CUSTOMER, _batches, kafka_counts
+from bench.run import ROOT, _spark, figure, markdown, save_results, silver_latencies
+
+SAMPLE_EVERY_S = 5
+GOLD_AT = (0.2, 0.6)  # the two gold refreshes start at these fractions of the load
+DRIVER_MEMORY_GIB = 4
+
+
+def group_rss_gib(pgid: int) -> float:
+    """Resident memory of every process in a process group, from /proc."""
+    total_kib = 0
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # fields after the name: state, ppid, pgrp, ...
+                continue
+            for line in (status.parent / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+    return total_kib / 2**20
+
+
+def committed_offsets(checkpoint: Path) -> int:
+    """Records the stream has committed: the sum of the last committed batch's end offsets."""
+    last = _batches(checkpoint)[1]
+    if last < 0:
+        return 0
+    offsets = json.loads((checkpoint / "offsets" / str(last)).read_text().splitlines()[-1])
+    return sum(sum(parts.values()) for parts in offsets.values())
+
+
+def trend_ms_per_min(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (minute, batch ms)."""
+    import numpy as np
+
+    if len(points) < 2:
+        return 0.0
+    x, y = np.array(points).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
+    from lakehouse.kafka_local import LocalKafka, free_port
+    from lakehouse.tables import SOURCES
+    from producers.generate import GenerateParams, generate
+
+    data = workdir / "soak-data"
+    scale = max(math.ceil(rate * minutes * 60 / EVENTS_PER_CUSTOMER), 50)
+    generate(data, GenerateParams(scale=scale, seed=11))
+    broker = LocalKafka(ROOT / ".c360", "127.0.0.1", free_port(), free_port(), home=workdir / "soak-broker")
+    broker.start()
+    lake, checkpoints = workdir / "soak-lake", workdir / "soak-ck"
+    env = dict(os.environ, C360_KAFKA_BOOTSTRAP=broker.bootstrap, C360_KAFKA_TOPIC_PREFIX="soak.",
+               C360_LAKE_ROOT=str(lake), C360_LAKE_CHECKPOINT_ROOT=str(checkpoints),
+               C360_LAKE_STATE_DIR=str(ROOT / ".c360"), C360_GOLD_EXPORT_DIR=str(workdir / "soak-exports"),
+               C360_DASHBOARD_FILE=str(workdir / "soak-dashboard.html"),
+               C360_STREAM_MAINTENANCE_INTERVAL_MINUTES="2")
+    samples: list[dict] = []
+    gold_runs: list[dict] = []
+    try:
+        with open(workdir / "soak-stream.log", "w") as out:
+            app = subprocess.Popen([sys.executable, "-m", "c360", "stream"], cwd=ROOT, env=env,
+                                   start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+        checkpoint = checkpoints / "ingest"
+        deadline = time.monotonic() + 300
+        while _batches(checkpoint)[1] < 0 and app.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)  # the first (empty) batch: the app is up
+        if app.poll() is not None or _batches(checkpoint)[1] < 0:
+            raise RuntimeError(f"c360 stream did not start: see {workdir / 'soak-stream.log'}")
+        topics = [f"soak.{s}" for s in SOURCES]
+        stop = threading.Event()
+        started = time.monotonic()
+
+        def sample():
+            while not stop.wait(SAMPLE_EVERY_S):
+                try:
+                    backlog = sum(kafka_counts(broker.bootstrap, topics).values()) - committed_offsets(checkpoint)
+                except Exception:  # noqa: BLE001 - a sample may fail while a file is being written
+                    continue
+                samples.append({"minute": round((time.monotonic() - started) / 60, 2),
+                                "rss_gib": round(group_rss_gib(app.pid), 3), "backlog_records": backlog})
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
+                                     str(rate), "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+        for at in GOLD_AT:
+            time.sleep(max(0.0, started + at * minutes * 60 - time.monotonic()))
+            t0 = time.monotonic()
+            gold = subprocess.run([sys.executable, "-m", "c360", "gold", "--as-of", "2025-01-15"], cwd=ROOT, env=env,
+                                  capture_output=True, text=True)
+            gold_runs.append({"started_min": round((t0 - started) / 60, 1), "exit": gold.returncode,
+                              "seconds": round(time.monotonic() - t0), "error": gold.stderr.strip()[-300:]
+                              if gold.returncode else ""})
+        left = started + minutes * 60 - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        replayer.send_signal(signal.SIGTERM)  # the load lasts `minutes`, whatever is left of the files
+        replay_out, _ = replayer.communicate(timeout=300)
+        load_minutes = (time.monotonic() - started) / 60
+        sent = sum(kafka_counts(broker.bootstrap, topics).values())
+        drain_deadline = time.monotonic() + 1800
+        while committed_offsets(checkpoint) < sent and app.poll() is None and time.monotonic() < drain_deadline:
+            time.sleep(2)
+        stop.set()
+        sampler.join()
+        crashed = app.poll()
+        app.send_signal(signal.SIGTERM)
+        app.wait(timeout=300)
+        kafka = kafka_counts(broker.bootstrap, topics)
+    finally:
+        broker.stop()
+
+    from pyspark.sql import functions as F
+
+    spark = _spark()
+    in_bronze, doubled = 0, 0
+    for name in SOURCES:
+        r = (spark.read.format("delta").load(str(lake / f"bronze_{name}"))
+             .agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("topic", "partition", "offset").alias("distinct"))
+             .first())
+        in_bronze += r["distinct"]
+        doubled += r["rows"] - r["distinct"]
+    lost = sum(kafka.values()) - in_bronze
+    lat = sorted(silver_latencies(spark, lake))
+    progress = (spark.read.format("delta").load(str(lake / "ops_stream_progress"))
+                .where("query = 'ingest' AND input_rows > 0").select("timestamp", "batch_duration_ms")
+                .orderBy("timestamp").toPandas())
+    times, durations = progress["timestamp"], progress["batch_duration_ms"]
+    points = [((t - times.min()).total_seconds() / 60, ms) for t, ms in zip(times, durations, strict=True)]
+    thirds = [durations[i * len(progress) // 3:(i + 1) * len(progress) // 3].mean() / 1000
+              for i in range(3)] if len(progress) >= 3 else []
+    params = {
+        "rate_eps": rate, "events": sum(kafka.values()), "customers": scale, "load_minutes": round(load_minutes, 1),
+        "gold_runs": gold_runs, "maintenance_every_min": 2, "stream_exited_early": crashed is not None,
+        "replay": replay_out.strip().splitlines()[-1] if replay_out.strip() else "",
+        "batches": len(progress), "batch_s_by_third": [round(x, 1) for x in thirds],
+        "batch_ms_trend_per_min": round(trend_ms_per_min(points)),
+        "max_backlog_records": max((s["backlog_records"] for s in samples), default=None),
+        "p95_lag_s": round(lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
+        "rss_gib_by_minute": {str(int(s["minute"])): s["rss_gib"] for s in samples},
+        "doubled_records": doubled,
+    }
+    gold_ok = all(g["exit"] == 0 for g in gold_runs)
+    print(f"soak: {load_minutes:.1f} min at {rate} ev/s, gold runs {[g['exit'] for g in gold_runs]}, "
+          f"lost={lost} doubled={doubled}, max lag {lat[-1] if lat else float('nan'):.0f}s", flush=True)
+    peak = max((s["rss_gib"] for s in samples), default=float("nan"))
+    return [
+        figure("soak_minutes", load_minutes if gold_ok and crashed is None else 0, "min", params, {"limit": minutes},
+               load_minutes / minutes),
+        figure("soak_lost_events", lost, "events", {"events": sum(kafka.values()), "doubled": doubled},
+               {"limit": 0}),
+        figure("soak_max_lag_s", lat[-1] if lat else float("nan"), "s",
+               {"p95_s": params["p95_lag_s"], "rate_eps": rate, "rows_measured": len(lat)}, {"limit": 5},
+               (lat[-1] if lat else float("nan")) / 5),
+        figure("soak_peak_rss_gib", peak, "GiB", {"driver_memory_gib": DRIVER_MEMORY_GIB,
+                                                  "samples": len(samples), "what": "driver JVM + Python workers"},
+               {"limit": DRIVER_MEMORY_GIB * 2}, peak / (DRIVER_MEMORY_GIB * 2)),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10, help="how long the load lasts (default 10)")
+    ap.add_argument("--rate", type=int, default=1000, help="events/s replayed meanwhile (default 1,000)")
+    args = ap.parse_args(argv)
+    if args.minutes <= 0 or args.rate < 1:
+        ap.error("--minutes and --rate must be positive")
+    with tempfile.TemporaryDirectory(prefix="c360-soak-") as tmp:
+        figs = run_soak(args.minutes, args.rate, Path(tmp))
+    save_results(figs)
+    print(markdown(figs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The measuring code of `make chaos` and the soak: what it counts must be right for its figures to mean anything."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from bench.chaos import _batches, _moment, comparable
+from bench.soak import committed_offsets, group_rss_gib, trend_ms_per_min
+
+
+def _checkpoint(tmp_path, offsets: dict[int, dict], commits: list[int]):
+    for batch, ends in offsets.items():
+        (tmp_path / "offsets").mkdir(exist_ok=True)
+        (tmp_path / "offsets" / str(batch)).write_text("v1\n{\"batchWatermarkMs\":0}\n" + json.dumps(ends))
+    (tmp_path / "commits").mkdir(exist_ok=True)
+    for batch in commits:
+        (tmp_path / "commits" / str(batch)).write_text("v1\n{}")
+    (tmp_path / "offsets" / ".3.tmp").write_text("a kill's leftover")  # not a batch
+    return tmp_path
+
+
+def test_a_kill_moment_and_the_committed_offsets_come_from_the_checkpoint(tmp_path):
+    ck = _checkpoint(tmp_path, {0: {"t.a": {"0": 5}}, 1: {"t.a": {"0": 9, "1": 4}, "t.b": {"0": 2}},
+                                2: {"t.a": {"0": 20}}}, commits=[0, 1])
+    assert _batches(ck) == (2, 1)
+    assert committed_offsets(ck) == 9 + 4 + 2  # batch 2 is planned, not committed
+    assert _moment((2, 1), (2, 1)) == "start_up_or_recovery"
+    assert _moment((1, 1), (2, 1)) == "mid_batch"
+    assert _moment((2, 1), (3, 3)) == "between_batches"
+    assert _batches(tmp_path / "none") == (-1, -1) and committed_offsets(tmp_path / "none") == 0
+
+
+def test_comparable_drops_when_columns_and_sums_the_counters_per_source(spark):
+    ops = spark.createDataFrame(
+        [("logins", 0, 10, 1, 7, 2, 0, "2026-01-01"), ("logins", 1, 5, 0, 3, 2, 0, "2026-01-02"),
+         ("orders", 0, 4, 0, 4, 0, 1, "2026-01-01")],
+        "source string, batch_id int, read_rows int, quarantined_rows int, inserted_rows int, updated_rows int, "
+        "rescued_rows int, processed_at string")
+    got = {tuple(r) for r in comparable(ops, "ops_stream_batches").collect()}
+    assert got == {("logins", 15, 1, 10, 0), ("orders", 4, 0, 4, 1)}  # updated_rows depends on batch cuts: left out
+    bronze = spark.createDataFrame([("k", 1, "2026-01-01 10:00:00")], "key string, offset int, _ingestion_timestamp string")
+    assert comparable(bronze, "bronze_logins").columns == ["key", "offset"]
+
+
+def test_memory_of_a_process_group_and_the_batch_trend():
+    assert 0.005 < group_rss_gib(os.getpgid(0)) < 64  # this test process at least
+    assert group_rss_gib(2**22 + 7) == 0
+    assert abs(trend_ms_per_min([(0, 1000), (1, 1500), (2, 2000)]) - 500) < 1e-6
+    assert trend_ms_per_min([(0, 1000)]) == 0.0
