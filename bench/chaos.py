@@ -133,9 +133,11 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_del
 
         log_dir = workdir / "logs"
         log_dir.mkdir()
-        replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate", str(rate),
-                                     "--no-progress"], cwd=ROOT, env=base, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
+        replay_log = log_dir / "replay.log"
+        with open(replay_log, "w") as out:  # a file, not a pipe: nobody reads a pipe until the end
+            replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
+                                         str(rate), "--no-progress"], cwd=ROOT, env=base, stdout=out,
+                                        stderr=subprocess.STDOUT)
         checkpoint = workdir / "ck-killed" / "ingest"
         moments: list[str] = []
         delays: list[float] = []
@@ -169,7 +171,8 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_del
                     raise RuntimeError("the streaming app keeps exiting on its own")
             app.wait()
         committed_by_kills = _batches(checkpoint)[1] + 1
-        replay_out, _ = replayer.communicate(timeout=3600)
+        replayer.wait(timeout=3600)
+        replay_out = replay_log.read_text()
         if replayer.returncode != 0:
             raise RuntimeError(f"replay failed: {replay_out[-2000:]}")
         print(f"chaos: {replay_out.strip().splitlines()[-1]}", flush=True)

@@ -73,7 +73,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
     from producers.generate import GenerateParams, generate
 
     data = workdir / "soak-data"
-    scale = max(math.ceil(rate * minutes * 60 / EVENTS_PER_CUSTOMER), 50)
+    scale = max(math.ceil(1.2 * rate * minutes * 60 / EVENTS_PER_CUSTOMER), 50)  # more than the load needs
     generate(data, GenerateParams(scale=scale, seed=11))
     broker = LocalKafka(ROOT / ".c360", "127.0.0.1", free_port(), free_port(), home=workdir / "soak-broker")
     broker.start()
@@ -110,23 +110,30 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
-                                     str(rate), "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-        for at in GOLD_AT:
-            time.sleep(max(0.0, started + at * minutes * 60 - time.monotonic()))
-            t0 = time.monotonic()
-            gold = subprocess.run([sys.executable, "-m", "c360", "gold", "--as-of", "2025-01-15"], cwd=ROOT, env=env,
-                                  capture_output=True, text=True)
-            gold_runs.append({"started_min": round((t0 - started) / 60, 1), "exit": gold.returncode,
-                              "seconds": round(time.monotonic() - t0), "error": gold.stderr.strip()[-300:]
-                              if gold.returncode else ""})
-        left = started + minutes * 60 - time.monotonic()
-        if left > 0:
-            time.sleep(left)
+        replay_log = workdir / "soak-replay.log"
+        with open(replay_log, "w") as out:  # a file, not a pipe: nobody reads a pipe until the end
+            replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
+                                         str(rate), "--no-progress"], cwd=ROOT, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT)
+
+        def refresh_gold():  # twice, at fixed moments of the load (the second waits if the first is still running)
+            for at in GOLD_AT:
+                time.sleep(max(0.0, started + at * minutes * 60 - time.monotonic()))
+                t0 = time.monotonic()
+                gold = subprocess.run([sys.executable, "-m", "c360", "gold", "--as-of", "2025-01-15"], cwd=ROOT,
+                                      env=env, capture_output=True, text=True)
+                gold_runs.append({"started_min": round((t0 - started) / 60, 1), "exit": gold.returncode,
+                                  "seconds": round(time.monotonic() - t0),
+                                  "error": gold.stderr.strip()[-300:] if gold.returncode else ""})
+
+        refresher = threading.Thread(target=refresh_gold, daemon=True)
+        refresher.start()
+        time.sleep(max(0.0, started + minutes * 60 - time.monotonic()))
         replayer.send_signal(signal.SIGTERM)  # the load lasts `minutes`, whatever is left of the files
-        replay_out, _ = replayer.communicate(timeout=300)
+        replayer.wait(timeout=300)
+        replay_out = replay_log.read_text()
         load_minutes = (time.monotonic() - started) / 60
+        refresher.join()  # a gold refresh still running goes on with the stream draining
         sent = sum(kafka_counts(broker.bootstrap, topics).values())
         drain_deadline = time.monotonic() + 1800
         while committed_offsets(checkpoint) < sent and app.poll() is None and time.monotonic() < drain_deadline:
