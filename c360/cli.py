@@ -262,17 +262,17 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "stream":
         from streaming import app
 
-        check_writable(cfg.lake.root, "lake")
-        check_writable(cfg.lake.checkpoint_root, "checkpoints")
+        check_writable(cfg.lake.root, "lake", "--lake")
+        check_writable(cfg.lake.checkpoint_root, "checkpoints", "--checkpoints")
         progress = app.run(cfg, available_now=args.available_now, sources=args.sources)
         print(f"stream stopped; queries: {', '.join(progress) or 'none'}")
         return 0
     if args.command == "gold":
         from batch import gold
 
-        check_writable(cfg.lake.root, "lake")
+        check_writable(cfg.lake.root, "lake", "--lake")
         if not args.no_exports:
-            check_writable(cfg.gold.export_dir, "exports folder")
+            check_writable(cfg.gold.export_dir, "exports folder", "--exports")
         started = time.monotonic()
         refresh = cfg.dashboard.refresh_after_gold and not args.no_dashboard
         results = gold.run(cfg, as_of=args.as_of, only=args.only, exports=not args.no_exports)
@@ -305,7 +305,7 @@ def run_command(args: argparse.Namespace) -> int:
                                           time_unit=args.time_unit.upper()), indent=2))
         return 0
     if args.command == "forget":
-        check_writable(cfg.lake.root, "lake")
+        check_writable(cfg.lake.root, "lake", "--lake")
         return _forget(cfg, args)
     if args.command == "demo":
         from c360 import demo

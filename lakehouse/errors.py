@@ -42,7 +42,7 @@ def storage_error(text: str, where: str) -> str | None:
     return None
 
 
-def check_writable(path: str, what: str) -> None:
+def check_writable(path: str, what: str, flag: str) -> None:
     """Fail fast, before Spark starts, when a local folder cannot be written: a file is created and removed in it,
     or, when it does not exist yet, in its nearest existing parent (nothing is left behind). Object-store URIs
     are left to the storage's own errors."""
@@ -63,5 +63,5 @@ def check_writable(path: str, what: str) -> None:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise C360Error(f"cannot write the {what} at {folder} ({reason}): choose a writable path (--lake, "
-                        f"--checkpoints or the config file) or fix its permissions") from None
+        raise C360Error(f"cannot write the {what} at {folder} ({reason}): choose a writable path ({flag} or the "
+                        f"config file) or fix its permissions") from None
