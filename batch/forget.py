@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.config import Config
-from lakehouse.delta import ensure_table, is_missing_table, retry, short_vacuum_retention
+from lakehouse.delta import commit_metadata, ensure_table, is_missing_table, retry, short_vacuum_retention
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, OPS_PROGRESS, QUARANTINE, SOURCES, table_path
@@ -57,7 +57,6 @@ AUDIT_SCHEMA = T.StructType([
     T.StructField("vacuumed_at", T.TimestampType()),
 ])
 PARALLEL_TABLES = 4  # tables erased (and vacuumed) at once
-USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 # the customer field of each customer-keyed source's raw JSON (bronze values, quarantined records)
 _KEY_FIELDS = sorted({s.key_column for s in SOURCES.values() if s.kind != "reference"})
 
@@ -190,11 +189,8 @@ def forget(cfg: Config, ids: list[str], *, reason: str = "", retention_hours: in
         return name, n
 
     tag = f"c360 forget {result.request_id}"  # every commit of this request carries it (DESCRIBE HISTORY)
-    spark.conf.set(USER_METADATA, tag)
-    try:
+    with commit_metadata(spark, tag):
         result.rows_erased = {name: n for name, n in _parallel(one, lake_tables()) if n is not None}
-    finally:
-        spark.conf.unset(USER_METADATA)
     touched = [name for name, n in result.rows_erased.items() if n]
     if dry_run:
         return result

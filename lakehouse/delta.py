@@ -82,16 +82,43 @@ def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,
     retry(lambda: writer.save(path), what=f"append to {path}")
 
 
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
 @contextlib.contextmanager
-def idempotent_txn(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
-    """Within this block, Delta commits of ``spark`` (MERGE included) happen once per (app_id, version)."""
-    spark.conf.set(_TXN_APP_ID, app_id)
-    spark.conf.set(_TXN_VERSION, str(version))
+def commit_metadata(spark: SparkSession, tag: str) -> Iterator[None]:
+    """Within this block, Delta commits of ``spark`` carry ``tag`` as their ``userMetadata`` (DESCRIBE HISTORY)."""
+    spark.conf.set(USER_METADATA, tag)
     try:
         yield
     finally:
+        spark.conf.unset(USER_METADATA)
+
+
+@contextlib.contextmanager
+def idempotent_txn(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
+    """Within this block, Delta commits of ``spark`` (MERGE included) happen once per (app_id, version); each
+    carries ``app_id:version`` as its ``userMetadata``, so that a run skipped as already committed can find its
+    commit (:func:`committed_metrics`)."""
+    spark.conf.set(_TXN_APP_ID, app_id)
+    spark.conf.set(_TXN_VERSION, str(version))
+    try:
+        with commit_metadata(spark, f"{app_id}:{version}"):
+            yield
+    finally:
         spark.conf.unset(_TXN_APP_ID)
         spark.conf.unset(_TXN_VERSION)
+
+
+def committed_metrics(spark: SparkSession, path: str, app_id: str, version: int, depth: int = 100) -> dict:
+    """The operation metrics of the commit :func:`idempotent_txn` made for (app_id, version), searched among the
+    table's last ``depth`` commits ({} if not there)."""
+    from delta.tables import DeltaTable
+
+    tag = f"{app_id}:{version}"
+    rows = (DeltaTable.forPath(spark, path).history(depth).where(f"userMetadata = '{tag}'")
+            .select("operationMetrics").collect())
+    return dict(rows[0].operationMetrics or {}) if rows else {}
 
 
 @contextlib.contextmanager

@@ -51,3 +51,31 @@ def test_only_a_newer_version_overwrites_and_in_batch_duplicates_are_counted(spa
     assert silver.select("status", "event_id").first() == ("Inactive", "v3")
     ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES)).orderBy("batch_id").collect()
     assert [(r.batch_id, r.read_rows, r.duplicate_rows) for r in ops] == [(0, 2, 1), (1, 1, 1), (2, 1, 0)]
+
+
+def test_a_crash_between_the_silver_merge_and_the_counters_keeps_the_counts_right(spark, cfg, monkeypatch):
+    import streaming.ingest as ingest
+
+    ensure_tables(spark, cfg.lake.root, ["customers"])
+    target = source_target(cfg, "customers")
+    batch = kafka_rows(spark, [customer(), customer(event_id="e2", customer_id="C2"), customer(customer_id="")])
+    real_append = ingest.append_idempotent
+
+    class Killed(Exception):
+        pass
+
+    def crash_before_the_counters(df, path, **kw):
+        if path == table_path(cfg.lake.root, OPS_BATCHES):
+            raise Killed  # bronze, silver and quarantine are committed; the counters are not
+        return real_append(df, path, **kw)
+
+    monkeypatch.setattr(ingest, "append_idempotent", crash_before_the_counters)
+    with pytest.raises(Killed):
+        process_batch(target, batch, 0)
+    monkeypatch.setattr(ingest, "append_idempotent", real_append)
+    counts = process_batch(target, batch, 0)["customers"]  # the restart re-runs the batch: the MERGE is skipped
+    assert counts == {"read_rows": 3, "quarantined_rows": 1, "duplicate_rows": 0, "inserted_rows": 2,
+                      "updated_rows": 0, "rescued_rows": 0}
+    ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES)).collect()
+    assert [(r.inserted_rows, r.duplicate_rows) for r in ops] == [(2, 0)]
+    assert spark.read.format("delta").load(target.silver).count() == 2
