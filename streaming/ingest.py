@@ -20,7 +20,7 @@ from lakehouse.delta import append_idempotent, committed_metrics, ensure_table, 
 from lakehouse.schemas import SILVER_SPECS, SilverSpec
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
-from streaming.silver import RESCUED, first_per_key, latest_per_key, split_valid, transform_source
+from streaming.silver import REPLACES, RESCUED, first_per_key, latest_per_key, split_valid, transform_source
 
 # Small files are compacted as they are written (Delta auto compaction, after a commit leaves enough of them);
 # the app's maintenance also OPTIMIZEs and VACUUMs on a schedule.
@@ -90,10 +90,13 @@ def _merge(target: IngestTarget, rows: DataFrame, app: str, batch_id: int, time_
     table = DeltaTable.forPath(spark, target.silver).alias("t")
     if source.kind != "event":
         # Order-safe upsert: only a newer version (by Kafka timestamp, then offset) overwrites, and a re-sent
-        # identical record (same event id) is a duplicate, not an update.
+        # identical record (same event id) is a duplicate, not an update, unless another version came in between
+        # within this batch (latest_per_key).
         newer = ("(s._kafka_timestamp > t._kafka_timestamp OR (s._kafka_timestamp = t._kafka_timestamp "
-                 "AND s._kafka_offset > t._kafka_offset)) AND s.event_id <> t.event_id")
-        merge = table.merge(rows.alias("s"), cond).whenMatchedUpdateAll(condition=newer).whenNotMatchedInsertAll()
+                 f"AND s._kafka_offset > t._kafka_offset)) AND (s.event_id <> t.event_id OR s.{REPLACES})")
+        values = {c: f"s.`{c}`" for c in rows.columns if c != REPLACES}
+        merge = (table.merge(rows.alias("s"), cond).whenMatchedUpdate(condition=newer, set=values)
+                 .whenNotMatchedInsert(values=values))
     else:
         merge = table.merge(rows.alias("s"), cond).whenNotMatchedInsertAll()
     with idempotent_txn(spark, f"{app}:silver", batch_id):

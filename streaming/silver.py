@@ -242,12 +242,24 @@ def split_valid(parsed: DataFrame, source: str) -> tuple[DataFrame, DataFrame]:
     return valid, rejected
 
 
-def latest_per_key(df: DataFrame, key: str) -> DataFrame:
-    """One row per key: the newest version, by Kafka timestamp then offset (records of one customer share a
-    partition, so the offset orders them)."""
-    w = Window.partitionBy(key).orderBy(F.col("_kafka_timestamp").desc(), F.col("_kafka_partition").desc(),
-                                        F.col("_kafka_offset").desc())
-    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+REPLACES = "_replaces_in_batch"
+
+
+def latest_per_key(df: DataFrame, key: str, event_id: str = "event_id") -> DataFrame:
+    """One row per key: the row that applying the batch's rows one at a time, in Kafka order (timestamp, then
+    offset: records of one customer share a partition), with the silver MERGE's rule would leave. A row replaces
+    the current one when its event id differs; a repeat of the current event id changes nothing. So the row kept
+    is the first of the last run of equal event ids. Column ``_replaces_in_batch`` says whether another version
+    came before it in this batch; if so, it replaces the table's row even when that row has the same event id
+    (that version was replaced in between). The result then does not depend on where batches were cut."""
+    order = [F.col("_kafka_timestamp"), F.col("_kafka_partition"), F.col("_kafka_offset")]
+    w = Window.partitionBy(key).orderBy(*order)
+    has_prev = F.lag(F.lit(True)).over(w).isNotNull()
+    same_as_prev = F.lag(event_id).over(w).eqNullSafe(F.col(event_id))
+    runs = (df.withColumn(REPLACES, has_prev).withColumn("_same", same_as_prev)
+            .where(~F.col(REPLACES) | ~F.col("_same")).drop("_same"))
+    last = Window.partitionBy(key).orderBy(*[c.desc() for c in order])
+    return runs.withColumn("_rn", F.row_number().over(last)).where("_rn = 1").drop("_rn")
 
 
 def first_per_key(df: DataFrame, key: str) -> DataFrame:

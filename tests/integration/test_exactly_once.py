@@ -79,3 +79,24 @@ def test_a_crash_between_the_silver_merge_and_the_counters_keeps_the_counts_righ
     ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES)).collect()
     assert [(r.inserted_rows, r.duplicate_rows) for r in ops] == [(2, 0)]
     assert spark.read.format("delta").load(target.silver).count() == 2
+
+
+def test_silver_does_not_depend_on_where_batches_are_cut(spark, tmp_path):
+    from tests.conftest import make_config
+
+    # C1: a version and its re-sent copy; C2: a version, a newer one, then the first re-sent (found by make chaos:
+    # the copy's offset was kept or not depending on whether both copies fell into one batch)
+    records = [customer(), customer(), customer(customer_id="C2", event_id="e1"),
+               customer(customer_id="C2", event_id="e2", status="Blocked"), customer(customer_id="C2", event_id="e1")]
+    silver = {}
+    for cut in ("one batch", "one record per batch", "two batches"):
+        cfg = make_config(tmp_path / cut.replace(" ", "-"))
+        ensure_tables(spark, cfg.lake.root, ["customers"])
+        target = source_target(cfg, "customers")
+        bounds = {"one batch": [0, 5], "one record per batch": [0, 1, 2, 3, 4, 5], "two batches": [0, 3, 5]}[cut]
+        for batch_id, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+            process_batch(target, kafka_rows(spark, records[lo:hi], start_offset=lo), batch_id)
+        silver[cut] = sorted(tuple(r) for r in spark.read.format("delta").load(target.silver)
+                             .select("customer_id", "event_id", "status", "_kafka_offset").collect())
+    assert silver["one record per batch"] == [("C1", "e1", "Active", 0), ("C2", "e1", "Active", 4)]
+    assert silver["one batch"] == silver["two batches"] == silver["one record per batch"]

@@ -140,12 +140,25 @@ def test_logins_validated(spark):
 
 
 def test_latest_per_key_keeps_newest_and_first_per_key_keeps_first(spark):
-    rows = [("C1", "old", T0, 0, 5), ("C1", "new", T0, 0, 9), ("C1", "older-but-late", datetime(2024, 1, 1), 0, 12),
-            ("C2", "only", T0, 1, 3)]
-    df = spark.createDataFrame(rows, "id string, v string, _kafka_timestamp timestamp, _kafka_partition int, "
-                                     "_kafka_offset long")
+    rows = [("C1", "old", "e1", T0, 0, 5), ("C1", "new", "e2", T0, 0, 9),
+            ("C1", "older-but-late", "e0", datetime(2024, 1, 1), 0, 12), ("C2", "only", "e3", T0, 1, 3)]
+    df = spark.createDataFrame(rows, "id string, v string, event_id string, _kafka_timestamp timestamp, "
+                                     "_kafka_partition int, _kafka_offset long")
     assert {r.id: r.v for r in latest_per_key(df, "id").collect()} == {"C1": "new", "C2": "only"}
     assert {r.id: r.v for r in first_per_key(df, "id").collect()} == {"C1": "older-but-late", "C2": "only"}
+
+
+def test_latest_per_key_picks_what_one_row_at_a_time_would_leave_wherever_batches_are_cut(spark):
+    # A repeat of the current version changes nothing: of A, A' (same event id) the first stays. A, B, A'': A''
+    # replaces B, so it is kept, and marked to replace even a table row holding A.
+    rows = [("C1", "A", "e1", 1), ("C1", "A-again", "e1", 2),
+            ("C2", "A", "e1", 1), ("C2", "B", "e2", 2), ("C2", "A-resent", "e1", 3), ("C2", "A-resent-twice", "e1", 4),
+            ("C3", "A", "e1", 7)]
+    df = spark.createDataFrame([(k, v, e, T0, 0, o) for k, v, e, o in rows],
+                               "id string, v string, event_id string, _kafka_timestamp timestamp, "
+                               "_kafka_partition int, _kafka_offset long")
+    got = {r.id: (r.v, r._replaces_in_batch) for r in latest_per_key(df, "id").collect()}
+    assert got == {"C1": ("A", False), "C2": ("A-resent", True), "C3": ("A", False)}
 
 
 ACT_CUSTOMERS = "customer_id string, customer_name string, city string, status string, " \
