@@ -94,7 +94,7 @@ def _merge(target: IngestTarget, rows: DataFrame, app: str, batch_id: int, time_
         # within this batch (latest_per_key).
         newer = ("(s._kafka_timestamp > t._kafka_timestamp OR (s._kafka_timestamp = t._kafka_timestamp "
                  f"AND s._kafka_offset > t._kafka_offset)) AND (s.event_id <> t.event_id OR s.{REPLACES})")
-        values = {c: f"s.`{c}`" for c in rows.columns if c != REPLACES}
+        values = {c: f"s.`{c}`" for c in table.toDF().columns}  # the table's columns (not the batch's marker)
         merge = (table.merge(rows.alias("s"), cond).whenMatchedUpdate(condition=newer, set=values)
                  .whenNotMatchedInsert(values=values))
     else:
