@@ -9,7 +9,7 @@ help:
 	@echo "make demo   - the whole pipeline on a local Kafka broker and local Delta tables"
 	@echo "make test   - the whole test suite (real Kafka, Spark and Delta)"
 	@echo "make bench  - speed and memory figures -> bench/results/latest.json"
-	@echo "make chaos  - kill -9 the stream 20 times across a 1M-event replay: lost=0 duplicated=0 (~40 min)"
+	@echo "make chaos  - kill -9 the stream 20 times across a 1M-event replay: lost=0 duplicated=0 (~70 min)"
 	@echo "make lint   - ruff"
 	@echo "make setup  - venv + packages + JVM jars (the other targets run it)"
 	@echo "make browser - headless Chromium for the dashboard tests (make test runs it)"
