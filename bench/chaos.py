@@ -75,6 +75,14 @@ def _moment(at_start: tuple[int, int], now: tuple[int, int]) -> str:
     return "mid_batch" if now[0] > now[1] else "between_batches"
 
 
+def start_replay(data: Path, rate: int, env: dict[str, str], log_file: Path) -> subprocess.Popen:
+    """``c360 replay`` at ``rate`` events/s in the background, its output in ``log_file`` (a file, not a pipe:
+    nobody reads a pipe until the end)."""
+    with open(log_file, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate", str(rate),
+                                 "--no-progress"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 def kafka_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
     """Records per topic: the sum of its partitions' high watermarks."""
     from confluent_kafka import Consumer, TopicPartition
@@ -134,10 +142,7 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_del
         log_dir = workdir / "logs"
         log_dir.mkdir()
         replay_log = log_dir / "replay.log"
-        with open(replay_log, "w") as out:  # a file, not a pipe: nobody reads a pipe until the end
-            replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
-                                         str(rate), "--no-progress"], cwd=ROOT, env=base, stdout=out,
-                                        stderr=subprocess.STDOUT)
+        replayer = start_replay(data, rate, base, replay_log)
         checkpoint = workdir / "ck-killed" / "ingest"
         moments: list[str] = []
         delays: list[float] = []

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.chaos import EVENTS_PER_CUSTOMER, _batches, kafka_counts
+from bench.chaos import EVENTS_PER_CUSTOMER, _batches, kafka_counts, start_replay
 from bench.run import ROOT, _spark, figure, markdown, save_results, silver_latencies
 
 SAMPLE_EVERY_S = 5
@@ -111,10 +111,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         replay_log = workdir / "soak-replay.log"
-        with open(replay_log, "w") as out:  # a file, not a pipe: nobody reads a pipe until the end
-            replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
-                                         str(rate), "--no-progress"], cwd=ROOT, env=env, stdout=out,
-                                        stderr=subprocess.STDOUT)
+        replayer = start_replay(data, rate, env, replay_log)
 
         def refresh_gold():  # twice, at fixed moments of the load (the second waits if the first is still running)
             for at in GOLD_AT:
