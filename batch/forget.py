@@ -36,7 +36,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.config import Config
-from lakehouse.delta import commit_metadata, ensure_table, is_missing_table, retry, short_vacuum_retention
+from lakehouse.delta import (
+    commit_metadata,
+    committed_metrics,
+    ensure_table,
+    is_missing_table,
+    retry,
+    short_vacuum_retention,
+)
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, OPS_PROGRESS, QUARANTINE, SOURCES, table_path
@@ -136,9 +143,7 @@ def _erase(spark: SparkSession, path: str, table, cond: Column, tag: str) -> int
     metrics (its ``userMetadata`` is ``tag``); purges them from the files too when the table uses deletion
     vectors."""
     retry(lambda: table.delete(cond), what=f"forget in {path}")
-    mine = [r for r in table.history(5).select("operation", "userMetadata", "operationMetrics").collect()
-            if r.operation == "DELETE" and r.userMetadata == tag]
-    n = int((mine[0].operationMetrics or {}).get("numDeletedRows") or 0) if mine else 0
+    n = int(committed_metrics(table, tag, "DELETE", depth=5).get("numDeletedRows") or 0)
     if not n:
         return 0
     props = table.detail().select("properties").first()[0] or {}

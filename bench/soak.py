@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.chaos import EVENTS_PER_CUSTOMER, _batches, kafka_counts, start_replay
+from bench.chaos import EVENTS_PER_CUSTOMER, _batches, bronze_offsets, kafka_counts, start_replay
 from bench.run import ROOT, _spark, figure, markdown, save_results, silver_latencies
 
 SAMPLE_EVERY_S = 5
@@ -144,17 +144,10 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
     finally:
         broker.stop()
 
-    from pyspark.sql import functions as F
-
     spark = _spark()
-    in_bronze, doubled = 0, 0
-    for name in SOURCES:
-        r = (spark.read.format("delta").load(str(lake / f"bronze_{name}"))
-             .agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("topic", "partition", "offset").alias("distinct"))
-             .first())
-        in_bronze += r["distinct"]
-        doubled += r["rows"] - r["distinct"]
-    lost = sum(kafka.values()) - in_bronze
+    counts = [bronze_offsets(spark, lake, name) for name in SOURCES]
+    lost = sum(kafka.values()) - sum(distinct for _, distinct in counts)
+    doubled = sum(rows - distinct for rows, distinct in counts)
     lat = sorted(silver_latencies(spark, lake))
     progress = (spark.read.format("delta").load(str(lake / "ops_stream_progress"))
                 .where("query = 'ingest' AND input_rows > 0").select("timestamp", "batch_duration_ms")

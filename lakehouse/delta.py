@@ -103,21 +103,27 @@ def idempotent_txn(spark: SparkSession, app_id: str, version: int) -> Iterator[N
     spark.conf.set(_TXN_APP_ID, app_id)
     spark.conf.set(_TXN_VERSION, str(version))
     try:
-        with commit_metadata(spark, f"{app_id}:{version}"):
+        with commit_metadata(spark, txn_tag(app_id, version)):
             yield
     finally:
         spark.conf.unset(_TXN_APP_ID)
         spark.conf.unset(_TXN_VERSION)
 
 
-def committed_metrics(spark: SparkSession, path: str, app_id: str, version: int, depth: int = 100) -> dict:
-    """The operation metrics of the commit :func:`idempotent_txn` made for (app_id, version), searched among the
-    table's last ``depth`` commits ({} if not there)."""
-    from delta.tables import DeltaTable
+def txn_tag(app_id: str, version: int) -> str:
+    """The ``userMetadata`` of the commits :func:`idempotent_txn` makes."""
+    return f"{app_id}:{version}"
 
-    tag = f"{app_id}:{version}"
-    rows = (DeltaTable.forPath(spark, path).history(depth).where(f"userMetadata = '{tag}'")
-            .select("operationMetrics").collect())
+
+def committed_metrics(table, tag: str, operation: str | None = None, depth: int = 100) -> dict:
+    """The operation metrics of the newest commit of a ``DeltaTable`` tagged ``tag`` (:func:`commit_metadata`),
+    of ``operation`` if given, among its last ``depth`` commits ({} if none)."""
+    from pyspark.sql import functions as F
+
+    mine = F.col("userMetadata") == tag
+    if operation:
+        mine &= F.col("operation") == operation
+    rows = table.history(depth).where(mine).select("operationMetrics").collect()
     return dict(rows[0].operationMetrics or {}) if rows else {}
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
+
 
 class C360Error(Exception):
     """A problem the user can fix (bad argument, missing file, unreachable broker, missing tool).
@@ -46,10 +50,6 @@ def check_writable(path: str, what: str, flag: str) -> None:
     """Fail fast, before Spark starts, when a local folder cannot be written: a file is created and removed in it,
     or, when it does not exist yet, in its nearest existing parent (nothing is left behind). Object-store URIs
     are left to the storage's own errors."""
-    import errno
-    import os
-    import tempfile
-
     if "://" in path and not path.startswith("file:"):
         return
     folder = os.path.abspath(path.removeprefix("file://").removeprefix("file:"))

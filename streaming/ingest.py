@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse import schemas
-from lakehouse.delta import append_idempotent, committed_metrics, ensure_table, idempotent_txn, retry
+from lakehouse.delta import append_idempotent, committed_metrics, ensure_table, idempotent_txn, retry, txn_tag
 from lakehouse.schemas import SILVER_SPECS, SilverSpec
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
@@ -107,7 +107,7 @@ def _merge(target: IngestTarget, rows: DataFrame, app: str, batch_id: int, time_
     # A batch run again after a crash: Delta skips the MERGE it already committed and reports nothing. Its counts
     # are in that commit's metrics (else every row would be counted a duplicate when the crash fell between the
     # MERGE and the counters' commit).
-    metrics = committed_metrics(spark, target.silver, f"{app}:silver", batch_id)
+    metrics = committed_metrics(table, txn_tag(f"{app}:silver", batch_id))
     return int(metrics.get("numTargetRowsInserted") or 0), int(metrics.get("numTargetRowsUpdated") or 0)
 
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
+from bench.chaos import kafka_counts
 from c360 import cli
 from lakehouse.kafka_local import LocalKafka, free_port
 from tests.conftest import STATE_DIR, make_config
@@ -31,14 +31,6 @@ def _wait(what: str, ready, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(1)
-
-
-def _records(bootstrap: str, topics: list[str]) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t", "enable.auto.commit": False})
-    try:
-        return sum(consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=30)[1] for t in topics)
-    finally:
-        consumer.close()
 
 
 def test_broker_restart_mid_replay_and_stream_loses_and_doubles_nothing(spark, tmp_path):
@@ -72,7 +64,7 @@ def test_broker_restart_mid_replay_and_stream_loses_and_doubles_nothing(spark, t
             assert replay.returncode == 0, out
             sent = int(re.search(r"sent (\d+) records", out).group(1))
             assert " failed 0;" in out, out
-            kafka_records = _records(broker.bootstrap, [f"r.{s}" for s in SOURCES.split(",")])
+            kafka_records = sum(kafka_counts(broker.bootstrap, [f"r.{s}" for s in SOURCES.split(",")]).values())
             assert kafka_records == sent  # the producer's retries doubled nothing (idempotent producer)
 
             def bronze_rows():
