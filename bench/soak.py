@@ -3,9 +3,13 @@ twice and the stream's own maintenance (OPTIMIZE + VACUUM) runs every two minute
 trend and memory over time, and that nothing was lost.
 
 Every 5 s it samples the stream's resident memory (the driver JVM and its Python workers: the process group) and
-its backlog (records in Kafka beyond the last committed batch's offsets). After the load, the app drains what is
-left and stops; then every record Kafka holds must be in bronze exactly once, both gold runs must have succeeded,
-and the lag is measured per silver row, from its Kafka timestamp to the commit that made it visible.
+its backlog (records in Kafka beyond the last committed batch's offsets). Meanwhile a reader (a Spark session of
+its own, like a BI tool's) queries a bronze, two silver and a gold table over and over while they are appended,
+merged, compacted and overwritten: each answer must be exactly one committed version's content (its rows, keys and
+a checksum of every column equal what time travel to that version gives afterwards), never a mix or an error.
+After the load, the app drains what is left and stops; then every record Kafka holds must be in bronze exactly
+once, both gold runs must have succeeded, and the lag is measured per silver row, from its Kafka timestamp to the
+commit that made it visible.
 
     python -m bench.soak [--minutes 10] [--rate 1000]
 """
@@ -28,6 +32,10 @@ from bench.chaos import EVENTS_PER_CUSTOMER, _batches, bronze_offsets, kafka_cou
 from bench.run import ROOT, _spark, figure, markdown, save_results, silver_latencies
 
 SAMPLE_EVERY_S = 5
+READ_EVERY_S = 10
+# what the reader queries during the soak, and each table's key (unique in every version)
+READ_TABLES = {"bronze_logins": ("partition", "offset"), "silver_orders": ("order_id",),
+               "silver_customers": ("customer_id",), "gold_customer_360": ("customer_id",)}
 GOLD_AT = (0.2, 0.6)  # the two gold refreshes start at these fractions of the load
 DRIVER_MEMORY_GIB = 4
 
@@ -55,6 +63,67 @@ def committed_offsets(checkpoint: Path) -> int:
         return 0
     offsets = json.loads((checkpoint / "offsets" / str(last)).read_text().splitlines()[-1])
     return sum(sum(parts.values()) for parts in offsets.values())
+
+
+def fingerprint(df, keys: tuple[str, ...]) -> dict:
+    """Rows, distinct keys and a checksum of every column of one read of a table."""
+    from pyspark.sql import functions as F
+
+    row_hash = F.xxhash64(F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns])))
+    got = df.agg(F.count("*").alias("rows"), F.countDistinct(*keys).alias("keys"),
+                 F.sum(row_hash.cast("decimal(38,0)")).alias("checksum")).first()
+    return {"rows": got["rows"], "keys": got["keys"], "checksum": str(got["checksum"])}
+
+
+def read_once(spark, path: Path, keys: tuple[str, ...]) -> dict:
+    """One reader's query of a table while others write it: its answer and the version it read (None when a
+    commit landed during the query, so that which version it saw is not known)."""
+    from delta.tables import DeltaTable
+
+    def version():
+        return DeltaTable.forPath(spark, str(path)).history(1).first()["version"]
+
+    before = version()
+    got = fingerprint(spark.read.format("delta").load(str(path)), keys)
+    return {**got, "version": before if version() == before else None}
+
+
+def check_reads(spark, lake: Path, reads: list[dict]) -> dict:
+    """Each read against its table's keys and, where its version is known, against that version read afterwards
+    by time travel: the reads that saw duplicated keys, a mix of versions or failed."""
+    truth: dict[tuple[str, int], dict] = {}
+    bad = {"failed": 0, "duplicate_keys": 0, "not_a_committed_version": 0}
+    for r in reads:
+        if "error" in r:
+            bad["failed"] += 1
+            continue
+        if r["rows"] != r["keys"]:
+            bad["duplicate_keys"] += 1
+        if r["version"] is not None:
+            at = (r["table"], r["version"])
+            if at not in truth:
+                df = spark.read.format("delta").option("versionAsOf", r["version"]).load(str(lake / r["table"]))
+                truth[at] = fingerprint(df, READ_TABLES[r["table"]])
+            if {k: r[k] for k in ("rows", "keys", "checksum")} != truth[at]:
+                bad["not_a_committed_version"] += 1
+    return {"reads": len(reads), "versions_checked": len(truth), **bad}
+
+
+def read_while_writing(spark, lake: Path, stop: threading.Event, reads: list[dict]) -> None:
+    """The reader: every READ_EVERY_S, each table of READ_TABLES once it exists."""
+    from lakehouse.errors import error_text
+
+    while not stop.wait(READ_EVERY_S):
+        for name, keys in READ_TABLES.items():
+            path = lake / name
+            if not (path / "_delta_log").is_dir():
+                continue
+            started = time.monotonic()
+            try:
+                reads.append({"table": name, **read_once(spark, path, keys)})
+            except Exception as exc:  # noqa: BLE001 - a failed read is what this counts
+                reads.append({"table": name, "error": error_text(exc)[:300]})
+            reads[-1]["seconds"] = round(time.monotonic() - started, 1)
 
 
 def trend_ms_per_min(points: list[tuple[float, float]]) -> float:
@@ -85,6 +154,8 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
                C360_STREAM_MAINTENANCE_INTERVAL_MINUTES="2")
     samples: list[dict] = []
     gold_runs: list[dict] = []
+    reads: list[dict] = []
+    spark = _spark()  # the reader's session now, the checks' afterwards
     try:
         with open(workdir / "soak-stream.log", "w") as out:
             app = subprocess.Popen([sys.executable, "-m", "c360", "stream"], cwd=ROOT, env=env,
@@ -110,6 +181,8 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        reader = threading.Thread(target=read_while_writing, args=(spark, lake, stop, reads), daemon=True)
+        reader.start()
         replay_log = workdir / "soak-replay.log"
         replayer = start_replay(data, rate, env, replay_log)
 
@@ -137,6 +210,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
             time.sleep(2)
         stop.set()
         sampler.join()
+        reader.join()
         crashed = app.poll()
         app.send_signal(signal.SIGTERM)
         app.wait(timeout=300)
@@ -144,7 +218,6 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
     finally:
         broker.stop()
 
-    spark = _spark()
     counts = [bronze_offsets(spark, lake, name) for name in SOURCES]
     lost = sum(kafka.values()) - sum(distinct for _, distinct in counts)
     doubled = sum(rows - distinct for rows, distinct in counts)
@@ -166,10 +239,14 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         "p95_lag_s": round(lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
         "rss_gib_by_minute": {str(int(s["minute"])): s["rss_gib"] for s in samples},
         "doubled_records": doubled,
+        "reader": check_reads(spark, lake, reads),
     }
     gold_ok = all(g["exit"] == 0 for g in gold_runs)
+    reader = params["reader"]
+    inconsistent = reader["failed"] + reader["duplicate_keys"] + reader["not_a_committed_version"]
     print(f"soak: {load_minutes:.1f} min at {rate} ev/s, gold runs {[g['exit'] for g in gold_runs]}, "
-          f"lost={lost} doubled={doubled}, max lag {lat[-1] if lat else float('nan'):.0f}s", flush=True)
+          f"lost={lost} doubled={doubled}, max lag {lat[-1] if lat else float('nan'):.0f}s, "
+          f"reads {reader['reads']} inconsistent={inconsistent}", flush=True)
     peak = max((s["rss_gib"] for s in samples), default=float("nan"))
     return [
         figure("soak_minutes", load_minutes if gold_ok and crashed is None else 0, "min", params, {"limit": minutes},
@@ -182,6 +259,10 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         figure("soak_peak_rss_gib", peak, "GiB", {"driver_memory_gib": DRIVER_MEMORY_GIB,
                                                   "samples": len(samples), "what": "driver JVM + Python workers"},
                {"limit": DRIVER_MEMORY_GIB * 2}, peak / (DRIVER_MEMORY_GIB * 2)),
+        figure("soak_inconsistent_reads", inconsistent, "reads",
+               {**reader, "tables": sorted(READ_TABLES), "every_s": READ_EVERY_S,
+                "read_s_max": max((r["seconds"] for r in reads), default=None),
+                "errors": sorted({r["error"] for r in reads if "error" in r})[:3]}, {"limit": 0}),
     ]
 
 

@@ -6,7 +6,7 @@ import json
 import os
 
 from bench.chaos import _batches, _moment, comparable
-from bench.soak import committed_offsets, group_rss_gib, trend_ms_per_min
+from bench.soak import check_reads, committed_offsets, group_rss_gib, read_once, trend_ms_per_min
 
 
 def _checkpoint(tmp_path, offsets: dict[int, dict], commits: list[int]):
@@ -48,3 +48,24 @@ def test_memory_of_a_process_group_and_the_batch_trend():
     assert group_rss_gib(2**22 + 7) == 0
     assert abs(trend_ms_per_min([(0, 1000), (1, 1500), (2, 2000)]) - 500) < 1e-6
     assert trend_ms_per_min([(0, 1000)]) == 0.0
+
+
+def test_a_read_is_checked_against_the_version_it_saw(spark, tmp_path):
+    lake = tmp_path / "lake"
+    table = lake / "silver_orders"
+    spark.createDataFrame([("O1", 10.0, {"a": 1}), ("O2", 5.0, None)], "order_id string, amount double, m map<string,int>") \
+        .write.format("delta").save(str(table))
+    first = {"table": "silver_orders", **read_once(spark, table, ("order_id",))}
+    assert (first["rows"], first["keys"], first["version"]) == (2, 2, 0)
+    spark.sql(f"UPDATE delta.`{table}` SET amount = 11.0 WHERE order_id = 'O1'")  # same rows and keys, new content
+    second = {"table": "silver_orders", **read_once(spark, table, ("order_id",))}
+    assert second["version"] == 1 and second["checksum"] != first["checksum"]
+    spark.createDataFrame([("O1", 12.0, None)], "order_id string, amount double, m map<string,int>") \
+        .write.format("delta").mode("append").save(str(table))  # version 2 holds O1 twice
+
+    mixed = {**second, "version": 0}  # version 1's answer claimed for version 0: a mix
+    doubled = {"table": "silver_orders", **read_once(spark, table, ("order_id",))}
+    failed = {"table": "silver_orders", "error": "FileNotFoundException"}
+    unknown = {**first, "version": None, "checksum": "0"}  # a commit landed meanwhile: only its keys are checked
+    assert check_reads(spark, lake, [first, second, mixed, doubled, failed, unknown]) == {
+        "reads": 6, "versions_checked": 3, "failed": 1, "duplicate_keys": 1, "not_a_committed_version": 1}
