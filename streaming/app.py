@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import signal
 import threading
 import time
@@ -75,6 +76,18 @@ def remove_interrupted_writes(checkpoint: str) -> int:
     return removed
 
 
+def broker_wait_options(outage_s: int) -> dict[str, str]:
+    """Spark Kafka source options that make the stream wait ``outage_s`` seconds for an unreachable broker, then
+    fail (what ``_failure`` turns into one line): the driver asks for the latest offsets ``fetchOffset.numRetries``
+    times, each waiting up to the clients' ``default.api.timeout.ms``; executors poll up to ``pollTimeoutMs``."""
+    attempts = max(1, math.ceil(outage_s / 60))
+    per_attempt_ms = outage_s * 1000 // attempts
+    return {"fetchOffset.numRetries": str(attempts), "fetchOffset.retryIntervalMs": "1000",
+            "kafka.default.api.timeout.ms": str(per_attempt_ms),
+            "kafka.request.timeout.ms": str(min(30_000, per_attempt_ms)),  # the admin client wants it <= the above
+            "kafkaConsumer.pollTimeoutMs": str(outage_s * 1000)}
+
+
 def kafka_stream(spark, cfg: Config, topics: list[str]):
     return (spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
@@ -83,6 +96,7 @@ def kafka_stream(spark, cfg: Config, topics: list[str]):
             .option("failOnDataLoss", str(cfg.stream.fail_on_data_loss).lower())
             .option("includeHeaders", "true")
             .option("maxOffsetsPerTrigger", str(cfg.stream.max_offsets_per_trigger))
+            .options(**broker_wait_options(cfg.stream.broker_outage_s))
             .options(**spark_security(cfg.kafka))
             .load())
 
@@ -132,6 +146,9 @@ def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
 
 
 DATA_LOSS_MARKERS = ("KAFKA_DATA_LOSS", "Some data may have been lost")
+# the driver's offset requests or an executor's fetch gave up on an unreachable broker
+BROKER_GONE_MARKERS = ("org.apache.kafka.common.errors.TimeoutException", "Failed to get records for",
+                       "Timed out waiting for a node assignment")
 
 
 def _failure(query) -> str | None:
@@ -143,6 +160,11 @@ def _failure(query) -> str | None:
         return (f"query {query.name} stopped: Kafka no longer holds records the checkpoint has not processed yet "
                 "(deleted by retention or by hand); nothing was skipped. To recover, see docs/operations.md "
                 "('Kafka lost records the stream had not read')")
+    if any(m in error_text(exc) for m in BROKER_GONE_MARKERS):
+        return (f"query {query.name} stopped: the Kafka broker stayed unreachable for longer than "
+                "stream.broker_outage_s; nothing was skipped and the checkpoint is intact. Start `c360 stream` "
+                "again once the broker is back (a supervisor that restarts it on a non-zero exit does this; "
+                "docs/operations.md, 'The broker went away')")
     storage = storage_error(error_text(exc), f"query {query.name}'s tables or checkpoint")
     if storage:
         return f"query {query.name} stopped: {storage}"

@@ -52,6 +52,7 @@ def test_list_values_from_environment():
     ({"C360_DASHBOARD_REFRESH_SECONDS": "0.1"}, "dashboard.refresh_seconds must be at least 0.5"),
     ({"C360_DASHBOARD_TOP_CUSTOMERS": "0"}, "dashboard.top_customers, latest_anomalies and cities must be at least 1"),
     ({"C360_DASHBOARD_MASK_PII": "sometimes"}, "dashboard.mask_pii"),
+    ({"C360_STREAM_BROKER_OUTAGE_S": "5"}, "stream.broker_outage_s must be at least 10"),
 ])
 def test_bad_values_give_one_line_errors(env, message):
     with pytest.raises(C360Error, match=message.replace("(", r"\(")) as info:
@@ -78,3 +79,16 @@ def test_config_is_frozen_and_replace_checks_values():
     assert cfg.replace("kafka", partitions="4").kafka.partitions == 4
     with pytest.raises(C360Error):
         cfg.replace("kafka", local_port=70000)
+
+
+def test_the_broker_outage_limit_becomes_the_kafka_source_timeouts():
+    from streaming.app import broker_wait_options
+
+    default = broker_wait_options(config.load(environ={}).stream.broker_outage_s)
+    assert (default["fetchOffset.numRetries"], default["kafka.default.api.timeout.ms"]) == ("3", "60000")  # 180 s
+    assert default["kafka.request.timeout.ms"] == "30000" and default["kafkaConsumer.pollTimeoutMs"] == "180000"
+    short = broker_wait_options(20)  # one attempt; the admin client refuses a request timeout above the api timeout
+    assert (short["fetchOffset.numRetries"], short["kafka.default.api.timeout.ms"],
+            short["kafka.request.timeout.ms"]) == ("1", "20000", "20000")
+    assert broker_wait_options(150)["fetchOffset.numRetries"] == "3"
+    assert broker_wait_options(150)["kafka.default.api.timeout.ms"] == "50000"
