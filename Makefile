@@ -30,16 +30,20 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/c360 demo
 
-# The dashboard tests drive headless Chromium: Debian's chromium + chromium-driver, installed when missing.
+# The dashboard tests drive headless Chromium (Debian's chromium + chromium-driver); the TLS test makes its
+# certificates with openssl. Installed when missing.
 browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v openssl >/dev/null; then \
+	  exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
-	  echo "the dashboard tests need Chromium and ChromeDriver on PATH (chromium, chromedriver): install them"; exit 1; fi; \
+	  echo "the tests need Chromium, ChromeDriver and openssl on PATH (chromium, chromedriver, openssl): install them"; \
+	  exit 1; fi; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
-	  echo "the dashboard tests need Chromium: run 'apt-get install chromium chromium-driver' as root"; exit 1; fi; \
-	echo "installing Chromium and ChromeDriver for the dashboard tests (apt-get: chromium chromium-driver)"; \
+	  echo "the tests need Chromium and openssl: run 'apt-get install chromium chromium-driver openssl' as root"; \
+	  exit 1; fi; \
+	echo "installing Chromium, ChromeDriver and openssl for the tests (apt-get: chromium chromium-driver openssl)"; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	  chromium chromium-driver >/dev/null && echo "installed $$(chromium --version 2>/dev/null)"
+	  chromium chromium-driver openssl >/dev/null && echo "installed $$(chromium --version 2>/dev/null)"
 
 test: setup lint browser
 	$(BIN)/pytest

@@ -92,12 +92,18 @@ class LocalKafka:
             ``<state_dir>/jars/kafka``.
         sasl_port, sasl_users: also listen on ``sasl_port`` for SASL_PLAINTEXT clients (mechanism PLAIN) with
             these users (name -> password): a broker to try c360's SASL settings against (the tests do).
+        ssl_port, ssl_keystore: also listen on ``ssl_port`` for SASL_SSL clients (TLS, then the same users), with
+            the private key and certificate chain in the PEM file ``ssl_keystore``.
     """
 
     def __init__(self, state_dir: str | Path, host: str, port: int, controller_port: int, heap: str = "1g",
                  home: str | Path | None = None, sasl_port: int | None = None,
-                 sasl_users: dict[str, str] | None = None):
+                 sasl_users: dict[str, str] | None = None, ssl_port: int | None = None,
+                 ssl_keystore: str | Path | None = None):
+        if ssl_port and not (ssl_keystore and sasl_users):
+            raise ValueError("a SASL_SSL listener needs ssl_keystore and sasl_users")
         self.sasl_port, self.sasl_users = sasl_port, dict(sasl_users or {})
+        self.ssl_port, self.ssl_keystore = ssl_port, ssl_keystore
         self.state_dir = Path(state_dir).resolve()
         self.home = Path(home).resolve() if home else self.state_dir / "kafka"
         self.host, self.port, self.controller_port, self.heap = host, port, controller_port, heap
@@ -119,6 +125,10 @@ class LocalKafka:
     def sasl_bootstrap(self) -> str | None:
         return f"{self.host}:{self.sasl_port}" if self.sasl_port else None
 
+    @property
+    def ssl_bootstrap(self) -> str | None:
+        return f"{self.host}:{self.ssl_port}" if self.ssl_port else None
+
     def _pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())
@@ -135,6 +145,8 @@ class LocalKafka:
         clients = [f"PLAINTEXT://{self.host}:{self.port}"]
         if self.sasl_port:
             clients.append(f"SASL_PLAINTEXT://{self.host}:{self.sasl_port}")
+        if self.ssl_port:
+            clients.append(f"SASL_SSL://{self.host}:{self.ssl_port}")
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -156,14 +168,19 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.retention.hours": "168",
         }
+        users = " ".join(f"user_{name}={jaas_quote(pw)}" for name, pw in self.sasl_users.items())
+        jaas = f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+        protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
         if self.sasl_port:
-            users = " ".join(f"user_{name}={jaas_quote(pw)}" for name, pw in self.sasl_users.items())
-            props |= {
-                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
-                "sasl.enabled.mechanisms": "PLAIN",
-                "listener.name.sasl_plaintext.plain.sasl.jaas.config":
-                    f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
-            }
+            protocols.append("SASL_PLAINTEXT:SASL_PLAINTEXT")
+            props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = jaas
+        if self.ssl_port:
+            protocols.append("SASL_SSL:SASL_SSL")
+            props |= {"listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+                      "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+                      "listener.name.sasl_ssl.ssl.keystore.location": str(Path(self.ssl_keystore).resolve())}
+        if self.sasl_port or self.ssl_port:
+            props |= {"listener.security.protocol.map": ",".join(protocols), "sasl.enabled.mechanisms": "PLAIN"}
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:

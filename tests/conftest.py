@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -15,14 +16,34 @@ from lakehouse.kafka_local import LocalKafka, free_port
 STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setup)
 
 
+def tls_files(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate authority and a broker certificate it signed for 127.0.0.1 and localhost, made with
+    openssl: (the CA's certificate, the broker's PEM keystore: private key + certificate)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=c360 test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=broker")
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "san.cnf", "-out", "broker.pem")
+    keystore = folder / "broker-keystore.pem"
+    keystore.write_text((folder / "broker.key").read_text() + (folder / "broker.pem").read_text())
+    return folder / "ca.pem", keystore
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory):
     """A real single-node Kafka broker (KRaft) on free ports, started with the code of `c360 kafka start`; it
     also serves SASL_PLAINTEXT clients (PLAIN, user ``c360``, password ``broker.sasl_users["c360"]``, made up
-    per run) on ``broker.sasl_bootstrap``."""
+    per run) on ``broker.sasl_bootstrap``, and SASL_SSL clients on ``broker.ssl_bootstrap`` (a certificate for
+    127.0.0.1 signed by the CA in ``broker.ca_file``)."""
+    ca, keystore = tls_files(tmp_path_factory.mktemp("tls"))
     broker = LocalKafka(STATE_DIR, "127.0.0.1", free_port(), free_port(), heap="512m",
                         home=tmp_path_factory.mktemp("kafka"), sasl_port=free_port(),
-                        sasl_users={"c360": secrets.token_urlsafe(12)})
+                        sasl_users={"c360": secrets.token_urlsafe(12)}, ssl_port=free_port(), ssl_keystore=keystore)
+    broker.ca_file = ca
     broker.start()
     try:
         yield broker
