@@ -45,8 +45,11 @@ browser:
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	  chromium chromium-driver openssl >/dev/null && echo "installed $$(chromium --version 2>/dev/null)"
 
+# Two pytest workers: much of a test's time is waiting (JVM start-up, Delta commits, a broker restarting), so
+# two overlap well on two cores. The tests sharing the streamed lake run on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup lint browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -16,6 +16,15 @@ from lakehouse.kafka_local import LocalKafka, free_port
 STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setup)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers with --dist loadgroup), the tests that share the streamed
+    and refreshed lake run on one worker, so that it is built once."""
+    for item in items:
+        if {"streamed", "gold"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("lake"))
+
+
 def tls_files(folder: Path) -> tuple[Path, Path]:
     """A throwaway certificate authority and a broker certificate it signed for 127.0.0.1 and localhost, made with
     openssl: (the CA's certificate, the broker's PEM keystore: private key + certificate)."""
