@@ -109,21 +109,27 @@ def check_reads(spark, lake: Path, reads: list[dict]) -> dict:
     return {"reads": len(reads), "versions_checked": len(truth), **bad}
 
 
-def read_while_writing(spark, lake: Path, stop: threading.Event, reads: list[dict]) -> None:
-    """The reader: every READ_EVERY_S, each table of READ_TABLES once it exists."""
+def read_all(spark, lake: Path, reads: list[dict]) -> None:
+    """One round of the reader: each table of READ_TABLES that has a first commit (a table being created has a
+    ``_delta_log`` folder before its first commit, and is not there yet for a reader)."""
     from lakehouse.errors import error_text
 
+    for name, keys in READ_TABLES.items():
+        path = lake / name
+        if not any((path / "_delta_log").glob("*.json")):
+            continue
+        started = time.monotonic()
+        try:
+            reads.append({"table": name, **read_once(spark, path, keys)})
+        except Exception as exc:  # noqa: BLE001 - a failed read is what this counts
+            reads.append({"table": name, "error": error_text(exc)[:300]})
+        reads[-1]["seconds"] = round(time.monotonic() - started, 1)
+
+
+def read_while_writing(spark, lake: Path, stop: threading.Event, reads: list[dict]) -> None:
+    """The reader: a round every READ_EVERY_S until ``stop``."""
     while not stop.wait(READ_EVERY_S):
-        for name, keys in READ_TABLES.items():
-            path = lake / name
-            if not (path / "_delta_log").is_dir():
-                continue
-            started = time.monotonic()
-            try:
-                reads.append({"table": name, **read_once(spark, path, keys)})
-            except Exception as exc:  # noqa: BLE001 - a failed read is what this counts
-                reads.append({"table": name, "error": error_text(exc)[:300]})
-            reads[-1]["seconds"] = round(time.monotonic() - started, 1)
+        read_all(spark, lake, reads)
 
 
 def trend_ms_per_min(points: list[tuple[float, float]]) -> float:

@@ -6,7 +6,7 @@ import json
 import os
 
 from bench.chaos import _batches, _moment, comparable
-from bench.soak import check_reads, committed_offsets, group_rss_gib, read_once, trend_ms_per_min
+from bench.soak import check_reads, committed_offsets, group_rss_gib, read_all, read_once, trend_ms_per_min
 
 
 def _checkpoint(tmp_path, offsets: dict[int, dict], commits: list[int]):
@@ -69,3 +69,12 @@ def test_a_read_is_checked_against_the_version_it_saw(spark, tmp_path):
     unknown = {**first, "version": None, "checksum": "0"}  # a commit landed meanwhile: only its keys are checked
     assert check_reads(spark, lake, [first, second, mixed, doubled, failed, unknown]) == {
         "reads": 6, "versions_checked": 3, "failed": 1, "duplicate_keys": 1, "not_a_committed_version": 1}
+
+
+def test_a_table_before_its_first_commit_is_not_read(spark, tmp_path):
+    lake = tmp_path / "lake"
+    spark.createDataFrame([("C1",)], "customer_id string").write.format("delta").save(str(lake / "silver_customers"))
+    (lake / "gold_customer_360" / "_delta_log").mkdir(parents=True)  # gold is writing its first version
+    reads: list[dict] = []
+    read_all(spark, lake, reads)
+    assert [(r["table"], r.get("rows"), "error" in r) for r in reads] == [("silver_customers", 1, False)]
