@@ -160,12 +160,13 @@ def _failure(query) -> str | None:
         return (f"query {query.name} stopped: Kafka no longer holds records the checkpoint has not processed yet "
                 "(deleted by retention or by hand); nothing was skipped. To recover, see docs/operations.md "
                 "('Kafka lost records the stream had not read')")
-    if any(m in error_text(exc) for m in BROKER_GONE_MARKERS):
+    full = error_text(exc)  # the JVM's causes included
+    if any(m in full for m in BROKER_GONE_MARKERS):
         return (f"query {query.name} stopped: the Kafka broker stayed unreachable for longer than "
                 "stream.broker_outage_s; nothing was skipped and the checkpoint is intact. Start `c360 stream` "
                 "again once the broker is back (a supervisor that restarts it on a non-zero exit does this; "
                 "docs/operations.md, 'The broker went away')")
-    storage = storage_error(error_text(exc), f"query {query.name}'s tables or checkpoint")
+    storage = storage_error(full, f"query {query.name}'s tables or checkpoint")
     if storage:
         return f"query {query.name} stopped: {storage}"
     lines = text.splitlines()

@@ -17,7 +17,7 @@ STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setu
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`make test` runs two workers with --dist loadgroup), the tests that share the streamed
     and refreshed lake run on one worker, so that it is built once."""
     for item in items:
