@@ -102,6 +102,7 @@ class StreamConfig:
     maintenance_interval_minutes: int
     vacuum_retention_hours: int
     broker_outage_s: int
+    parallel_sources: int
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def _validate(cfg: Config) -> None:
         (cfg.stream.maintenance_interval_minutes >= 0, "stream.maintenance_interval_minutes must not be negative"),
         (cfg.stream.vacuum_retention_hours >= 1, "stream.vacuum_retention_hours must be at least 1"),
         (cfg.stream.broker_outage_s >= 10, "stream.broker_outage_s must be at least 10"),
+        (cfg.stream.parallel_sources >= 1, "stream.parallel_sources must be at least 1"),
         (bool(cfg.stream.alerts_topic), "stream.alerts_topic must not be empty"),
         (0 < cfg.business.churn_at_risk_days < cfg.business.churn_churned_days,
          "business.churn_at_risk_days must be positive and below business.churn_churned_days"),

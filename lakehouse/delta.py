@@ -73,13 +73,33 @@ def _drop_uncommitted_log(spark: SparkSession, path: str) -> bool:
 
 
 def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,
-                      partition_by: list[str] | None = None) -> None:
-    """Append ``df`` once per (app_id, version): a repeat of the same version writes nothing."""
-    writer = (df.write.format("delta").mode("append")
-              .option("txnAppId", app_id).option("txnVersion", str(version)))
+                      partition_by: list[str] | None = None, new: bool = False) -> None:
+    """Append ``df`` once per (app_id, version): a repeat of the same version writes nothing.
+
+    Every append is tagged ``app_id:version`` (its commit's ``userMetadata``). By default a repeat is caught twice
+    over: by that tag among the table's recent commits, and by Delta's transaction id (``txnAppId``), which costs
+    a rebuild of the table's state (three small Spark jobs, most of a small append's time). ``new=True`` says the
+    caller knows this version was never written (a streaming query's batches after the first of its run: Spark
+    re-runs only the last batch of a crashed run, and only as the first batch of the next one), so it is appended
+    with its tag only. The tag is what lets a later repeat find it."""
+    tag = txn_tag(app_id, version)
+    writer = df.write.format("delta").mode("append").option("userMetadata", tag)
+    if not new:
+        if _has_commit(df.sparkSession, path, tag):
+            log.info("%s: %s is already committed, skipped", path, tag)
+            return
+        writer = writer.option("txnAppId", app_id).option("txnVersion", str(version))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     retry(lambda: writer.save(path), what=f"append to {path}")
+
+
+def _has_commit(spark: SparkSession, path: str, tag: str, depth: int = 100) -> bool:
+    """True when one of the last ``depth`` commits of the table at ``path`` is tagged ``tag``."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    return bool(DeltaTable.forPath(spark, path).history(depth).where(F.col("userMetadata") == tag).limit(1).count())
 
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"

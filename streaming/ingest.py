@@ -7,11 +7,16 @@ offsets in the checkpoint this makes the query exactly-once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import reduce
 
+from pyspark import inheritable_thread_target
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -69,17 +74,17 @@ def ensure_tables(spark, lake_root: str, sources: list[str]) -> None:
                      STREAM_TABLE_PROPERTIES)
 
 
-def _merge(target: IngestTarget, rows: DataFrame, app: str, batch_id: int, time_range: tuple | None
+def _merge(spark, target: IngestTarget, rows: DataFrame, app: str, batch_id: int, time_range: tuple | None
            ) -> tuple[int, int]:
     """Upsert (entities) or insert-once (events) into silver; returns (inserted, updated).
 
     The merge condition carries literal predicates Delta can prune target files with: the partition (channel)
     and the event-time range of the batch (a record's event time never changes), so a merge reads the few
-    files that can hold a match, not the whole table.
+    files that can hold a match, not the whole table. ``spark`` is the session whose confs carry the commit's
+    transaction id and tag: one per thread when sources are written at once (:class:`_Sessions`).
     """
     from delta.tables import DeltaTable
 
-    spark = rows.sparkSession
     source, spec = target.source, target.spec
     conds = [f"t.{c} = s.{c}" for c in [spec.id, *spec.partitions]]
     conds += [f"t.{c} = '{v}'" for c, v in spec.constants]
@@ -128,16 +133,18 @@ class _Clock:
         return " ".join(f"{k}={v}s" for k, v in self.steps.items())
 
 
-def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, clock: _Clock
-                   ) -> tuple[dict[str, int], DataFrame | None]:
-    """Bronze append, parse and silver merge of one source's records in a batch.
+def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, *, spark, new: bool
+                   ) -> tuple[dict[str, int], DataFrame | None, _Clock]:
+    """Bronze append, parse and silver merge of one source's records in a batch (in ``spark``, this thread's
+    session; ``new``: see :func:`append_idempotent`).
 
-    Returns its counters and its rejected rows (quarantine schema, persisted: the caller writes the quarantine
-    of all sources at once, then unpersists them; or None)."""
+    Returns its counters, its rejected rows (quarantine schema, persisted: the caller writes the quarantine
+    of all sources at once, then unpersists them; or None) and the time of its steps."""
+    clock = _Clock()
     source = target.source
     app = f"{target.query}:{source.name}"
     append_idempotent(bronze, target.bronze, app_id=f"{app}:bronze", version=batch_id,
-                      partition_by=["_ingestion_date"])
+                      partition_by=["_ingestion_date"], new=new)
     clock(f"{source.name}.bronze")
     # parsed once and kept: the counts, the quarantine and the silver rows all come from it
     parsed = transform_source(bronze, source.name, timestamp_formats=target.timestamp_formats,
@@ -168,7 +175,7 @@ def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, clock
         if read > quarantined:
             pick = latest_per_key if source.kind != "event" else first_per_key
             time_range = (stats["lo"], stats["hi"]) if time_col else None
-            inserted, updated = _merge(target, pick(valid, target.spec.id), app, batch_id, time_range)
+            inserted, updated = _merge(spark, target, pick(valid, target.spec.id), app, batch_id, time_range)
             clock(f"{source.name}.merge")
     finally:
         parsed.unpersist()
@@ -180,49 +187,95 @@ def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, clock
         "updated_rows": updated,
         "rescued_rows": rescued,
     }
-    return counts, (rejected if quarantined else None)
+    return counts, (rejected if quarantined else None), clock
 
 
-def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFrame, batch_id: int
+class _Sessions:
+    """Spark sessions for the threads that write sources at once: they share the SparkContext and its cached
+    blocks but not their confs (a MERGE's transaction id and commit tag are session confs, so two threads must
+    never use one session at the same time). Kept for the whole run of a query."""
+
+    def __init__(self, spark):
+        self.spark = spark
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator:
+        try:
+            session = self._free.get_nowait()
+        except queue.Empty:
+            session = self.spark.newSession()
+            # the merges' sources are materialized by the batch: MERGE need not materialize them again
+            session.conf.set("spark.databricks.delta.merge.materializeSource", "none")
+        try:
+            yield session
+        finally:
+            self._free.put(session)
+
+
+def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFrame, batch_id: int, *,
+                  new: bool = False, workers: int = 1, sessions: _Sessions | None = None
                   ) -> dict[str, dict[str, int]]:
     """Write one micro-batch of Kafka records (of one or several topics) to bronze, silver and quarantine, and
     count what happened per source.
 
     Every record read ends in silver (inserted or updated), in quarantine with a reason, or counted as a
     duplicate (repeated within the batch, already in silver, or older than the silver version):
-    ``read = quarantined + duplicates + inserted + updated``. The sources of a batch are written one after the
-    other (in registry order); the quarantine and the counters of all of them in one commit each.
+    ``read = quarantined + duplicates + inserted + updated``. The sources of a batch are written ``workers`` at
+    a time (each source's tables are its own, so they never conflict; with 2 cores, two at once overlap one
+    source's Delta commit bookkeeping with another's row work); the quarantine and the counters of all of them in
+    one commit each. ``new``: the caller knows this batch id was never written (:func:`append_idempotent`).
     """
     targets = [targets] if isinstance(targets, IngestTarget) else targets
     by_topic = {t.topic: t for t in targets}
     spark = kafka_batch.sparkSession
+    sessions = sessions or _Sessions(spark)
     query = targets[0].query
     clock = _Clock()
     # The batch is read from Kafka once and materialized (lineage cut): a persisted DataFrame was not enough, as
     # every MERGE job re-planned its source and read the whole batch from Kafka again (seconds per merge).
     # A Kafka batch has a partition per topic partition (dozens); a few partitions suit the per-source work.
     batch = transform_bronze(kafka_batch).coalesce(spark.sparkContext.defaultParallelism).localCheckpoint()
-    # the merges' sources are materialized below: MERGE need not materialize them again
-    spark.conf.set("spark.databricks.delta.merge.materializeSource", "none")
     kept: list[DataFrame] = []
     try:
         present = {r["topic"]: r["count"] for r in batch.groupBy("topic").count().collect()}
         clock("read")
-        results: dict[str, dict[str, int]] = {}
-        for target in targets:
-            if not present.get(target.topic):
-                continue
-            rows = batch.where(F.col("topic") == target.topic) if len(present) > 1 else batch
-            counts, rejected = _ingest_source(target, rows, batch_id, clock)
-            results[target.source.name] = counts
-            if rejected is not None:
-                kept.append(rejected)
         unknown = set(present) - set(by_topic)
         if unknown:  # cannot happen with `subscribe`; guards a misconfigured pattern
             raise ValueError(f"records from topics no source reads: {sorted(unknown)}")
+        todo = [t for t in targets if present.get(t.topic)]
+        # sources that share a silver table (online and in-store transactions) are written one after the other, by
+        # one task: at once, their MERGEs would conflict and one would be retried
+        tasks: dict[str, list[IngestTarget]] = {}
+        for t in todo:
+            tasks.setdefault(t.silver, []).append(t)
+
+        def run(group: list[IngestTarget]) -> list[tuple[dict[str, int], DataFrame | None, _Clock]]:
+            with sessions.lease() as session:
+                return [_ingest_source(t, batch.where(F.col("topic") == t.topic) if len(present) > 1 else batch,
+                                       batch_id, spark=session, new=new) for t in group]
+
+        if workers > 1 and len(tasks) > 1:
+            # worker threads inherit this thread's Spark job group and scheduler pool (stopping the query cancels
+            # their jobs too); leaving the block waits for every source, also when one failed
+            with ThreadPoolExecutor(min(workers, len(tasks)), thread_name_prefix=f"c360-{query}") as pool:
+                futures = [pool.submit(inheritable_thread_target(run), g) for g in tasks.values()]
+            done = {t.source.name: r for g, f in zip(tasks.values(), futures, strict=True)
+                    for t, r in zip(g, f.result(), strict=True)}
+        else:
+            done = {t.source.name: r for g in tasks.values() for t, r in zip(g, run(g), strict=True)}
+        results: dict[str, dict[str, int]] = {}
+        for target in todo:  # in registry order
+            counts, rejected, steps = done[target.source.name]
+            results[target.source.name] = counts
+            clock.steps.update(steps.steps)
+            if rejected is not None:
+                kept.append(rejected)
+        clock("sources")
         if kept:
             append_idempotent(reduce(DataFrame.unionByName, kept), targets[0].path(QUARANTINE),
-                              app_id=f"{query}:quarantine", version=batch_id, partition_by=["_quarantine_date"])
+                              app_id=f"{query}:quarantine", version=batch_id, partition_by=["_quarantine_date"],
+                              new=new)
             clock("quarantine")
         if results:
             counters = list(next(iter(results.values())))
@@ -231,7 +284,7 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
                 ["query", "source", "batch_id", *counters],
             ).withColumn("processed_at", F.current_timestamp())
             append_idempotent(ops.select(*schemas.OPS_STREAM_BATCHES.fieldNames()), targets[0].path(OPS_BATCHES),
-                              app_id=f"{query}:ops", version=batch_id)
+                              app_id=f"{query}:ops", version=batch_id, new=new)
             clock("ops")
         for name, c in results.items():
             log.info("%s batch %d %s: %s", query, batch_id, name, c)
@@ -241,6 +294,26 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
         for df in kept:
             df.unpersist()
         batch.unpersist()
+
+
+class IngestRun:
+    """The foreachBatch function of one run of the ingest query.
+
+    Its first batch may be one a crashed run had partly written (Spark runs the last planned batch again on
+    restart), so its appends check for an earlier commit; every later batch of the run is new, and its appends
+    skip that check (:func:`append_idempotent`)."""
+
+    def __init__(self, targets: list[IngestTarget], workers: int = 1):
+        self.targets, self.workers = targets, workers
+        self.sessions: _Sessions | None = None
+        self.last_done: int | None = None
+
+    def __call__(self, kafka_batch: DataFrame, batch_id: int) -> None:
+        if self.sessions is None:
+            self.sessions = _Sessions(kafka_batch.sparkSession)
+        new = self.last_done is not None and batch_id > self.last_done
+        process_batch(self.targets, kafka_batch, batch_id, new=new, workers=self.workers, sessions=self.sessions)
+        self.last_done = batch_id
 
 
 def ingest_query_name(sources: list[str]) -> str:

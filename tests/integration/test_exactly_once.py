@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from lakehouse.delta import latest_version
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
-from streaming.ingest import ensure_tables, process_batch, source_target
+from streaming.ingest import IngestRun, ensure_tables, process_batch, source_target
 from tests.unit.test_transforms import customer, kafka_rows
 
 pytestmark = pytest.mark.integration
@@ -100,3 +102,44 @@ def test_silver_does_not_depend_on_where_batches_are_cut(spark, tmp_path):
                              .select("customer_id", "event_id", "status", "_kafka_offset").collect())
     assert silver["one record per batch"] == [("C1", "e1", "Active", 0), ("C2", "e1", "Active", 4)]
     assert silver["one batch"] == silver["two batches"] == silver["one record per batch"]
+
+
+def test_a_run_writes_later_batches_unchecked_and_a_restart_still_finds_them(spark, cfg):
+    """A run's batches after its first are appended without Delta's transaction check (they cannot have been
+    written before), tagged instead; the next run's first batch finds such a batch by its tag. Two sources are
+    written at once."""
+    ensure_tables(spark, cfg.lake.root, ["customers", "logins"])
+    targets = [source_target(cfg, n, "ingest") for n in ("customers", "logins")]
+    topic = {t.source.name: t.topic for t in targets}
+
+    def batch(n):
+        login = {"event_id": f"l{n}", "login_id": f"L{n}", "customer_id": "C1", "login_datetime": "2024-03-01 10:00:00",
+                 "city": "pune", "device": "ios"}
+        return kafka_rows(spark, [customer(event_id=f"e{n}", customer_id=f"C{n}")], topic["customers"], n) \
+            .unionByName(kafka_rows(spark, [json.dumps(login)], topic["logins"], n))
+
+    first = IngestRun(targets, workers=2)
+    for n in range(3):
+        first(batch(n), n)
+    bronze = {t.source.name: t.bronze for t in targets}
+    writes = []  # (tag, has a transaction id) of each append to bronze_customers, from its commit file
+    for commit in sorted(Path(bronze["customers"], "_delta_log").glob("*.json")):
+        actions = [json.loads(line) for line in commit.read_text().splitlines()]
+        info = next(a["commitInfo"] for a in actions if "commitInfo" in a)
+        if info["operation"] == "WRITE":
+            writes.append((info.get("userMetadata"), any("txn" in a for a in actions)))
+    # the first batch of the run is checked (Delta's transaction id); batches 1 and 2 are only tagged
+    assert writes == [("ingest:customers:bronze:0", True), ("ingest:customers:bronze:1", False),
+                      ("ingest:customers:bronze:2", False)]
+    tables = ["bronze_customers", "bronze_logins", "silver_customers", "silver_logins", OPS_BATCHES]
+    before = _versions(spark, cfg, tables)
+    # a crash after batch 2's writes but before Spark's checkpoint commit: the next run starts with batch 2 again
+    second = IngestRun(targets, workers=2)
+    second(batch(2), 2)
+    assert _versions(spark, cfg, tables) == before
+    second(batch(3), 3)
+    for name, path in bronze.items():
+        assert sorted(r.offset for r in spark.read.format("delta").load(path).collect()) == [0, 1, 2, 3], name
+    ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES))
+    assert sorted((r.batch_id, r.source, r.inserted_rows) for r in ops.collect()) == [
+        (b, s, 1) for b in range(4) for s in ("customers", "logins")]

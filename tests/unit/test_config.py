@@ -53,6 +53,7 @@ def test_list_values_from_environment():
     ({"C360_DASHBOARD_TOP_CUSTOMERS": "0"}, "dashboard.top_customers, latest_anomalies and cities must be at least 1"),
     ({"C360_DASHBOARD_MASK_PII": "sometimes"}, "dashboard.mask_pii"),
     ({"C360_STREAM_BROKER_OUTAGE_S": "5"}, "stream.broker_outage_s must be at least 10"),
+    ({"C360_STREAM_PARALLEL_SOURCES": "0"}, "stream.parallel_sources must be at least 1"),
 ])
 def test_bad_values_give_one_line_errors(env, message):
     with pytest.raises(C360Error, match=message.replace("(", r"\(")) as info:
