@@ -215,8 +215,10 @@ def bench_stream(scale: int, latency_seconds: int, workdir: Path) -> list[dict]:
 
         # latency: the app running (1 s trigger) while the producer sends 5,000 events/s
         env = _env(broker.bootstrap, workdir, "lat.", C360_STREAM_TRIGGER_INTERVAL="1 second")
+        # its log goes to a file: a pipe nobody reads fills up and blocks the app on its next log line
+        app_log = (workdir / "latency-stream.log").open("w")
         app = subprocess.Popen([sys.executable, "-m", "c360", "stream"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=app_log, text=True)
         try:
             time.sleep(45)  # start-up and the first (empty) batches
             replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate", "5000",
@@ -228,7 +230,15 @@ def bench_stream(scale: int, latency_seconds: int, workdir: Path) -> list[dict]:
             time.sleep(30)  # let the stream catch up
         finally:
             app.send_signal(signal.SIGTERM)
-            app.wait(timeout=300)
+            try:
+                app.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                app.kill()
+                print("the stream did not stop within 300 s of SIGTERM; its log ends with:\n"
+                      + "".join((workdir / "latency-stream.log").read_text().splitlines(True)[-20:]), file=sys.stderr)
+                raise
+            finally:
+                app_log.close()
         lat = silver_latencies(spark, Path(env["C360_LAKE_ROOT"]))
     finally:
         broker.stop()
