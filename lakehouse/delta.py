@@ -97,9 +97,8 @@ def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,
 def _has_commit(spark: SparkSession, path: str, tag: str, depth: int = 100) -> bool:
     """True when one of the last ``depth`` commits of the table at ``path`` is tagged ``tag``."""
     from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
 
-    return bool(DeltaTable.forPath(spark, path).history(depth).where(F.col("userMetadata") == tag).limit(1).count())
+    return bool(_tagged_commits(DeltaTable.forPath(spark, path), tag, depth=depth).limit(1).count())
 
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -138,13 +137,18 @@ def txn_tag(app_id: str, version: int) -> str:
 def committed_metrics(table, tag: str, operation: str | None = None, depth: int = 100) -> dict:
     """The operation metrics of the newest commit of a ``DeltaTable`` tagged ``tag`` (:func:`commit_metadata`),
     of ``operation`` if given, among its last ``depth`` commits ({} if none)."""
+    rows = _tagged_commits(table, tag, operation, depth).select("operationMetrics").collect()
+    return dict(rows[0].operationMetrics or {}) if rows else {}
+
+
+def _tagged_commits(table, tag: str, operation: str | None = None, depth: int = 100) -> DataFrame:
+    """The history rows, newest first, of a ``DeltaTable``'s last ``depth`` commits tagged ``tag``."""
     from pyspark.sql import functions as F
 
     mine = F.col("userMetadata") == tag
     if operation:
         mine &= F.col("operation") == operation
-    rows = table.history(depth).where(mine).select("operationMetrics").collect()
-    return dict(rows[0].operationMetrics or {}) if rows else {}
+    return table.history(depth).where(mine)
 
 
 @contextlib.contextmanager

@@ -255,15 +255,15 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
                 return [_ingest_source(t, batch.where(F.col("topic") == t.topic) if len(present) > 1 else batch,
                                        batch_id, spark=session, new=new) for t in group]
 
-        if workers > 1 and len(tasks) > 1:
+        groups = list(tasks.values())
+        if workers > 1 and len(groups) > 1:
             # worker threads inherit this thread's Spark job group and scheduler pool (stopping the query cancels
             # their jobs too); leaving the block waits for every source, also when one failed
-            with ThreadPoolExecutor(min(workers, len(tasks)), thread_name_prefix=f"c360-{query}") as pool:
-                futures = [pool.submit(inheritable_thread_target(run), g) for g in tasks.values()]
-            done = {t.source.name: r for g, f in zip(tasks.values(), futures, strict=True)
-                    for t, r in zip(g, f.result(), strict=True)}
+            with ThreadPoolExecutor(min(workers, len(groups)), thread_name_prefix=f"c360-{query}") as pool:
+                outs = list(pool.map(inheritable_thread_target(run), groups))
         else:
-            done = {t.source.name: r for g in tasks.values() for t, r in zip(g, run(g), strict=True)}
+            outs = [run(g) for g in groups]
+        done = {t.source.name: r for g, out in zip(groups, outs, strict=True) for t, r in zip(g, out, strict=True)}
         results: dict[str, dict[str, int]] = {}
         for target in todo:  # in registry order
             counts, rejected, steps = done[target.source.name]
