@@ -94,6 +94,23 @@ def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,
     retry(lambda: writer.save(path), what=f"append to {path}")
 
 
+class QueryRun:
+    """The foreachBatch function of one run of a streaming query (one ``start()``) that writes with
+    :func:`append_idempotent`: it calls ``write(df, batch_id, new)``, ``new`` telling whether the batch can skip the
+    check for an earlier commit. Only a run's first batch can be one a crashed run had partly written (Spark runs the
+    last planned batch again, as the first batch of the next run); every later batch of the run is new. Make a new
+    one for each start of the query."""
+
+    def __init__(self, write: Callable[[DataFrame, int, bool], None]):
+        self.write = write
+        self._last_done: int | None = None
+
+    def __call__(self, df: DataFrame, batch_id: int) -> None:
+        new = self._last_done is not None and batch_id > self._last_done
+        self.write(df, batch_id, new)
+        self._last_done = batch_id
+
+
 def _has_commit(spark: SparkSession, path: str, tag: str, depth: int = 100) -> bool:
     """True when one of the last ``depth`` commits of the table at ``path`` is tagged ``tag``."""
     from delta.tables import DeltaTable

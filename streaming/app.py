@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from lakehouse.config import Config
+from lakehouse.delta import QueryRun
 from lakehouse.errors import C360Error, error_text, storage_error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.kafka_security import client_security, spark_security
@@ -145,7 +146,7 @@ def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
     anomalies = transform_login_anomalies(logins, rules=rules,
                                           watermark=cfg.stream.anomaly_watermark)
     writer = anomalies.writeStream.outputMode("append").foreachBatch(
-        lambda df, batch_id: write_anomalies(cfg, df, batch_id))
+        QueryRun(lambda df, batch_id, new: write_anomalies(cfg, df, batch_id, new=new)))
     q1 = _start(writer, spark, cfg, ANOMALY_QUERY, available_now=available_now)
     counts = transform_city_hour(logins, watermark=cfg.stream.city_hour_watermark)
     writer = counts.writeStream.outputMode("update").foreachBatch(

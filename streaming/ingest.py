@@ -21,7 +21,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse import schemas
-from lakehouse.delta import append_idempotent, committed_metrics, ensure_table, idempotent_txn, retry, txn_tag
+from lakehouse.delta import (
+    QueryRun,
+    append_idempotent,
+    committed_metrics,
+    ensure_table,
+    idempotent_txn,
+    retry,
+    txn_tag,
+)
 from lakehouse.schemas import SILVER_SPECS, SilverSpec
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
@@ -257,10 +265,10 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
 
         groups = list(tasks.values())
         if workers > 1 and len(groups) > 1:
-            # worker threads inherit this thread's Spark job group and scheduler pool (stopping the query cancels
+            # worker threads inherit this thread's Spark job group, scheduler pool and job tags (stopping the query cancels
             # their jobs too); leaving the block waits for every source, also when one failed
             with ThreadPoolExecutor(min(workers, len(groups)), thread_name_prefix=f"c360-{query}") as pool:
-                outs = list(pool.map(inheritable_thread_target(run), groups))
+                outs = list(pool.map(inheritable_thread_target(spark)(run), groups))
         else:
             outs = [run(g) for g in groups]
         done = {t.source.name: r for g, out in zip(groups, outs, strict=True) for t, r in zip(g, out, strict=True)}
@@ -296,24 +304,19 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
         batch.unpersist()
 
 
-class IngestRun:
-    """The foreachBatch function of one run of the ingest query.
-
-    Its first batch may be one a crashed run had partly written (Spark runs the last planned batch again on
-    restart), so its appends check for an earlier commit; every later batch of the run is new, and its appends
-    skip that check (:func:`append_idempotent`)."""
+class IngestRun(QueryRun):
+    """The foreachBatch function of one run of the ingest query (:class:`~lakehouse.delta.QueryRun`): the batches
+    after its first append without the check for an earlier commit."""
 
     def __init__(self, targets: list[IngestTarget], workers: int = 1):
+        super().__init__(self._write)
         self.targets, self.workers = targets, workers
         self.sessions: _Sessions | None = None
-        self.last_done: int | None = None
 
-    def __call__(self, kafka_batch: DataFrame, batch_id: int) -> None:
+    def _write(self, kafka_batch: DataFrame, batch_id: int, new: bool) -> None:
         if self.sessions is None:
             self.sessions = _Sessions(kafka_batch.sparkSession)
-        new = self.last_done is not None and batch_id > self.last_done
         process_batch(self.targets, kafka_batch, batch_id, new=new, workers=self.workers, sessions=self.sessions)
-        self.last_done = batch_id
 
 
 def ingest_query_name(sources: list[str]) -> str:

@@ -27,8 +27,9 @@ def ensure_stream_tables(spark, lake_root: str) -> None:
     ensure_table(spark, table_path(lake_root, CITY_HOUR_TABLE), CITY_HOUR_SCHEMA)
 
 
-def write_anomalies(cfg: Config, anomalies: DataFrame, batch_id: int) -> None:
-    """Append a batch of anomalies (once per batch), then send them to the alerts topic.
+def write_anomalies(cfg: Config, anomalies: DataFrame, batch_id: int, new: bool = False) -> None:
+    """Append a batch of anomalies (once per batch; ``new``: see :func:`append_idempotent`), then send them to the
+    alerts topic.
 
     The table is exactly-once; the topic is at-least-once (a batch run again after a crash sends its alerts
     again, with the same ``alert_id``)."""
@@ -38,7 +39,7 @@ def write_anomalies(cfg: Config, anomalies: DataFrame, batch_id: int) -> None:
         if not n:
             return
         append_idempotent(rows, table_path(cfg.lake.root, ANOMALIES_TABLE), app_id=f"{ANOMALY_QUERY}:table",
-                          version=batch_id)
+                          version=batch_id, new=new)
         (alert_records(rows).write.format("kafka")
          .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
          .option("topic", cfg.kafka.topic(cfg.stream.alerts_topic))

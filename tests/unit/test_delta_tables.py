@@ -1,10 +1,13 @@
-"""ensure_table: an interrupted creation does not block the next start; an older table gains new columns."""
+"""ensure_table: an interrupted creation does not block the next start; an older table gains new columns.
+QueryRun: only the first batch of a query's run checks for an earlier commit."""
 
 from __future__ import annotations
 
+import contextlib
+
 from pyspark.sql.types import StringType, StructField, StructType
 
-from lakehouse.delta import ensure_table
+from lakehouse.delta import QueryRun, ensure_table
 
 OLD = StructType([StructField("customer_id", StringType())])
 NEW = StructType([*OLD.fields, StructField("_rescued_data", StringType())])
@@ -25,3 +28,25 @@ def test_an_older_table_keeps_its_rows_and_gains_the_new_columns(spark, tmp_path
     ensure_table(spark, path, NEW)
     df = spark.read.format("delta").load(path)
     assert df.schema == NEW and [tuple(r) for r in df.collect()] == [("C1", None)]
+
+
+def test_only_a_runs_first_batch_is_checked_for_an_earlier_commit():
+    seen = []
+
+    def write(df, batch_id, new):
+        seen.append((batch_id, new))
+        if df == "bad":
+            raise RuntimeError("disk full")
+
+    run = QueryRun(write)
+    for batch_id in (7, 8, 9):  # a restarted query: batch 7 may have been partly written by the crashed run
+        run("df", batch_id)
+    assert seen == [(7, False), (8, True), (9, True)]
+
+    seen.clear()
+    run = QueryRun(write)  # the next start of the query runs batch 9 again: checked
+    for df in ("bad", "df"):  # a batch that failed is not done: checked again
+        with contextlib.suppress(RuntimeError):
+            run(df, 9)
+    run("df", 10)
+    assert seen == [(9, False), (9, False), (10, True)]
