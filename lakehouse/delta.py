@@ -76,22 +76,47 @@ def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,
                       partition_by: list[str] | None = None, new: bool = False) -> None:
     """Append ``df`` once per (app_id, version): a repeat of the same version writes nothing.
 
-    Every append is tagged ``app_id:version`` (its commit's ``userMetadata``). By default a repeat is caught twice
-    over: by that tag among the table's recent commits, and by Delta's transaction id (``txnAppId``), which costs
-    a rebuild of the table's state (three small Spark jobs, most of a small append's time). ``new=True`` says the
-    caller knows this version was never written (a streaming query's batches after the first of its run: Spark
-    re-runs only the last batch of a crashed run, and only as the first batch of the next one), so it is appended
-    with its tag only. The tag is what lets a later repeat find it."""
+    Every append is tagged ``app_id:version`` (its commit's ``userMetadata``), and a repeat is found by that tag
+    among the table's last 100 commits (:func:`_committed`: their commit infos, one small Spark job, ~0.2 s).
+    Only when those cannot tell (a table an older c360 appended to, untagged) does the append also carry Delta's
+    transaction id (``txnAppId``), whose check costs a rebuild of the table's state (three small Spark jobs, most
+    of a small append's time). ``new=True`` says the caller knows this version was never written (a streaming
+    query's batches after the first of its run: Spark re-runs only the last batch of a crashed run, and only as
+    the first batch of the next one), so the history is not even read."""
     tag = txn_tag(app_id, version)
     writer = df.write.format("delta").mode("append").option("userMetadata", tag)
     if not new:
-        if _has_commit(df.sparkSession, path, tag):
+        done = _committed(df.sparkSession, path, app_id, version)
+        if done:
             log.info("%s: %s is already committed, skipped", path, tag)
             return
-        writer = writer.option("txnAppId", app_id).option("txnVersion", str(version))
+        if done is None:
+            writer = writer.option("txnAppId", app_id).option("txnVersion", str(version))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     retry(lambda: writer.save(path), what=f"append to {path}")
+
+
+def _committed(spark: SparkSession, path: str, app_id: str, version: int, depth: int = 100) -> bool | None:
+    """Whether the append ``(app_id, version)`` is committed to the table at ``path``, as the tags of its last
+    ``depth`` commits tell; None when they cannot tell.
+
+    Appends of this c360 are all tagged and a run re-writes only its newest batch, so: the tag is there -> True;
+    another batch of ``app_id`` is there (tagged, so written by this c360) -> False; the table's whole history is
+    there and holds no untagged append (a new table) -> False; else an untagged append of an older c360 may be the
+    one -> None (Delta's transaction id decides)."""
+    from delta.tables import DeltaTable
+
+    rows = DeltaTable.forPath(spark, path).history(depth).select("version", "operation", "userMetadata").collect()
+    tags = {r.userMetadata for r in rows}
+    if txn_tag(app_id, version) in tags:
+        return True
+    if any(t and t.rpartition(":")[0] == app_id and t.rpartition(":")[2].isdigit() for t in tags):
+        return False
+    if rows and min(r.version for r in rows) == 0 and not any(r.operation == "WRITE" and not r.userMetadata
+                                                               for r in rows):
+        return False
+    return None
 
 
 class QueryRun:
@@ -109,13 +134,6 @@ class QueryRun:
         new = self._last_done is not None and batch_id > self._last_done
         self.write(df, batch_id, new)
         self._last_done = batch_id
-
-
-def _has_commit(spark: SparkSession, path: str, tag: str, depth: int = 100) -> bool:
-    """True when one of the last ``depth`` commits of the table at ``path`` is tagged ``tag``."""
-    from delta.tables import DeltaTable
-
-    return bool(_tagged_commits(DeltaTable.forPath(spark, path), tag, depth=depth).limit(1).count())
 
 
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -154,18 +172,13 @@ def txn_tag(app_id: str, version: int) -> str:
 def committed_metrics(table, tag: str, operation: str | None = None, depth: int = 100) -> dict:
     """The operation metrics of the newest commit of a ``DeltaTable`` tagged ``tag`` (:func:`commit_metadata`),
     of ``operation`` if given, among its last ``depth`` commits ({} if none)."""
-    rows = _tagged_commits(table, tag, operation, depth).select("operationMetrics").collect()
-    return dict(rows[0].operationMetrics or {}) if rows else {}
-
-
-def _tagged_commits(table, tag: str, operation: str | None = None, depth: int = 100) -> DataFrame:
-    """The history rows, newest first, of a ``DeltaTable``'s last ``depth`` commits tagged ``tag``."""
     from pyspark.sql import functions as F
 
     mine = F.col("userMetadata") == tag
     if operation:
         mine &= F.col("operation") == operation
-    return table.history(depth).where(mine)
+    rows = table.history(depth).where(mine).select("operationMetrics").collect()
+    return dict(rows[0].operationMetrics or {}) if rows else {}
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.delta import latest_version
+from lakehouse.delta import append_idempotent, latest_version
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
 from streaming.ingest import IngestRun, ensure_tables, process_batch, source_target
 from tests.unit.test_transforms import customer, kafka_rows
@@ -18,6 +18,17 @@ pytestmark = pytest.mark.integration
 
 def _versions(spark, cfg, names):
     return {n: latest_version(spark, table_path(cfg.lake.root, n)) for n in names}
+
+
+def _appends(path):
+    """(tag, transaction id versions) of each append committed to the table at ``path``, from its commit files."""
+    out = []
+    for commit in sorted(Path(path, "_delta_log").glob("*.json")):
+        actions = [json.loads(line) for line in commit.read_text().splitlines()]
+        info = next(a["commitInfo"] for a in actions if "commitInfo" in a)
+        if info["operation"] == "WRITE":
+            out.append((info.get("userMetadata"), [a["txn"]["version"] for a in actions if "txn" in a]))
+    return out
 
 
 def test_replaying_a_batch_adds_no_table_version(spark, cfg):
@@ -105,9 +116,8 @@ def test_silver_does_not_depend_on_where_batches_are_cut(spark, tmp_path):
 
 
 def test_a_run_writes_later_batches_unchecked_and_a_restart_still_finds_them(spark, cfg):
-    """A run's batches after its first are appended without Delta's transaction check (they cannot have been
-    written before), tagged instead; the next run's first batch finds such a batch by its tag. Two sources are
-    written at once."""
+    """A run's batches after its first are appended unchecked (they cannot have been written before), tagged; the
+    next run's first batch finds such a batch by its tag. Two sources are written at once."""
     ensure_tables(spark, cfg.lake.root, ["customers", "logins"])
     targets = [source_target(cfg, n, "ingest") for n in ("customers", "logins")]
     topic = {t.source.name: t.topic for t in targets}
@@ -122,15 +132,8 @@ def test_a_run_writes_later_batches_unchecked_and_a_restart_still_finds_them(spa
     for n in range(3):
         first(batch(n), n)
     bronze = {t.source.name: t.bronze for t in targets}
-    writes = []  # (tag, has a transaction id) of each append to bronze_customers, from its commit file
-    for commit in sorted(Path(bronze["customers"], "_delta_log").glob("*.json")):
-        actions = [json.loads(line) for line in commit.read_text().splitlines()]
-        info = next(a["commitInfo"] for a in actions if "commitInfo" in a)
-        if info["operation"] == "WRITE":
-            writes.append((info.get("userMetadata"), any("txn" in a for a in actions)))
-    # the first batch of the run is checked (Delta's transaction id); batches 1 and 2 are only tagged
-    assert writes == [("ingest:customers:bronze:0", True), ("ingest:customers:bronze:1", False),
-                      ("ingest:customers:bronze:2", False)]
+    # every append is tagged; none needed Delta's transaction id (the first batch's check read the new table's tags)
+    assert _appends(bronze["customers"]) == [(f"ingest:customers:bronze:{n}", []) for n in range(3)]
     tables = ["bronze_customers", "bronze_logins", "silver_customers", "silver_logins", OPS_BATCHES]
     before = _versions(spark, cfg, tables)
     # a crash after batch 2's writes but before Spark's checkpoint commit: the next run starts with batch 2 again
@@ -143,3 +146,18 @@ def test_a_run_writes_later_batches_unchecked_and_a_restart_still_finds_them(spa
     ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES))
     assert sorted((r.batch_id, r.source, r.inserted_rows) for r in ops.collect()) == [
         (b, s, 1) for b in range(4) for s in ("customers", "logins")]
+
+
+def test_a_table_an_older_c360_appended_to_untagged_falls_back_on_deltas_transaction_id(spark, tmp_path):
+    path, app = str(tmp_path / "bronze_customers"), "ingest:customers:bronze"
+    rows = spark.createDataFrame([("C1",)], "customer_id string")
+    # what c360 before commit tags wrote: an append with Delta's transaction id only
+    rows.write.format("delta").option("txnAppId", app).option("txnVersion", "4").save(path)
+    append_idempotent(rows, path, app_id=app, version=4)  # the batch again: the tags cannot tell, Delta skips it
+    append_idempotent(rows, path, app_id=app, version=5)
+    assert _appends(path) == [(None, [4]), (f"{app}:5", [5])]
+    append_idempotent(rows, path, app_id=app, version=5)  # found by its tag
+    append_idempotent(rows, path, app_id=app, version=6)  # not there: another batch of the app is tagged
+    append_idempotent(rows, path, app_id=app, version=6)
+    assert _appends(path) == [(None, [4]), (f"{app}:5", [5]), (f"{app}:6", [])]
+    assert spark.read.format("delta").load(path).count() == 3
