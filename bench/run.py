@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated: generate, replay, stream, gold, soak")
     ap.add_argument("--scale", type=int, default=1_000_000, help="customers for the generator figure")
     ap.add_argument("--replay-scale", type=int, default=50_000, help="customers of the data set replayed")
-    ap.add_argument("--stream-scale", type=int, default=20_000, help="customers of the data set streamed")
+    ap.add_argument("--stream-scale", type=int, default=60_000, help="customers of the data set streamed")
     ap.add_argument("--latency-seconds", type=int, default=90, help="how long the 5k events/s load runs")
     ap.add_argument("--soak-minutes", type=float, default=10, help="how long the soak's load lasts")
     ap.add_argument("--soak-rate", type=int, default=1000, help="events/s during the soak")
