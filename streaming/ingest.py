@@ -120,7 +120,8 @@ def _merge(spark, target: IngestTarget, rows: DataFrame, app: str, batch_id: int
     # A batch run again after a crash: Delta skips the MERGE it already committed and reports nothing. Its counts
     # are in that commit's metrics (else every row would be counted a duplicate when the crash fell between the
     # MERGE and the counters' commit).
-    metrics = committed_metrics(table, txn_tag(f"{app}:silver", batch_id))
+    # MERGE's: auto compaction's OPTIMIZE after it ran in the same session and carries the same tag (make chaos)
+    metrics = committed_metrics(table, txn_tag(f"{app}:silver", batch_id), operation="MERGE")
     return int(metrics.get("numTargetRowsInserted") or 0), int(metrics.get("numTargetRowsUpdated") or 0)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.delta import append_idempotent, latest_version
+from lakehouse.delta import append_idempotent, commit_metadata, latest_version, txn_tag
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
 from streaming.ingest import IngestRun, ensure_tables, process_batch, source_target
 from tests.unit.test_transforms import customer, kafka_rows
@@ -79,6 +79,9 @@ def test_a_crash_between_the_silver_merge_and_the_counters_keeps_the_counts_righ
 
     def crash_before_the_counters(df, path, **kw):
         if path == table_path(cfg.lake.root, OPS_BATCHES):
+            # the MERGE's auto compaction, which runs in its session, commits an OPTIMIZE carrying its tag
+            with commit_metadata(spark, txn_tag(f"{target.query}:customers:silver", 0)):
+                spark.sql(f"ALTER TABLE delta.`{target.silver}` SET TBLPROPERTIES ('c360.test' = 'compacted')")
             raise Killed  # bronze, silver and quarantine are committed; the counters are not
         return real_append(df, path, **kw)
 
