@@ -111,7 +111,8 @@ def _committed(spark: SparkSession, path: str, app_id: str, version: int, depth:
     tags = {r.userMetadata for r in rows}
     if txn_tag(app_id, version) in tags:
         return True
-    if any(t and t.rpartition(":")[0] == app_id and t.rpartition(":")[2].isdigit() for t in tags):
+    mine = re.compile(re.escape(app_id) + r":\d+")
+    if any(t and mine.fullmatch(t) for t in tags):
         return False
     if rows and min(r.version for r in rows) == 0 and not any(r.operation == "WRITE" and not r.userMetadata
                                                                for r in rows):

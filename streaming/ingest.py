@@ -266,8 +266,8 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
 
         groups = list(tasks.values())
         if workers > 1 and len(groups) > 1:
-            # worker threads inherit this thread's Spark job group, scheduler pool and job tags (stopping the query cancels
-            # their jobs too); leaving the block waits for every source, also when one failed
+            # worker threads inherit this thread's Spark job group, scheduler pool and job tags (stopping the query
+            # cancels their jobs too); leaving the block waits for every source, also when one failed
             with ThreadPoolExecutor(min(workers, len(groups)), thread_name_prefix=f"c360-{query}") as pool:
                 outs = list(pool.map(inheritable_thread_target(spark)(run), groups))
         else:
