@@ -140,14 +140,14 @@ def _vacuum(spark: SparkSession, cfg: Config, names: list[str], retention_hours:
 
 def _erase(spark: SparkSession, path: str, table, cond: Column, tag: str) -> int:
     """Delete the rows (a DELETE that matches nothing commits nothing); returns how many went, from the commit's
-    metrics (its ``userMetadata`` is ``tag``); purges them from the files too when the table uses deletion
-    vectors."""
+    metrics (its ``userMetadata`` is ``tag``); purges them from the files too when the DELETE only marked them
+    deleted (a table with deletion vectors: the same metrics say so)."""
     retry(lambda: table.delete(cond), what=f"forget in {path}")
-    n = int(committed_metrics(table, tag, "DELETE", depth=5).get("numDeletedRows") or 0)
+    metrics = committed_metrics(table, tag, "DELETE", depth=5)
+    n = int(metrics.get("numDeletedRows") or 0)
     if not n:
         return 0
-    props = table.detail().select("properties").first()[0] or {}
-    if str(props.get("delta.enableDeletionVectors", "false")).lower() == "true":
+    if any(int(metrics.get(f"numDeletionVectors{k}") or 0) for k in ("Added", "Updated")):
         location = path.replace("`", "``")
         retry(lambda: spark.sql(f"REORG TABLE delta.`{location}` APPLY (PURGE)"), what=f"purge {path}")
     return n

@@ -111,3 +111,15 @@ def test_dry_run_changes_nothing_and_vacuum_marks_the_requests_that_are_due(spar
     assert cli.main(["forget", "--vacuum", *lake]) == 0  # as if a week had passed
     assert "1 forget request(s) now physically gone" in capsys.readouterr().out
     assert spark.read.format("delta").load(audit).first().vacuumed_at is not None
+
+
+def test_rows_a_delete_only_marked_deleted_are_purged_from_the_files(spark, cfg):
+    """A table with deletion vectors (made outside c360, or a future default): the DELETE marks the rows, so forget
+    rewrites the files without them (REORG ... PURGE) and VACUUM can remove the old ones."""
+    silver = table_path(cfg.lake.root, "silver_logins")
+    spark.createDataFrame([(f"L{i}", f"C{i % 3}") for i in range(30)], "login_id string, customer_id string") \
+        .coalesce(1).write.format("delta").option("delta.enableDeletionVectors", "true").save(silver)
+    assert cli.main(["forget", "C1", "--lake", cfg.lake.root, "--retention-hours", "0"]) == 0
+    assert spark.read.format("delta").load(silver).where("customer_id = 'C1'").count() == 0
+    assert spark.read.format("delta").load(silver).count() == 20
+    assert _files_holding(spark, cfg.lake.root, ["C1"], ["silver_logins"]) == []
