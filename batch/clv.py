@@ -24,7 +24,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batch import clv_model
-from batch.spend import purchases
 from lakehouse.errors import C360Error
 
 TABLE = "gold_customer_clv"
@@ -53,25 +52,19 @@ def clv_tier(historical: str, p: ClvParams):
             .otherwise(F.lit("Bronze")))
 
 
-def model_summary(transactions: DataFrame, *, observation_end: date, time_unit: str) -> DataFrame:
-    """The Fader-Hardie summary per customer, in Spark (the same conventions as ``clv_model.summarize``)."""
+def model_summary(summary: DataFrame, *, observation_end: date, time_unit: str) -> DataFrame:
+    """The Fader-Hardie summary per customer, in Spark (the same conventions as ``clv_model.summarize``), from
+    ``batch.spend.purchase_summary`` rows built with the same ``observation_end`` (or a later one, when no
+    purchase falls between the two)."""
     unit = clv_model.DAYS_PER_UNIT[time_unit]
-    per_day = (purchases(transactions)
-               .withColumn("day", F.to_date("transaction_datetime"))
-               .where(F.col("day") <= F.lit(observation_end))
-               .groupBy("customer_id", "day").agg(F.sum("amount").cast("double").alias("amount")))
-    g = per_day.groupBy("customer_id").agg(
-        F.min("day").alias("first_day"), F.max("day").alias("last_day"),
-        F.count(F.lit(1)).alias("days"), F.sum("amount").alias("total"),
-        F.min_by("amount", "day").alias("first_amount"))
-    frequency = (F.col("days") - 1).cast("double")
-    return g.select(
+    frequency = (F.col("obs_days") - 1).cast("double")
+    return summary.where(F.col("obs_days") > 0).select(
         "customer_id",
         frequency.alias("frequency"),
-        (F.datediff("last_day", "first_day") / unit).cast("double").alias("recency"),
-        (F.datediff(F.lit(observation_end), "first_day") / unit).cast("double").alias("T"),
-        F.when(frequency > 0, (F.col("total") - F.col("first_amount")) / frequency).otherwise(0.0)
-        .cast("double").alias("monetary"),
+        (F.datediff("obs_last_day", "obs_first_day") / unit).cast("double").alias("recency"),
+        (F.datediff(F.lit(observation_end), "obs_first_day") / unit).cast("double").alias("T"),
+        F.when(frequency > 0, (F.col("obs_total") - F.col("obs_first_amount")).cast("double") / frequency)
+        .otherwise(0.0).cast("double").alias("monetary"),
     )
 
 
@@ -84,11 +77,14 @@ PREDICTION_SCHEMA = T.StructType([
 ])
 
 
-def fit_and_predict(spark: SparkSession, transactions: DataFrame, p: ClvParams) -> tuple[DataFrame, dict]:
-    """Fit both models on the summary and predict every customer: (predictions, model row)."""
-    last_day = purchases(transactions).agg(F.max(F.to_date("transaction_datetime"))).first()[0]
+def fit_and_predict(spark: SparkSession, purchase_summary: DataFrame, p: ClvParams) -> tuple[DataFrame, dict]:
+    """Fit both models on the summary and predict every customer: (predictions, model row).
+
+    ``purchase_summary``: ``batch.spend.purchase_summary`` rows with ``observation_end=p.as_of``; the observation
+    ends on the earlier of ``p.as_of`` and the last purchase day (no purchase lies between the two)."""
+    last_day = purchase_summary.agg(F.max(F.to_date("last_purchase_at"))).first()[0]
     end = min(p.as_of, last_day) if last_day else p.as_of
-    summary = model_summary(transactions, observation_end=end, time_unit=p.time_unit).toPandas()
+    summary = model_summary(purchase_summary, observation_end=end, time_unit=p.time_unit).toPandas()
     model = {"as_of": p.as_of, "observation_end": end, "time_unit": p.time_unit, "customers": len(summary),
              "repeat_customers": int((summary["frequency"] > 0).sum()) if len(summary) else 0}
     fit_on = summary

@@ -11,17 +11,14 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batch.spend import purchases
-
 TABLE = "gold_retention_cohorts"
 
 
-def transform_retention_cohorts(transactions: DataFrame) -> DataFrame:
-    """One shuffle: each customer's set of purchase months (the earliest is the cohort), exploded and counted.
-    (A distinct of customer-months, then a join to the first month, took twice as long at 11.6M purchases.)"""
-    month = F.date_trunc("month", "transaction_datetime").cast("date")
-    per_customer = (purchases(transactions).groupBy("customer_id").agg(F.collect_set(month).alias("months"))
-                    .select(F.array_min("months").alias("cohort_month"), F.explode("months").alias("month")))
+def transform_retention_cohorts(summary: DataFrame) -> DataFrame:
+    """From ``batch.spend.purchase_summary`` rows: each customer's set of purchase months (the earliest is the
+    cohort), exploded and counted."""
+    months = F.col("purchase_months")
+    per_customer = summary.select(F.array_min(months).alias("cohort_month"), F.explode(months).alias("month"))
     since = F.months_between("month", "cohort_month").cast("int")
     counts = (per_customer.groupBy("cohort_month", since.alias("months_since"))
               .agg(F.count(F.lit(1)).alias("active_customers")))

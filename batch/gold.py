@@ -107,14 +107,14 @@ class Context:
             df.unpersist()
 
     @cached_property
-    def purchases(self) -> DataFrame:
-        """The purchases projection most tables scan (silver_transactions is the biggest table read twice+)."""
-        return self._keep(spend.purchases(self.read("silver_transactions")).select(
-            "transaction_id", "customer_id", "amount", "transaction_datetime", "status", "channel"))
+    def purchase_summary(self) -> DataFrame:
+        """Purchases per customer (spend, the CLV model's summary, cohort months): one shuffle of the biggest
+        table most gold tables need, instead of one per table."""
+        return self._keep(spend.purchase_summary(self.read("silver_transactions"), observation_end=self.as_of))
 
     @cached_property
     def spend(self) -> DataFrame:
-        return self._keep(spend.customer_spend(self.purchases, self.read("silver_refunds"),
+        return self._keep(spend.customer_spend(self.purchase_summary, self.read("silver_refunds"),
                                                as_of=self.as_of, omnichannel_min_share=self.b.omnichannel_min_share))
 
     @cached_property
@@ -143,7 +143,7 @@ class Context:
 
     @cached_property
     def clv_fit(self) -> tuple[DataFrame, dict]:
-        return clv.fit_and_predict(self.spark, self.purchases, self.clv_params)
+        return clv.fit_and_predict(self.spark, self.purchase_summary, self.clv_params)
 
     @cached_property
     def clv(self) -> DataFrame:
@@ -210,8 +210,8 @@ PRODUCTS: dict[str, Product] = {
                              lambda c: campaigns.transform_campaign_performance(
                                  c.read("silver_clickstream"), c.read("silver_customer_insights"))),
     daily.TABLE: Product((*_TXN, "silver_logins"), lambda c: daily.transform_daily_metrics(
-        c.purchases, c.read("silver_refunds"), c.read("silver_logins"))),
-    cohorts.TABLE: Product(("silver_transactions",), lambda c: cohorts.transform_retention_cohorts(c.purchases)),
+        c.read("silver_transactions"), c.read("silver_refunds"), c.read("silver_logins"))),
+    cohorts.TABLE: Product(("silver_transactions",), lambda c: cohorts.transform_retention_cohorts(c.purchase_summary)),
     customer_360.TABLE: Product((*_LOGIN, *_TXN, "silver_crm_customers", "silver_loyalty_accounts",
                                  "silver_accounts", "silver_service_interactions"), _customer_360),
     quality.TABLE: Product(tuple(SILVER_TABLES), lambda c: _data_quality(c)),

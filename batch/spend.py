@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 CANCELLED = "Cancelled"
@@ -21,9 +21,49 @@ def purchases(transactions: DataFrame) -> DataFrame:
     return transactions.where(F.col("status").isNull() | (F.col("status") != CANCELLED))
 
 
-def customer_spend(transactions: DataFrame, refunds: DataFrame, *, as_of: date,
+def purchase_summary(transactions: DataFrame, *, observation_end: date) -> DataFrame:
+    """One row per customer with a purchase: what spend, the CLV model summary and the cohorts need, in one pass.
+
+    The purchases are shuffled once, by customer, and sorted by time within it: the day changes and the first day
+    come from that order (window functions, no second shuffle) and one aggregation per customer does the rest.
+    (The per-table alternative, three aggregations and a cache of every purchase, took twice as long at 11.6M
+    purchases; a per-day aggregation before the per-customer one, 20% longer and 2.7 GB of hash tables.) Columns:
+
+    - ``online_spend``, ``instore_spend`` (decimal), ``order_count``, ``online_orders``, ``first_purchase_at``,
+      ``last_purchase_at``: every purchase;
+    - ``purchase_months``: the distinct calendar months (first day) with a purchase;
+    - ``obs_first_day``, ``obs_last_day``, ``obs_days`` (distinct purchase days), ``obs_total`` and
+      ``obs_first_amount`` (the first purchase day's amount): purchases on or before ``observation_end`` only
+      (``batch.clv.model_summary``; null / 0 for a customer whose purchases all come later).
+    """
+    by_time = Window.partitionBy("customer_id").orderBy("transaction_datetime")
+    day, amount, online = F.col("day"), F.col("amount"), F.col("online")
+    rows = (purchases(transactions)
+            .select("customer_id", "transaction_datetime", F.col("amount").cast("decimal(18,2)").alias("amount"),
+                    (F.col("channel") == ONLINE).alias("online"), F.to_date("transaction_datetime").alias("day"))
+            .withColumn("new_day", F.coalesce(F.lag(day).over(by_time) != day, F.lit(True)))
+            .withColumn("first_day", F.min(day).over(by_time)))  # days follow the time order: the first so far
+    observed = day <= F.lit(observation_end)
+    zero = F.lit(0).cast("decimal(28,2)")
+    return rows.groupBy("customer_id").agg(
+        F.coalesce(F.sum(F.when(online, amount)), zero).alias("online_spend"),
+        F.coalesce(F.sum(F.when(~online, amount)), zero).alias("instore_spend"),
+        F.count(F.lit(1)).alias("order_count"),
+        F.count_if(online).alias("online_orders"),
+        F.min("transaction_datetime").alias("first_purchase_at"),
+        F.max("transaction_datetime").alias("last_purchase_at"),
+        F.collect_set(F.trunc(day, "month")).alias("purchase_months"),
+        F.min(F.when(observed, day)).alias("obs_first_day"),
+        F.max(F.when(observed, day)).alias("obs_last_day"),
+        F.count_if(observed & F.col("new_day")).alias("obs_days"),
+        F.sum(F.when(observed, amount)).alias("obs_total"),
+        F.sum(F.when(observed & (day == F.col("first_day")), amount)).alias("obs_first_amount"),
+    )
+
+
+def customer_spend(summary: DataFrame, refunds: DataFrame, *, as_of: date,
                    omnichannel_min_share: float = 0.2) -> DataFrame:
-    """One row per customer with a purchase or a refund.
+    """One row per customer with a purchase (``purchase_summary`` rows) or a refund.
 
     Columns: ``online_spend``, ``instore_spend``, ``gross_spend``, ``refunded``, ``total_spend`` (gross - refunds),
     ``order_count`` (purchases), ``online_orders``, ``instore_orders``, ``avg_order_value`` (total spend /
@@ -31,16 +71,8 @@ def customer_spend(transactions: DataFrame, refunds: DataFrame, *, as_of: date,
     ``preferred_channel``: Omnichannel when each channel has at least ``omnichannel_min_share`` of the customer's
     purchases, else the channel with more purchases (seed 002).
     """
-    amount = F.col("amount").cast("decimal(18,2)")
-    online = F.col("channel") == ONLINE
-    per_customer = purchases(transactions).groupBy("customer_id").agg(
-        F.sum(F.when(online, amount).otherwise(0)).alias("online_spend"),
-        F.sum(F.when(~online, amount).otherwise(0)).alias("instore_spend"),
-        F.count(F.lit(1)).alias("order_count"),
-        F.count_if(online).alias("online_orders"),
-        F.min("transaction_datetime").alias("first_purchase_at"),
-        F.max("transaction_datetime").alias("last_purchase_at"),
-    )
+    per_customer = summary.select("customer_id", "online_spend", "instore_spend", "order_count", "online_orders",
+                                  "first_purchase_at", "last_purchase_at")
     refunded = refunds.groupBy("customer_id").agg(F.sum("refund_amount").alias("refunded"))
     df = per_customer.join(refunded, "customer_id", "full")
     zero = F.lit(0).cast("decimal(18,2)")

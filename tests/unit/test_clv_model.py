@@ -10,6 +10,7 @@ import pytest
 
 from batch import clv_model
 from batch.clv import model_summary
+from batch.spend import purchase_summary
 from c360 import cli
 
 TRUE_BG = clv_model.BgNbd(r=0.243, alpha=4.414, a=0.793, b=2.426, log_likelihood=0)  # CDNOW's fit, in weeks
@@ -39,10 +40,11 @@ def test_spark_and_pandas_summaries_agree(spark):
                                          observation_end="2024-06-30", max_age_days=200, seed=3)
     want = clv_model.summarize(tx, customer_col="customer", date_col="date", amount_col="amount",
                                observation_end=pd.Timestamp("2024-06-30"), time_unit="W")
-    sdf = spark.createDataFrame(tx.assign(status="Completed").rename(
+    sdf = spark.createDataFrame(tx.assign(status="Completed", channel="Online").rename(
         columns={"customer": "customer_id", "date": "transaction_datetime"}).assign(
         amount=tx["amount"].round(2)))
-    got = model_summary(sdf, observation_end=date(2024, 6, 30), time_unit="W").toPandas()
+    end = date(2024, 6, 30)
+    got = model_summary(purchase_summary(sdf, observation_end=end), observation_end=end, time_unit="W").toPandas()
     got = got.rename(columns={"customer_id": "customer"}).sort_values("customer").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want.sort_values("customer").reset_index(drop=True), check_exact=False,
                                   rtol=1e-9)

@@ -27,6 +27,10 @@ def txn(spark, rows):
     return spark.createDataFrame([(f"T{i}", c, d(a), t, s, ch) for i, (c, a, t, s, ch) in enumerate(rows)], TXN)
 
 
+def summary(spark, rows, observation_end=AS_OF):
+    return spend.purchase_summary(txn(spark, rows), observation_end=observation_end)
+
+
 def refunds(spark, rows=()):
     return spark.createDataFrame([(f"R{i}", c, "O", "P", d(a), t) for i, (c, a, t) in enumerate(rows)], REFUNDS)
 
@@ -38,7 +42,7 @@ def test_spend_nets_refunds_skips_cancelled_and_picks_the_channel(spark):
     rows += [("C", 10, t, "Completed", "Online"), ("C", 10, t, "Returned", "In-Store"),
              ("C", 10, datetime(2025, 1, 30), "Completed", "In-Store")]
     out = {r.customer_id: r for r in spend.customer_spend(
-        txn(spark, rows), refunds(spark, [("A", 30, t), ("D", 5, t)]), as_of=AS_OF).collect()}
+        summary(spark, rows), refunds(spark, [("A", 30, t), ("D", 5, t)]), as_of=AS_OF).collect()}
     a, b, c, dd = out["A"], out["B"], out["C"], out["D"]
     assert (a.gross_spend, a.refunded, a.total_spend, a.order_count) == (d(450), d(30), d(420), 5)
     assert (a.avg_order_value, a.preferred_channel) == (d(84), "Omnichannel")  # in-store share 0.2 >= 0.2
@@ -153,7 +157,7 @@ def test_retention_cohorts_by_calendar_month(spark):
                                                                           "Online"),
             ("C", 10, datetime(2024, 1, 1), "Cancelled", "Online"), ("C", 10, datetime(2024, 2, 2), "Completed",
                                                                       "Online")]
-    out = {(r.cohort_month, r.months_since): r for r in cohorts.transform_retention_cohorts(txn(spark, rows)).collect()}
+    out = {(r.cohort_month, r.months_since): r for r in cohorts.transform_retention_cohorts(summary(spark, rows)).collect()}
     jan, feb = date(2024, 1, 1), date(2024, 2, 1)
     assert {k: (r.cohort_size, r.active_customers, r.retention_rate) for k, r in out.items()} == {
         (jan, 0): (2, 2, 1.0), (jan, 1): (2, 1, 0.5), (jan, 2): (2, 1, 0.5),  # A in Feb, B in Mar
@@ -224,10 +228,13 @@ def test_model_summary_in_spark_follows_the_fader_hardie_conventions(spark):
                                                                        "Online"),
             ("A", 99, datetime(2024, 1, 20), "Cancelled", "Online"),       # not a purchase
             ("B", 7, datetime(2024, 1, 29), "Completed", "Online"),
-            ("A", 1000, datetime(2024, 2, 1), "Completed", "Online")]      # after the observation end
-    got = {r.customer_id: r for r in model_summary(txn(spark, rows), observation_end=date(2024, 1, 29),
+            ("A", 1000, datetime(2024, 2, 1), "Completed", "Online"),      # after the observation end
+            ("C", 5, datetime(2024, 2, 2), "Completed", "Online")]         # a buyer only after it: no summary row
+    end = date(2024, 1, 29)
+    got = {r.customer_id: r for r in model_summary(summary(spark, rows, end), observation_end=end,
                                                     time_unit="W").collect()}
     a, b = got["A"], got["B"]
+    assert "C" not in got
     assert (a.frequency, a.recency, a.T, a.monetary) == (2.0, 2.0, 4.0, 30.0)  # weeks: 14 / 7 and 28 / 7
     assert (b.frequency, b.recency, b.T, b.monetary) == (0.0, 0.0, 0.0, 0.0)
 
