@@ -42,8 +42,21 @@ class ActivityParams:
     report_month: str = "2024-12"
 
 
+def login_summary(logins: DataFrame, params: ActivityParams) -> DataFrame:
+    """One row per customer with a login event: what the activity report and the engagement score need from the
+    login stream, in one aggregation: ``login_count``, ``evening_login_count`` (at or after ``evening_hour``),
+    ``first_login_event``, ``latest_login_event`` and ``month_logins`` (in ``report_month``)."""
+    return logins.groupBy("customer_id").agg(
+        F.count(F.lit(1)).alias("login_count"),
+        F.count_if(F.hour("login_datetime") >= params.evening_hour).alias("evening_login_count"),
+        F.min("login_datetime").alias("first_login_event"),
+        F.max("login_datetime").alias("latest_login_event"),
+        F.count_if(F.date_format("login_datetime", "yyyy-MM") == params.report_month).alias("month_logins"),
+    )
+
+
 def transform_customer_activity(customers: DataFrame, logins: DataFrame, *, params: ActivityParams) -> DataFrame:
-    """Silver customers and logins -> one activity row per customer.
+    """Silver customers and their ``login_summary`` rows (same ``params``) -> one activity row per customer.
 
     Columns and their seed 000 criteria:
     ``registration_date``, ``registration_hour`` (2), ``registration_year`` (3), ``never_logged_in`` (4),
@@ -57,14 +70,10 @@ def transform_customer_activity(customers: DataFrame, logins: DataFrame, *, para
 
     The last login is the later of the customer record's ``last_login_datetime`` and the latest login event.
     """
-    per_customer = logins.groupBy("customer_id").agg(
-        F.count(F.lit(1)).alias("login_count"),
-        F.count_if(F.hour("login_datetime") >= params.evening_hour).alias("evening_login_count"),
-        F.max("login_datetime").alias("_latest_login_event"),
-        F.count_if(F.date_format("login_datetime", "yyyy-MM") == params.report_month).alias("_month_logins"),
-    )
+    per_customer = logins.select("customer_id", "login_count", "evening_login_count", "latest_login_event",
+                                 "month_logins")
     df = customers.join(per_customer, "customer_id", "left")
-    last_login = F.greatest(F.col("last_login_datetime"), F.col("_latest_login_event"))
+    last_login = F.greatest(F.col("last_login_datetime"), F.col("latest_login_event"))
     df = df.withColumn("last_login_at", last_login)
     days_since = F.datediff(F.lit(params.as_of), F.to_date("last_login_at"))
     churn = (F.when(F.col("last_login_at").isNull(), F.lit(params.never_label))
@@ -74,7 +83,7 @@ def transform_customer_activity(customers: DataFrame, logins: DataFrame, *, para
     rank = Window.orderBy(F.col("last_login_at").desc_nulls_last(), F.col("customer_id"))
     # min/max over the rank's own ordering and partitioning: computed in the same window pass (no second exchange)
     everyone = rank.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    in_month = (F.coalesce("_month_logins", F.lit(0)) > 0) | \
+    in_month = (F.coalesce("month_logins", F.lit(0)) > 0) | \
         (F.date_format("last_login_datetime", "yyyy-MM") == params.report_month)
     return df.select(
         "customer_id", "customer_name", "city", "status",

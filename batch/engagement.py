@@ -39,9 +39,9 @@ class EngagementParams:
 
 
 def transform_engagement(customers: DataFrame, logins: DataFrame, p: EngagementParams) -> DataFrame:
-    stats = logins.groupBy("customer_id").agg(
-        F.count(F.lit(1)).alias("login_count"),
-        F.min("login_datetime").alias("_first"), F.max("login_datetime").alias("_last"))
+    """Silver customers and their ``batch.activity.login_summary`` rows -> one engagement row per customer."""
+    stats = logins.select("customer_id", "login_count", F.col("first_login_event").alias("_first"),
+                          F.col("latest_login_event").alias("_last"))
     df = customers.select("customer_id", "registration_datetime", "last_login_datetime", "status").join(
         stats, "customer_id", "left")
     as_of = F.lit(p.as_of)

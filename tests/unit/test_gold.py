@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import functions as F
 
-from batch import campaigns, churn, cohorts, daily, engagement, products, quality, rfm, spend, tiers
+from batch import activity, campaigns, churn, cohorts, daily, engagement, products, quality, rfm, spend, tiers
 from batch.clv import ClvParams, clv_tier, model_summary
 from batch.export import masked
 
@@ -189,7 +189,8 @@ def test_engagement_score_components_by_hand(spark):
     logins = spark.createDataFrame([("A", datetime(2025, 1, 2) + (datetime(2025, 1, 30) - datetime(2025, 1, 2)) * i / 7)
                                     for i in range(8)], "customer_id string, login_datetime timestamp")
     p = engagement.EngagementParams(as_of=AS_OF)
-    out = {r.customer_id: r for r in engagement.transform_engagement(customers, logins, p).collect()}
+    out = {r.customer_id: r for r in engagement.transform_engagement(
+        customers, activity.login_summary(logins, activity.ActivityParams(as_of=AS_OF)), p).collect()}
     a, n = out["A"], out["N"]
     # registration 1 - 60/730; frequency 8 logins / 2 months / 4 = 1; gap: max(mean 4 days, 1 day) -> 1 - 4/90
     assert a.registration_component == pytest.approx(1 - 60 / 730, abs=1e-4)

@@ -19,7 +19,7 @@ from pyspark.sql.types import (
 )
 from pyspark.testing import assertDataFrameEqual
 
-from batch.activity import ActivityParams, transform_customer_activity
+from batch.activity import ActivityParams, login_summary, transform_customer_activity
 from lakehouse import config
 from lakehouse.schemas import SILVER
 from streaming.bronze import transform_bronze
@@ -181,7 +181,8 @@ def test_customer_activity_rules_by_hand(spark):
         ("A", datetime(2025, 1, 2, 10)), ("A", datetime(2024, 12, 20, 18, 0)), ("A", datetime(2024, 12, 21, 17, 59)),
         ("F", datetime(2025, 1, 30, 23, 15)),
     ], ACT_LOGINS)
-    out = transform_customer_activity(customers, logins, params=ActivityParams(as_of=as_of))
+    params = ActivityParams(as_of=as_of)
+    out = transform_customer_activity(customers, login_summary(logins, params), params=params)
     got = {r.customer_id: r for r in out.collect()}
     assert {k: r.churn_status for k, r in got.items()} == {
         "A": "Active", "B": "At Risk", "C": "At Risk", "D": "Churned", "E": "Never Logged In", "F": "Active"}
@@ -203,5 +204,5 @@ def test_customer_activity_thresholds_come_from_params(spark):
     logins = spark.createDataFrame([], ACT_LOGINS)
     params = ActivityParams(as_of=date(2025, 1, 11), at_risk_days=7, churned_days=10, never_label="—")
     expected = spark.createDataFrame([("A", "Churned")], "customer_id string, churn_status string")
-    assertDataFrameEqual(transform_customer_activity(customers, logins, params=params)
+    assertDataFrameEqual(transform_customer_activity(customers, login_summary(logins, params), params=params)
                          .select("customer_id", "churn_status"), expected)
