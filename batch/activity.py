@@ -55,7 +55,8 @@ def login_summary(logins: DataFrame, params: ActivityParams) -> DataFrame:
     )
 
 
-def transform_customer_activity(customers: DataFrame, logins: DataFrame, *, params: ActivityParams) -> DataFrame:
+def transform_customer_activity(customers: DataFrame, logins_by_customer: DataFrame, *,
+                                params: ActivityParams) -> DataFrame:
     """Silver customers and their ``login_summary`` rows (same ``params``) -> one activity row per customer.
 
     Columns and their seed 000 criteria:
@@ -70,8 +71,8 @@ def transform_customer_activity(customers: DataFrame, logins: DataFrame, *, para
 
     The last login is the later of the customer record's ``last_login_datetime`` and the latest login event.
     """
-    per_customer = logins.select("customer_id", "login_count", "evening_login_count", "latest_login_event",
-                                 "month_logins")
+    per_customer = logins_by_customer.select("customer_id", "login_count", "evening_login_count",
+                                             "latest_login_event", "month_logins")
     df = customers.join(per_customer, "customer_id", "left")
     last_login = F.greatest(F.col("last_login_datetime"), F.col("latest_login_event"))
     df = df.withColumn("last_login_at", last_login)

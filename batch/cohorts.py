@@ -8,7 +8,7 @@ customer of the cohort have no row (read them as 0).
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 TABLE = "gold_retention_cohorts"
@@ -22,7 +22,9 @@ def transform_retention_cohorts(summary: DataFrame) -> DataFrame:
     since = F.months_between("month", "cohort_month").cast("int")
     counts = (per_customer.groupBy("cohort_month", since.alias("months_since"))
               .agg(F.count(F.lit(1)).alias("active_customers")))
-    sizes = counts.where("months_since = 0").select("cohort_month", F.col("active_customers").alias("cohort_size"))
-    return (counts.join(F.broadcast(sizes), "cohort_month")
+    # month 0 holds every customer of the cohort: its count is the cohort's size (a window, not a self-join that
+    # would count the months twice)
+    size = F.max(F.when(F.col("months_since") == 0, F.col("active_customers"))).over(Window.partitionBy("cohort_month"))
+    return (counts.withColumn("cohort_size", size)
             .select("cohort_month", "months_since", "cohort_size", "active_customers",
                     F.round(F.col("active_customers") / F.col("cohort_size"), 4).alias("retention_rate")))

@@ -38,17 +38,17 @@ class EngagementParams:
     churned_days: int = 90
 
 
-def transform_engagement(customers: DataFrame, logins: DataFrame, p: EngagementParams) -> DataFrame:
+def transform_engagement(customers: DataFrame, logins_by_customer: DataFrame, p: EngagementParams) -> DataFrame:
     """Silver customers and their ``batch.activity.login_summary`` rows -> one engagement row per customer."""
-    stats = logins.select("customer_id", "login_count", F.col("first_login_event").alias("_first"),
-                          F.col("latest_login_event").alias("_last"))
+    stats = logins_by_customer.select("customer_id", "login_count", "first_login_event", "latest_login_event")
     df = customers.select("customer_id", "registration_datetime", "last_login_datetime", "status").join(
         stats, "customer_id", "left")
     as_of = F.lit(p.as_of)
-    last_login = F.greatest("last_login_datetime", "_last")
+    last_login = F.greatest("last_login_datetime", "latest_login_event")
     days_registered = F.greatest(F.datediff(as_of, F.to_date("registration_datetime")), F.lit(0))
     logins = F.coalesce("login_count", F.lit(0))
-    mean_gap = F.when(logins > 1, (F.unix_timestamp("_last") - F.unix_timestamp("_first")) / 86400 / (logins - 1))
+    mean_gap = F.when(logins > 1, (F.unix_timestamp("latest_login_event") - F.unix_timestamp("first_login_event"))
+                      / 86400 / (logins - 1))
     since_last = F.datediff(as_of, F.to_date(last_login))
     worst_gap = F.greatest(F.coalesce(mean_gap, since_last.cast("double")), since_last.cast("double"))
     components = {

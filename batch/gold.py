@@ -126,14 +126,14 @@ class Context:
                                        report_month=b.report_month)
 
     @cached_property
-    def logins(self) -> DataFrame:
+    def login_summary(self) -> DataFrame:
         """Logins per customer (activity and engagement): one pass over the login stream for both."""
         return self._keep(activity.login_summary(self.read("silver_logins"), self.activity_params))
 
     @cached_property
     def activity(self) -> DataFrame:
         return self._keep(activity.transform_customer_activity(
-            self.read("silver_customers"), self.logins, params=self.activity_params))
+            self.read("silver_customers"), self.login_summary, params=self.activity_params))
 
     @cached_property
     def rfm(self) -> DataFrame:
@@ -163,7 +163,7 @@ class Context:
             weight_activity_gap=b.engagement_weight_activity_gap, weight_status=b.engagement_weight_status,
             logins_per_month_target=b.engagement_logins_per_month_target,
             registration_horizon_days=b.engagement_registration_horizon_days, churned_days=b.churn_churned_days)
-        return self._keep(engagement.transform_engagement(self.read("silver_customers"), self.logins,
+        return self._keep(engagement.transform_engagement(self.read("silver_customers"), self.login_summary,
                                                           params))
 
     @cached_property

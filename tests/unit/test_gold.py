@@ -157,7 +157,8 @@ def test_retention_cohorts_by_calendar_month(spark):
                                                                           "Online"),
             ("C", 10, datetime(2024, 1, 1), "Cancelled", "Online"), ("C", 10, datetime(2024, 2, 2), "Completed",
                                                                       "Online")]
-    out = {(r.cohort_month, r.months_since): r for r in cohorts.transform_retention_cohorts(summary(spark, rows)).collect()}
+    out = {(r.cohort_month, r.months_since): r
+           for r in cohorts.transform_retention_cohorts(summary(spark, rows)).collect()}
     jan, feb = date(2024, 1, 1), date(2024, 2, 1)
     assert {k: (r.cohort_size, r.active_customers, r.retention_rate) for k, r in out.items()} == {
         (jan, 0): (2, 2, 1.0), (jan, 1): (2, 1, 0.5), (jan, 2): (2, 1, 0.5),  # A in Feb, B in Mar
