@@ -223,6 +223,16 @@ def run_command(args: argparse.Namespace) -> int:
             jars = ensure_jars(cfg.lake.state_dir, which)
             size = sum(j.stat().st_size for j in jars) / 2**20
             print(f"{which}: {len(jars)} jars, {size:.0f} MiB in {jar_dir(cfg.lake.state_dir, which)}")
+        if cfg.spark.class_data_sharing:
+            from lakehouse import cds
+
+            spark_jars = [str(j) for j in ensure_jars(cfg.lake.state_dir, "spark")]
+            archive = cds.archive_path(cfg.lake.state_dir, spark_jars)
+            if archive is not None and not archive.is_file():
+                print("making the Spark driver's class-data sharing archive (once, about 30 s)", flush=True)
+            archive = cds.build(cfg, spark_jars)
+            if archive is not None:
+                print(f"class-data sharing archive: {archive.stat().st_size / 2**20:.0f} MiB in {archive}")
         return 0
     if args.command == "kafka":
         from lakehouse.kafka_local import LocalKafka

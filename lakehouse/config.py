@@ -80,6 +80,7 @@ class SparkConfig:
     ui_enabled: bool
     bind_address: str
     timezone: str
+    class_data_sharing: bool
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,16 @@ import logging
 import os
 from pathlib import Path
 
+from lakehouse import cds
 from lakehouse.config import Config
 from lakehouse.jars import JVM_DIR, ensure_jars, require_tool
 
 log = logging.getLogger(__name__)
 
 
-def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
-    """The session settings c360 runs with (pure: easy to inspect and test)."""
+def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str, str]:
+    """The session settings c360 runs with (pure: easy to inspect and test); ``java_options`` go to the driver
+    JVM (the class-data sharing archive, :mod:`lakehouse.cds`)."""
     conf = {
         "spark.master": cfg.spark.master,
         # spark.driver.memory only takes effect before the JVM starts, so it goes in with the first session.
@@ -51,7 +53,8 @@ def spark_conf(cfg: Config, jars: list[str]) -> dict[str, str]:
         # option values that are secrets (Kafka's JAAS line with its password, a client key) never reach a log or
         # the UI: Spark redacts any key or value matching this (its default plus JAAS and PEM keys)
         "spark.redaction.regex": r"(?i)secret|password|token|access[.]?key|jaas|keystore[.]key|private key",
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}",
+        "spark.driver.extraJavaOptions": " ".join(
+            [f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}", *java_options.split()]),
     }
     if cfg.spark.master.startswith("local"):
         # Serve nothing beyond localhost unless configured otherwise.
@@ -94,8 +97,9 @@ def get_spark(cfg: Config, app_name: str = "c360"):
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # pandas-on-Spark asks for it before the JVM starts
     if cfg.spark.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", cfg.spark.bind_address)
+    java_options = cds.java_options(cds.archive_path(cfg.lake.state_dir, jars)) if cfg.spark.class_data_sharing else ""
     builder = SparkSession.builder.appName(app_name)
-    for key, value in spark_conf(cfg, jars).items():
+    for key, value in spark_conf(cfg, jars, java_options).items():
         builder = builder.config(key, value)
     log.info("starting Spark (%s, driver memory %s)", cfg.spark.master, cfg.spark.driver_memory)
     spark = builder.getOrCreate()
