@@ -78,3 +78,31 @@ def test_a_table_before_its_first_commit_is_not_read(spark, tmp_path):
     reads: list[dict] = []
     read_all(spark, lake, reads)
     assert [(r["table"], r.get("rows"), "error" in r) for r in reads] == [("silver_customers", 1, False)]
+
+
+def test_a_rows_latency_runs_from_its_production_to_the_commit_that_made_it_visible(spark, tmp_path):
+    import time
+
+    import pandas as pd
+
+    from bench.run import latency_percentiles, silver_latencies
+
+    path = str(tmp_path / "lake" / "silver_logins")  # the other silver tables do not exist: skipped
+    for produced_ago in (10, 20):  # two commits, 2 s apart: a row matched to the later commit would be 2 s late
+        spark.range(2).selectExpr("current_timestamp() AS _updated_at",
+                                  f"current_timestamp() - INTERVAL {produced_ago} SECONDS AS _kafka_timestamp") \
+            .write.format("delta").mode("append").save(path)
+        time.sleep(2)
+    got = silver_latencies(spark, tmp_path / "lake").sort_values("latency_s")
+    assert len(got) == 4
+    first, second = got.latency_s.iloc[:2], got.latency_s.iloc[2:]
+    assert first.between(10, 11.9).all() and second.between(20, 21.9).all()
+
+    frame = pd.DataFrame({"produced": pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:01:00",
+                                                      "2026-01-01 00:02:00", "2026-01-01 00:03:00"]),
+                          "latency_s": [100.0, 4.0, 2.0, 6.0]})
+    window = latency_percentiles(frame, since=pd.Timestamp("2026-01-01 00:01:00"),
+                                 until=pd.Timestamp("2026-01-01 00:03:00"))  # the warm-up's row is left out
+    assert window == {"rows": 2, "p50_s": 3.0, "p95_s": 3.9}
+    assert latency_percentiles(frame)["rows"] == 4
+    assert latency_percentiles(frame, since=pd.Timestamp("2027-01-01")) == {"rows": 0, "p50_s": None, "p95_s": None}
