@@ -229,7 +229,7 @@ def run_command(args: argparse.Namespace) -> int:
             spark_jars = [str(j) for j in ensure_jars(cfg.lake.state_dir, "spark")]
             archive = cds.archive_path(cfg.lake.state_dir, spark_jars)
             if archive is not None and not archive.is_file():
-                print("making the Spark driver's class-data sharing archive (once, about 30 s)", flush=True)
+                print("making the Spark driver's class-data sharing archive (once, about 35 s)", flush=True)
             archive = cds.build(cfg, spark_jars)
             if archive is not None:
                 print(f"class-data sharing archive: {archive.stat().st_size / 2**20:.0f} MiB in {archive}")

@@ -85,7 +85,8 @@ def build(cfg, jars: list[str], workload: list[str] = WORKLOAD) -> Path | None:
         # a JVM ignores a file that is not an archive, but one cut short (the workload's JVM died while writing
         # it) crashes it: only a file with the archive's magic number that a JVM starts with is put in place
         check = subprocess.run([str(_java()), f"-XX:SharedArchiveFile={tmp}", *QUIET.split(),
-                                f"-XX:ErrorFile={tmp}.crash", "-version"], capture_output=True, timeout=120)
+                                f"-XX:ErrorFile={tmp}.crash", "-XX:-CreateCoredumpOnCrash", "-version"],
+                               capture_output=True, timeout=120)
         Path(f"{tmp}.crash").unlink(missing_ok=True)
         if magic != DYNAMIC_ARCHIVE_MAGIC or check.returncode != 0:
             log.warning("no class-data sharing archive (Spark starts without it): the workload's archive is %s",
