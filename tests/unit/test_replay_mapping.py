@@ -7,9 +7,11 @@ import pytest
 from lakehouse.errors import C360Error
 from lakehouse.tables import SOURCES
 from producers.replay import (
+    PACE_S,
     Positions,
     Record,
     Reject,
+    _sleep_polling,
     event_id,
     json_to_record,
     parse_event_time,
@@ -107,3 +109,23 @@ def test_positions_advance_only_over_contiguous_acknowledgements(tmp_path):
     assert Positions.load(tmp_path / "p.json", tmp_path).done == {"a.csv": 5}
     with pytest.raises(C360Error, match="nothing to resume"):
         Positions.load(tmp_path / "missing.json", tmp_path)
+
+
+def test_a_pause_polls_the_producer_without_busy_waiting():
+    """--rate pauses in steps of PACE_S, each a poll with a timeout of at least a millisecond (the client rounds
+    its timeout down to whole milliseconds: shorter polls return at once, a busy loop of half a core at 5,000/s)."""
+    import time
+
+    class Producer:
+        def __init__(self):
+            self.timeouts = []
+
+        def poll(self, timeout):  # returns early, as when it serves a delivery callback
+            self.timeouts.append(timeout)
+            time.sleep(timeout / 3)
+
+    producer = Producer()
+    started = time.monotonic()
+    _sleep_polling(producer, PACE_S)
+    assert time.monotonic() - started >= PACE_S
+    assert producer.timeouts and min(producer.timeouts) >= 0.001 and len(producer.timeouts) <= 20
