@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from streaming.anomalies import AnomalyRules, CustomerState, evaluate
+from streaming.anomalies import AnomalyRules, CustomerState, evaluate, evaluate_bucket
 
 RULES = AnomalyRules(burst_logins=3, burst_window_s=60, short_gap_s=2, reactivation_days=90)
 S = 1000  # ms per second
@@ -92,3 +92,37 @@ def test_state_keeps_only_the_burst_window():
     state = CustomerState([(i * 10 * S, f"L{i}") for i in range(100)], [])
     evaluate(state, RULES, 10**9)
     assert len(state.window) <= RULES.burst_logins + 5 and state.n_gaps == 99
+
+
+def test_a_bucket_of_customers_gives_each_customer_its_own_result():
+    """Customers sharing a state bucket (the stored JSON between micro-batches) fire exactly what each would
+    alone, out-of-order arrival within the watermark included."""
+    rng = random.Random(3)
+    logins = {c: [(t * S, f"{c}-{i}") for i, t in enumerate(sorted(rng.sample(range(0, 600), 40)))]
+              for c in ("c1", "c2", "c3")}
+    arrivals = sorted(((ts + rng.randint(0, 20) * S, c, ts, lid) for c, rows in logins.items() for ts, lid in rows))
+    batches = [arrivals[i:i + 17] for i in range(0, len(arrivals), 17)]
+    stored, fired, watermark, latest = {}, set(), -1, 0
+    for batch in batches:
+        out, due = evaluate_bucket(stored, [(c, ts, lid) for _, c, ts, lid in batch], RULES, watermark)
+        fired |= {(f["customer_id"], f["login_id"], f["rule"]) for f in out}
+        latest = max([latest] + [ts for _, _, ts, _ in batch])
+        watermark = latest - 30 * S
+        stored = json.loads(json.dumps(stored))
+        assert due == min(p[0] for row in stored.values() for p in row[0])
+    out, _ = evaluate_bucket(stored, [], RULES, 10**12)
+    fired |= {(f["customer_id"], f["login_id"], f["rule"]) for f in out}
+    alone = {(c, lid, rule) for c, rows in logins.items()
+             for lid, rule in _run([[(ts, lid)] for ts, lid in sorted(rows, key=lambda r: r[0])])}
+    assert fired == alone and {f[2] for f in fired} >= {"burst", "short_gap"}
+
+
+def test_a_bucket_drops_expired_customers_and_asks_for_its_next_call():
+    rules = AnomalyRules(burst_logins=3, burst_window_s=60, short_gap_s=2, reactivation_days=1, state_ttl_days=2)
+    stored = {}
+    evaluate_bucket(stored, [("old", 0, "a"), ("new", 5 * DAY, "b"), ("new", 6 * DAY, "c")], rules, 1 * DAY)
+    out, due = evaluate_bucket(stored, [], rules, 5 * DAY)  # "old": evaluated, then > 2 days without a login
+    assert set(stored) == {"new"} and stored["new"][2] == 5 * DAY and due == 6 * DAY and out == []
+    out, due = evaluate_bucket(stored, [], rules, 6 * DAY)
+    assert [(f["customer_id"], f["rule"]) for f in out] == [("new", "reactivation")] and due == 8 * DAY
+    assert evaluate_bucket(stored, [], rules, 8 * DAY) == ([], None) and stored == {}
