@@ -135,7 +135,8 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_del
     try:
         base = dict(os.environ, C360_KAFKA_BOOTSTRAP=broker.bootstrap, C360_KAFKA_TOPIC_PREFIX="chaos.",
                     C360_KAFKA_PARTITIONS="1", C360_LAKE_STATE_DIR=str(ROOT / ".c360"),
-                    C360_STREAM_TRIGGER_INTERVAL="1 second", C360_STREAM_MAX_OFFSETS_PER_TRIGGER=str(batch))
+                    C360_STREAM_TRIGGER_INTERVAL="1 second", C360_STREAM_DERIVED_TRIGGER_INTERVAL="1 second",
+                    C360_STREAM_MAX_OFFSETS_PER_TRIGGER=str(batch))
 
         def env(run):
             return {**base, "C360_LAKE_ROOT": str(workdir / f"lake-{run}"),

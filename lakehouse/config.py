@@ -86,6 +86,7 @@ class SparkConfig:
 @dataclass(frozen=True)
 class StreamConfig:
     trigger_interval: str
+    derived_trigger_interval: str
     max_offsets_per_trigger: int
     starting_offsets: str
     fail_on_data_loss: bool

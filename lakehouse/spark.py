@@ -37,8 +37,9 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str
         "spark.ui.enabled": str(cfg.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
-        # the streaming app runs one query per source at once: fair pools keep a big batch from starving the rest
+        # the streaming app runs its queries at once in FAIR pools: the ingest query's pool comes first
         "spark.scheduler.mode": "FAIR",
+        "spark.scheduler.allocation.file": str(JVM_DIR / "fairscheduler.xml"),
         # stateful queries (login anomalies, city x hour counts) keep state in RocksDB, off the JVM heap, and
         # checkpoint only its changes
         "spark.sql.streaming.stateStore.providerClass":

@@ -111,15 +111,22 @@ def kafka_stream(spark, cfg: Config, topics: list[str]):
             .load())
 
 
-def _start(writer, spark, cfg: Config, query: str, *, available_now: bool):
-    """Start a query with its own checkpoint, trigger and (FAIR) scheduler pool."""
+# the FAIR scheduler pool of every ingest query (jvm/fairscheduler.xml gives it precedence); the derived queries each
+# have a pool named after them
+INGEST_POOL = "ingest"
+
+
+def _start(writer, spark, cfg: Config, query: str, *, available_now: bool, interval: str | None = None,
+           pool: str | None = None):
+    """Start a query with its own checkpoint, trigger (``interval``, else stream.trigger_interval) and (FAIR)
+    scheduler pool (``pool``, else one named after the query)."""
     checkpoint = checkpoint_path(cfg.lake.checkpoint_root, query)
     remove_interrupted_writes(checkpoint)
     writer = writer.queryName(query).option("checkpointLocation", checkpoint)
     writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
-        processingTime=cfg.stream.trigger_interval)
+        processingTime=interval or cfg.stream.trigger_interval)
     if cfg.stream.scheduler_pools:  # the pool is inherited by the query's thread
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", query)
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool or query)
     try:
         return writer.start()
     finally:
@@ -132,7 +139,7 @@ def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool)
     targets = [source_target(cfg, n, query) for n in sources]
     writer = (kafka_stream(spark, cfg, [t.topic for t in targets]).writeStream
               .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources)))
-    return _start(writer, spark, cfg, query, available_now=available_now)
+    return _start(writer, spark, cfg, query, available_now=available_now, pool=INGEST_POOL)
 
 
 def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
@@ -147,11 +154,12 @@ def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
                                           watermark=cfg.stream.anomaly_watermark)
     writer = anomalies.writeStream.outputMode("append").foreachBatch(
         QueryRun(lambda df, batch_id, new: write_anomalies(cfg, df, batch_id, new=new)))
-    q1 = _start(writer, spark, cfg, ANOMALY_QUERY, available_now=available_now)
+    interval = cfg.stream.derived_trigger_interval
+    q1 = _start(writer, spark, cfg, ANOMALY_QUERY, available_now=available_now, interval=interval)
     counts = transform_city_hour(logins, watermark=cfg.stream.city_hour_watermark)
     writer = counts.writeStream.outputMode("update").foreachBatch(
         lambda df, batch_id: write_city_hour(cfg, df, batch_id))
-    q2 = _start(writer, spark, cfg, CITY_HOUR_QUERY, available_now=available_now)
+    q2 = _start(writer, spark, cfg, CITY_HOUR_QUERY, available_now=available_now, interval=interval)
     return [q1, q2]
 
 

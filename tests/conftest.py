@@ -67,7 +67,7 @@ def make_config(root: Path, bootstrap: str = "") -> config.Config:
         "lake": {"root": str(root / "lake"), "checkpoint_root": str(root / "checkpoints"),
                  "data_dir": str(root / "data"), "state_dir": str(STATE_DIR)},
         "spark": {"driver_memory": "2g", "shuffle_partitions": 2},
-        "stream": {"trigger_interval": "1 second"},
+        "stream": {"trigger_interval": "1 second", "derived_trigger_interval": "1 second"},
         "dashboard": {"file": str(root / "dashboard.html")},
     })
 

@@ -111,7 +111,7 @@ def _child_env(cfg):
     for section, key in (("lake", "state_dir"), ("kafka", "topic_prefix"), ("kafka", "partitions"),
                          ("spark", "shuffle_partitions")):
         env[f"C360_{section.upper()}_{key.upper()}"] = str(getattr(getattr(cfg, section), key))
-    env["C360_STREAM_TRIGGER_INTERVAL"] = "1 second"
+    env["C360_STREAM_TRIGGER_INTERVAL"] = env["C360_STREAM_DERIVED_TRIGGER_INTERVAL"] = "1 second"
     env["C360_STREAM_MAX_OFFSETS_PER_TRIGGER"] = "700"  # many small batches: kills land mid-stream
     return env
 

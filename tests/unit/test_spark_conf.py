@@ -17,3 +17,15 @@ def test_session_settings_follow_the_configuration():
 def test_a_cluster_master_is_not_pinned_to_localhost():
     conf = spark_conf(config.load(environ={"C360_SPARK_MASTER": "spark://m:7077"}), [])
     assert conf["spark.master"] == "spark://m:7077" and "spark.driver.bindAddress" not in conf
+
+
+def test_the_ingest_pool_comes_first_in_the_fair_scheduler():
+    import xml.etree.ElementTree as ET
+
+    from streaming.app import INGEST_POOL
+
+    conf = spark_conf(config.load(environ={}), [])
+    assert conf["spark.scheduler.mode"] == "FAIR"
+    pools = {p.get("name"): p for p in ET.parse(conf["spark.scheduler.allocation.file"]).getroot().iter("pool")}
+    ingest = pools[INGEST_POOL]  # the derived queries' pools are not listed: weight 1, minShare 0
+    assert int(ingest.findtext("minShare")) >= 2 and int(ingest.findtext("weight")) > 1
