@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import typing
 from collections.abc import Mapping
@@ -231,6 +232,8 @@ def _validate(cfg: Config) -> None:
          "kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
         (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions must be at least 1"),
         (cfg.stream.max_offsets_per_trigger >= 1, "stream.max_offsets_per_trigger must be at least 1"),
+        *[(_is_interval(getattr(cfg.stream, key)), f"stream.{key} must be a time like '5 seconds' or '2 hours'")
+          for key in ("trigger_interval", "derived_trigger_interval", "anomaly_watermark", "city_hour_watermark")],
         (cfg.stream.unknown_fields in UNKNOWN_FIELD_RULES, "stream.unknown_fields must be rescue or quarantine"),
         (bool(cfg.stream.timestamp_formats), "stream.timestamp_formats must name at least one format"),
         (cfg.stream.burst_logins >= 2 and cfg.stream.burst_window_s > 0,
@@ -280,6 +283,14 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise C360Error(f"bad config: {message}")
+
+
+# a Spark interval as triggers and watermarks take it: "5 seconds", "1 minute 30 seconds", "interval 2 hours"
+_INTERVAL = re.compile(r"(?i)^\s*(interval\s+)?(\d+\s+(week|day|hour|minute|second|millisecond|microsecond)s?\s*)+$")
+
+
+def _is_interval(text: str) -> bool:
+    return bool(_INTERVAL.match(text))
 
 
 def _is_month(text: str) -> bool:

@@ -55,8 +55,9 @@ def test_bad_arguments(args, text):
     (["forget", " "], "blank ids are not allowed"),
     (["forget", "--vacuum", "C1"], "--vacuum takes no customer ids"),
     (["forget", "--ids-file", "/nope/ids.txt"], "cannot read --ids-file /nope/ids.txt"),
+    (["stream", "--trigger", "fast"], "stream.trigger_interval must be a time like '5 seconds'"),
 ])
-def test_forget_mistakes_fail_before_spark_starts(tmp_path, args, text):
+def test_mistakes_fail_before_spark_starts(tmp_path, args, text):
     assert_one_line_error(run_cli(*args, "--lake", str(tmp_path)), 1, text)
     assert not any(tmp_path.iterdir())  # nothing was created
 

@@ -54,11 +54,19 @@ def test_list_values_from_environment():
     ({"C360_DASHBOARD_MASK_PII": "sometimes"}, "dashboard.mask_pii"),
     ({"C360_STREAM_BROKER_OUTAGE_S": "5"}, "stream.broker_outage_s must be at least 10"),
     ({"C360_STREAM_PARALLEL_SOURCES": "0"}, "stream.parallel_sources must be at least 1"),
+    ({"C360_STREAM_TRIGGER_INTERVAL": "5"}, "stream.trigger_interval must be a time like '5 seconds'"),
+    ({"C360_STREAM_DERIVED_TRIGGER_INTERVAL": "1.5 minutes"}, "stream.derived_trigger_interval must be a time"),
+    ({"C360_STREAM_ANOMALY_WATERMARK": "45 minuets"}, "stream.anomaly_watermark must be a time"),
 ])
 def test_bad_values_give_one_line_errors(env, message):
     with pytest.raises(C360Error, match=message.replace("(", r"\(")) as info:
         config.load(environ=env)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["5 seconds", "1 second", "1 minute 30 seconds", "interval 2 hours", "45 MINUTES", "500 milliseconds"])
+def test_intervals_spark_takes_are_accepted(text):
+    assert config.load(environ={"C360_STREAM_TRIGGER_INTERVAL": text}).stream.trigger_interval == text
 
 
 def test_unknown_keys_and_sections_are_refused(tmp_path):

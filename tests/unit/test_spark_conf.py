@@ -23,9 +23,12 @@ def test_the_ingest_pool_comes_first_in_the_fair_scheduler():
     import xml.etree.ElementTree as ET
 
     from streaming.app import INGEST_POOL
+    from streaming.outputs import ANOMALY_QUERY, CITY_HOUR_QUERY
 
     conf = spark_conf(config.load(environ={}), [])
     assert conf["spark.scheduler.mode"] == "FAIR"
     pools = {p.get("name"): p for p in ET.parse(conf["spark.scheduler.allocation.file"]).getroot().iter("pool")}
-    ingest = pools[INGEST_POOL]  # the derived queries' pools are not listed: weight 1, minShare 0
+    ingest = pools[INGEST_POOL]
     assert int(ingest.findtext("minShare")) >= 2 and int(ingest.findtext("weight")) > 1
+    for query in (ANOMALY_QUERY, CITY_HOUR_QUERY):  # listed (else Spark warns on their first job), and behind
+        assert int(pools[query].findtext("minShare")) == 0 and int(pools[query].findtext("weight")) == 1
