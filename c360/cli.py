@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--rate", type=_positive_float, metavar="EPS", help="at most this many events per second")
     pace.add_argument("--speedup", type=_positive_float, metavar="X",
                       help="event-time replay, X times real time (3600: an hour a second), sources interleaved")
+    r.add_argument("--interleave", action="store_true",
+                   help="send every file at once, each in proportion to its length (default: one after another)")
     r.add_argument("--resume", action="store_true", help="continue from the last acknowledged position")
     r.add_argument("--rejects", metavar="FILE", help="where unreadable rows go (JSON lines)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -263,8 +265,8 @@ def run_command(args: argparse.Namespace) -> int:
         from producers.replay import replay
 
         summary = replay(cfg, args.input or cfg.lake.data_dir, sources=args.sources, rate=args.rate,
-                         speedup=args.speedup, resume=args.resume, rejects_file=args.rejects,
-                         progress=not args.no_progress)
+                         speedup=args.speedup, interleave=args.interleave, resume=args.resume,
+                         rejects_file=args.rejects, progress=not args.no_progress)
         print(summary.describe())
         if summary.interrupted:
             return 130

@@ -12,7 +12,8 @@ how far it got. Rows that cannot be read are skipped, counted and written to a r
 
 Modes: as fast as possible (files one after another); ``rate`` events per second; or event-time replay
 ``speedup`` times faster than real time, interleaving all sources in event-time order (files without an event
-time, such as customer records and catalogues, go first).
+time, such as customer records and catalogues, go first). ``interleave`` sends every file at once instead of one
+after another, each in proportion to its length (what a production stream of all sources looks like).
 """
 
 from __future__ import annotations
@@ -270,6 +271,22 @@ def _records(files, positions: Positions, with_time: bool) -> Iterator[Record | 
         yield from read_rows(path, source, topic, skip_to=positions.done.get(source.file, 0), with_time=with_time)
 
 
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+def _interleaved(files, positions: Positions) -> Iterator[Record | Reject]:
+    """Every file at once, each in proportion to its length: a row is sent when its file is as far through (in
+    lines) as the others are."""
+    def keyed(f):
+        total = max(1, _count_lines(f[1]))
+        for item in read_rows(f[1], f[0], f[2], skip_to=positions.done.get(f[0].file, 0), with_time=False):
+            yield item.line / total, item
+
+    yield from (item for _, item in heapq.merge(*(keyed(f) for f in files), key=lambda pair: pair[0]))
+
+
 def _event_time_order(files, positions: Positions) -> Iterator[Record | Reject]:
     """Files without an event time first, then every timed record of all files merged by event time (a record
     that is late in its file is sent when it is reached: it arrives late, as it would in production)."""
@@ -295,6 +312,7 @@ def replay(
     sources: list[str] | None = None,
     rate: float | None = None,
     speedup: float | None = None,
+    interleave: bool = False,
     resume: bool = False,
     rejects_file: str | Path | None = None,
     progress: bool = True,
@@ -307,6 +325,7 @@ def replay(
         sources: replay only these sources (default: every source whose file is present).
         rate: at most this many records per second (default: as fast as possible).
         speedup: event-time replay, this many times faster than real time (3600: an hour a second).
+        interleave: send every file at once, each in proportion to its length (default: one after another).
         resume: continue from the positions the last replay of this directory reached.
         rejects_file: where unreadable rows go (default ``<state_dir>/replay/rejects-<time>.jsonl``).
         progress: show a progress bar on a terminal.
@@ -321,6 +340,8 @@ def replay(
         raise C360Error(f"input directory not found: {root}")
     if rate and speedup:
         raise C360Error("choose one of --rate and --speedup")
+    if interleave and speedup:
+        raise C360Error("--speedup already interleaves the sources (in event-time order): drop --interleave")
     names = sources or list(SOURCES)
     unknown = [s for s in names if s not in SOURCES]
     if unknown:
@@ -355,7 +376,8 @@ def replay(
     reject_path = Path(rejects_file) if rejects_file else (
         Path(cfg.lake.state_dir) / "replay" / f"rejects-{datetime.now():%Y%m%dT%H%M%S}.jsonl")
     reject_fh = None
-    items = _event_time_order(files, positions) if speedup else _records(files, positions, with_time=False)
+    items = (_event_time_order(files, positions) if speedup else _interleaved(files, positions) if interleave
+             else _records(files, positions, with_time=False))
 
     # Ctrl-C and SIGTERM only raise a flag, checked between records: an exception raised at an arbitrary point
     # could fall between sending a record and noting it, and --resume would then send it again.

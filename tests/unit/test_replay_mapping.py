@@ -11,6 +11,7 @@ from producers.replay import (
     Positions,
     Record,
     Reject,
+    _interleaved,
     _sleep_polling,
     event_id,
     json_to_record,
@@ -129,3 +130,21 @@ def test_a_pause_polls_the_producer_without_busy_waiting():
     _sleep_polling(producer, PACE_S)
     assert time.monotonic() - started >= PACE_S
     assert producer.timeouts and min(producer.timeouts) >= 0.001 and len(producer.timeouts) <= 20
+
+
+def test_interleave_sends_every_file_at_once_in_proportion_to_its_length(tmp_path):
+    def write(name, rows):
+        path = tmp_path / name
+        path.write_text(",".join(HEADER) + "\n" + "".join(",".join([f"C{name[0]}{i}", *ROW[1:]]) + "\n"
+                                                         for i in range(rows)))
+        return path
+
+    files = [(SOURCES["customers"], write("a.csv", 10), "t.a"), (SOURCES["customers"], write("b.csv", 100), "t.b")]
+    order = [r.topic for r in _interleaved(files, Positions(tmp_path / "pos.json", {}))]
+    assert order.count("t.a") == 10 and order.count("t.b") == 100
+    # a record of the short file about every 10 of the long one, from the start to the end
+    gaps = [i for i, t in enumerate(order) if t == "t.a"]
+    assert gaps[0] <= 20 and gaps[-1] >= 95 and max(b - a for a, b in zip(gaps, gaps[1:], strict=False)) <= 12
+    resumed = [r.line for r in _interleaved(files, Positions(tmp_path / "pos.json", {"customers.csv": 6}))
+               if r.topic == "t.a"]
+    assert resumed == [7, 8, 9, 10, 11]
