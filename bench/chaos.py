@@ -75,12 +75,14 @@ def _moment(at_start: tuple[int, int], now: tuple[int, int]) -> str:
     return "mid_batch" if now[0] > now[1] else "between_batches"
 
 
-def start_replay(data: Path, rate: int, env: dict[str, str], log_file: Path) -> subprocess.Popen:
-    """``c360 replay`` at ``rate`` events/s in the background, its output in ``log_file`` (a file, not a pipe:
-    nobody reads a pipe until the end)."""
+def start_replay(data: Path, rate: int, env: dict[str, str], log_file: Path,
+                 interleave: bool = False) -> subprocess.Popen:
+    """``c360 replay`` at ``rate`` events/s in the background (``interleave``: all files at once), its output in
+    ``log_file`` (a file, not a pipe: nobody reads a pipe until the end)."""
     with open(log_file, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate", str(rate),
-                                 "--no-progress"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                 "--no-progress", *(["--interleave"] if interleave else [])],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def kafka_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""The soak (part of ``make bench``): ``c360 stream`` under a steady load for N minutes while ``c360 gold`` runs
+"""The soak (part of ``make bench``): ``c360 stream`` under a steady load of every source
+at once (``c360 replay --interleave``) for N minutes while ``c360 gold`` runs
 twice and the stream's own maintenance (OPTIMIZE + VACUUM) runs every two minutes: the lag, the batch duration
 trend and memory over time, and that nothing was lost.
 
@@ -192,7 +193,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         reader = threading.Thread(target=read_while_writing, args=(spark, lake, stop, reads), daemon=True)
         reader.start()
         replay_log = workdir / "soak-replay.log"
-        replayer = start_replay(data, rate, env, replay_log)
+        replayer = start_replay(data, rate, env, replay_log, interleave=True)
 
         def refresh_gold():  # twice, at fixed moments of the load (the second waits if the first is still running)
             for at in GOLD_AT:
@@ -229,7 +230,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
     counts = [bronze_offsets(spark, lake, name) for name in SOURCES]
     lost = sum(kafka.values()) - sum(distinct for _, distinct in counts)
     doubled = sum(rows - distinct for rows, distinct in counts)
-    lat = sorted(silver_latencies(spark, lake))
+    lat = sorted(silver_latencies(spark, lake).latency_s.tolist())
     progress = (spark.read.format("delta").load(str(lake / "ops_stream_progress"))
                 .where("query = 'ingest' AND input_rows > 0").select("timestamp", "batch_duration_ms")
                 .orderBy("timestamp").toPandas())
