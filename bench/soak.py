@@ -3,7 +3,8 @@ at once (``c360 replay --interleave``) for N minutes while ``c360 gold`` runs
 twice and the stream's own maintenance (OPTIMIZE + VACUUM) runs every two minutes: the lag, the batch duration
 trend and memory over time, and that nothing was lost.
 
-Every 5 s it samples the stream's resident memory (the driver JVM and its Python workers: the process group) and
+Every 5 s it samples the stream's memory (the driver JVM and its Python workers: the process group; resident and
+proportional sets) and
 its backlog (records in Kafka beyond the last committed batch's offsets). Meanwhile a reader (a Spark session of
 its own, like a BI tool's) queries a bronze, two silver and a gold table over and over while they are appended,
 merged, compacted and overwritten: each answer must be exactly one committed version's content (its rows, keys and
@@ -41,20 +42,32 @@ GOLD_AT = (0.2, 0.6)  # the two gold refreshes start at these fractions of the l
 DRIVER_MEMORY_GIB = 4
 
 
-def group_rss_gib(pgid: int) -> float:
-    """Resident memory of every process in a process group, from /proc."""
-    total_kib = 0
-    for status in Path("/proc").glob("[0-9]*/stat"):
+def group_memory(pgid: int) -> dict[str, float | int]:
+    """Memory of every process in a process group, from /proc: the sum of resident sets (``rss_gib``; it counts
+    pages that forked Python workers share with their parent once per process), the sum of proportional sets
+    (``pss_gib``: each shared page split between its sharers, what the group really holds), the JVM's resident
+    set and the Python processes' count and resident sets."""
+    out: dict[str, float | int] = {"rss_gib": 0.0, "pss_gib": 0.0, "jvm_rss_gib": 0.0, "python_processes": 0,
+                                   "python_rss_gib": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:  # fields after the name: state, ppid, pgrp, ...
+            name, rest = stat.read_text().rsplit(")", 1)
+            if int(rest.split()[2]) != pgid:  # fields after the name: state, ppid, pgrp, ...
                 continue
-            for line in (status.parent / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kib += int(line.split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended meanwhile
-    return total_kib / 2**20
+            rss = next(int(line.split()[1]) for line in (stat.parent / "status").read_text().splitlines()
+                       if line.startswith("VmRSS:")) / 2**20
+            pss = next((int(line.split()[1]) for line in (stat.parent / "smaps_rollup").read_text().splitlines()
+                        if line.startswith("Pss:")), 0) / 2**20
+        except (OSError, IndexError, ValueError, StopIteration):
+            continue  # the process ended meanwhile (or is a kernel thread without memory)
+        out["rss_gib"] += rss
+        out["pss_gib"] += pss
+        if name.endswith("(java"):
+            out["jvm_rss_gib"] += rss
+        elif "python" in name:
+            out["python_processes"] += 1
+            out["python_rss_gib"] += rss
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
 def committed_offsets(checkpoint: Path) -> int:
@@ -185,8 +198,8 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
                     backlog = sum(kafka_counts(broker.bootstrap, topics).values()) - committed_offsets(checkpoint)
                 except Exception:  # noqa: BLE001 - a sample may fail while a file is being written
                     continue
-                samples.append({"minute": round((time.monotonic() - started) / 60, 2),
-                                "rss_gib": round(group_rss_gib(app.pid), 3), "backlog_records": backlog})
+                samples.append({"minute": round((time.monotonic() - started) / 60, 2), **group_memory(app.pid),
+                                "backlog_records": backlog})
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -246,7 +259,8 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         "batch_ms_trend_per_min": round(trend_ms_per_min(points)),
         "max_backlog_records": max((s["backlog_records"] for s in samples), default=None),
         "p95_lag_s": round(lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
-        "rss_gib_by_minute": {str(int(s["minute"])): s["rss_gib"] for s in samples},
+        "rss_gib_by_minute": {m: max(s["rss_gib"] for s in samples if str(int(s["minute"])) == m)
+                              for m in dict.fromkeys(str(int(s["minute"])) for s in samples)},
         "doubled_records": doubled,
         "reader": check_reads(spark, lake, reads),
     }
@@ -256,7 +270,8 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
     print(f"soak: {load_minutes:.1f} min at {rate} ev/s, gold runs {[g['exit'] for g in gold_runs]}, "
           f"lost={lost} doubled={doubled}, max lag {lat[-1] if lat else float('nan'):.0f}s, "
           f"reads {reader['reads']} inconsistent={inconsistent}", flush=True)
-    peak = max((s["rss_gib"] for s in samples), default=float("nan"))
+    top = max(samples, key=lambda s: s["rss_gib"], default={})
+    peak = top.get("rss_gib", float("nan"))
     return [
         figure("soak_minutes", load_minutes if gold_ok and crashed is None else 0, "min", params, {"limit": minutes},
                load_minutes / minutes),
@@ -266,7 +281,9 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
                {"p95_s": params["p95_lag_s"], "rate_eps": rate, "rows_measured": len(lat)}, {"limit": 5},
                (lat[-1] if lat else float("nan")) / 5),
         figure("soak_peak_rss_gib", peak, "GiB", {"driver_memory_gib": DRIVER_MEMORY_GIB,
-                                                  "samples": len(samples), "what": "driver JVM + Python workers"},
+                                                  "samples": len(samples), "what": "driver JVM + Python workers",
+                                                  "peak_sample": top,
+                                                  "peak_pss_gib": max((s["pss_gib"] for s in samples), default=None)},
                {"limit": DRIVER_MEMORY_GIB * 2}, peak / (DRIVER_MEMORY_GIB * 2)),
         figure("soak_inconsistent_reads", inconsistent, "reads",
                {**reader, "tables": sorted(READ_TABLES), "every_s": READ_EVERY_S,

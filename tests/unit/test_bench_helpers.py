@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
+import time
 
 from bench.chaos import _batches, _moment, comparable
-from bench.soak import check_reads, committed_offsets, group_rss_gib, read_all, read_once, trend_ms_per_min
+from bench.soak import check_reads, committed_offsets, group_memory, read_all, read_once, trend_ms_per_min
 
 
 def _checkpoint(tmp_path, offsets: dict[int, dict], commits: list[int]):
@@ -44,8 +46,18 @@ def test_comparable_drops_when_columns_and_sums_the_counters_per_source(spark):
 
 
 def test_memory_of_a_process_group_and_the_batch_trend():
-    assert 0.005 < group_rss_gib(os.getpgid(0)) < 64  # this test process at least
-    assert group_rss_gib(2**22 + 7) == 0
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        time.sleep(0.5)
+        got = group_memory(child.pid)  # the child leads a group of its own: just it
+    finally:
+        child.kill()
+        child.wait()
+    assert got["python_processes"] == 1 and got["jvm_rss_gib"] == 0
+    assert 0.001 < got["rss_gib"] == got["python_rss_gib"] < 1
+    assert 0 < got["pss_gib"] <= got["rss_gib"]
+    assert group_memory(2**22 + 7) == {"rss_gib": 0.0, "pss_gib": 0.0, "jvm_rss_gib": 0.0, "python_processes": 0,
+                                       "python_rss_gib": 0.0}
     assert abs(trend_ms_per_min([(0, 1000), (1, 1500), (2, 2000)]) - 500) < 1e-6
     assert trend_ms_per_min([(0, 1000)]) == 0.0
 
