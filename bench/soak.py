@@ -3,7 +3,7 @@ at once (``c360 replay --interleave``) for N minutes while ``c360 gold`` runs
 twice and the stream's own maintenance (OPTIMIZE + VACUUM) runs every two minutes: the lag, the batch duration
 trend and memory over time, and that nothing was lost.
 
-Every 5 s it samples the stream's memory (the driver JVM and its Python workers: the process group; resident and
+Every 5 s it samples the stream's memory (the driver JVM and its Python workers: the app's process tree; resident and
 proportional sets) and
 its backlog (records in Kafka beyond the last committed batch's offsets). Meanwhile a reader (a Spark session of
 its own, like a BI tool's) queries a bronze, two silver and a gold table over and over while they are appended,
@@ -42,31 +42,61 @@ GOLD_AT = (0.2, 0.6)  # the two gold refreshes start at these fractions of the l
 DRIVER_MEMORY_GIB = 4
 
 
-def group_memory(pgid: int) -> dict[str, float | int]:
-    """Memory of every process in a process group, from /proc: the sum of resident sets (``rss_gib``; it counts
-    pages that forked Python workers share with their parent once per process), the sum of proportional sets
-    (``pss_gib``: each shared page split between its sharers, what the group really holds), the JVM's resident
-    set and the Python processes' count and resident sets."""
-    out: dict[str, float | int] = {"rss_gib": 0.0, "pss_gib": 0.0, "jvm_rss_gib": 0.0, "python_processes": 0,
-                                   "python_rss_gib": 0.0}
+def _same_address_space(a: int, b: int) -> bool:
+    """Whether two processes share one address space (kcmp(2), KCMP_VM; False where it is unavailable)."""
+    import ctypes
+    import platform
+
+    if platform.machine() != "x86_64":
+        return False
+    kcmp, kcmp_vm = 312, 1  # the x86_64 syscall number, and the comparison of memory maps
+    return ctypes.CDLL(None, use_errno=True).syscall(kcmp, a, b, kcmp_vm, 0, 0) == 0
+
+
+def tree_memory(pid: int) -> dict[str, float | int]:
+    """Memory of a process and all its descendants, from /proc (PySpark's worker daemon puts itself in a process
+    group of its own, so the app's group alone leaves the Python workers out): the sum of resident sets
+    (``rss_gib``; pages that forked Python workers share with their daemon count once per process), the sum of
+    proportional sets (``pss_gib``: each shared page split between its sharers, what the tree really holds), the
+    JVMs' resident sets and the Python processes' count and resident sets. A process that shares its parent's
+    address space (spawned with vfork, not yet exec'd) is counted once, not twice."""
+    procs: dict[int, tuple[str, int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             name, rest = stat.read_text().rsplit(")", 1)
-            if int(rest.split()[2]) != pgid:  # fields after the name: state, ppid, pgrp, ...
-                continue
-            rss = next(int(line.split()[1]) for line in (stat.parent / "status").read_text().splitlines()
+            procs[int(stat.parent.name)] = (name.split("(", 1)[1], int(rest.split()[1]))  # name, ppid
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+    children: dict[int, list[int]] = {}
+    for child, (_, parent) in procs.items():
+        children.setdefault(parent, []).append(child)
+    tree, todo = [], [pid] if pid in procs else []
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    out: dict[str, float | int] = {"rss_gib": 0.0, "pss_gib": 0.0, "jvm_rss_gib": 0.0, "python_processes": 0,
+                                   "python_rss_gib": 0.0, "other_rss_gib": 0.0, "shared_address_spaces": 0}
+    for p in tree:
+        if p != pid and _same_address_space(p, procs[p][1]):  # a vfork'd child before its exec: its parent's pages
+            out["shared_address_spaces"] += 1
+            continue
+        try:
+            rss = next(int(line.split()[1]) for line in Path(f"/proc/{p}/status").read_text().splitlines()
                        if line.startswith("VmRSS:")) / 2**20
-            pss = next((int(line.split()[1]) for line in (stat.parent / "smaps_rollup").read_text().splitlines()
+            pss = next((int(line.split()[1]) for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
                         if line.startswith("Pss:")), 0) / 2**20
         except (OSError, IndexError, ValueError, StopIteration):
-            continue  # the process ended meanwhile (or is a kernel thread without memory)
+            continue  # ended meanwhile, or a kernel thread without memory
+        name = procs[p][0]
         out["rss_gib"] += rss
         out["pss_gib"] += pss
-        if name.endswith("(java"):
+        if name == "java":
             out["jvm_rss_gib"] += rss
-        elif "python" in name:
+        elif name.startswith("python"):
             out["python_processes"] += 1
             out["python_rss_gib"] += rss
+        else:
+            out["other_rss_gib"] += rss
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -198,7 +228,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
                     backlog = sum(kafka_counts(broker.bootstrap, topics).values()) - committed_offsets(checkpoint)
                 except Exception:  # noqa: BLE001 - a sample may fail while a file is being written
                     continue
-                samples.append({"minute": round((time.monotonic() - started) / 60, 2), **group_memory(app.pid),
+                samples.append({"minute": round((time.monotonic() - started) / 60, 2), **tree_memory(app.pid),
                                 "backlog_records": backlog})
 
         sampler = threading.Thread(target=sample, daemon=True)

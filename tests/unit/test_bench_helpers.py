@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench.chaos import _batches, _moment, comparable
-from bench.soak import check_reads, committed_offsets, group_memory, read_all, read_once, trend_ms_per_min
+from bench.soak import (
+    _same_address_space,
+    check_reads,
+    committed_offsets,
+    read_all,
+    read_once,
+    tree_memory,
+    trend_ms_per_min,
+)
 
 
 def _checkpoint(tmp_path, offsets: dict[int, dict], commits: list[int]):
@@ -45,19 +55,30 @@ def test_comparable_drops_when_columns_and_sums_the_counters_per_source(spark):
     assert comparable(bronze, "bronze_logins").columns == ["key", "offset"]
 
 
-def test_memory_of_a_process_group_and_the_batch_trend():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+def _children(pid: int) -> list[int]:
+    return [int(t) for t in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_memory_of_a_process_tree_and_the_batch_trend():
+    # a child that forks a grandchild in a process group of its own (as PySpark's worker daemon does)
+    code = ("import os, time\nif os.fork() == 0:\n    os.setpgid(0, 0)\n    time.sleep(30)\n    os._exit(0)\n"
+            "time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", code])
     try:
-        time.sleep(0.5)
-        got = group_memory(child.pid)  # the child leads a group of its own: just it
+        time.sleep(1)
+        got = tree_memory(child.pid)
+        shared = _same_address_space(os.getpid(), os.getpid()), _same_address_space(os.getpid(), child.pid)
     finally:
+        os.killpg(next(p for p in _children(child.pid)), 9)
         child.kill()
         child.wait()
-    assert got["python_processes"] == 1 and got["jvm_rss_gib"] == 0
-    assert 0.001 < got["rss_gib"] == got["python_rss_gib"] < 1
-    assert 0 < got["pss_gib"] <= got["rss_gib"]
-    assert group_memory(2**22 + 7) == {"rss_gib": 0.0, "pss_gib": 0.0, "jvm_rss_gib": 0.0, "python_processes": 0,
-                                       "python_rss_gib": 0.0}
+    assert got["python_processes"] == 2 and got["jvm_rss_gib"] == 0
+    assert 0.002 < got["rss_gib"] == got["python_rss_gib"] < 1
+    assert 0 < got["pss_gib"] < got["rss_gib"]  # the forked pair shares pages: PSS splits them
+    assert got["shared_address_spaces"] == 0 and got["other_rss_gib"] == 0  # fork: copies, not one space
+    assert shared == (True, False)
+    assert tree_memory(2**22 + 7) == {"rss_gib": 0.0, "pss_gib": 0.0, "jvm_rss_gib": 0.0, "python_processes": 0,
+                                      "python_rss_gib": 0.0, "other_rss_gib": 0.0, "shared_address_spaces": 0}
     assert abs(trend_ms_per_min([(0, 1000), (1, 1500), (2, 2000)]) - 500) < 1e-6
     assert trend_ms_per_min([(0, 1000)]) == 0.0
 
