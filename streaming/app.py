@@ -164,6 +164,7 @@ def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
 
 
 DATA_LOSS_MARKERS = ("KAFKA_DATA_LOSS", "Some data may have been lost")
+STATE_LAYOUT_MARKERS = ("STATE_STORE_KEY_SCHEMA_NOT_COMPATIBLE", "STATE_STORE_VALUE_SCHEMA_NOT_COMPATIBLE")
 # the driver's offset requests or an executor's fetch gave up on an unreachable broker
 BROKER_GONE_MARKERS = ("org.apache.kafka.common.errors.TimeoutException", "Failed to get records for",
                        "Timed out waiting for a node assignment")
@@ -178,6 +179,10 @@ def _failure(query) -> str | None:
         return (f"query {query.name} stopped: Kafka no longer holds records the checkpoint has not processed yet "
                 "(deleted by retention or by hand); nothing was skipped. To recover, see docs/operations.md "
                 "('Kafka lost records the stream had not read')")
+    if any(m in text for m in STATE_LAYOUT_MARKERS):
+        return (f"query {query.name} stopped: its checkpoint holds state in a layout this c360 does not read (written "
+                f"by an older version; Spark: {text.splitlines()[0]}). Rebuild it from silver: see "
+                "docs/operations.md ('Rebuilding the login-anomaly query')")
     full = error_text(exc)  # the JVM's causes included
     if any(m in full for m in BROKER_GONE_MARKERS):
         return (f"query {query.name} stopped: the Kafka broker stayed unreachable for longer than "
