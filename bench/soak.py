@@ -1,17 +1,15 @@
-"""The soak (part of ``make bench``): ``c360 stream`` under a steady load of every source
-at once (``c360 replay --interleave``) for N minutes while ``c360 gold`` runs
-twice and the stream's own maintenance (OPTIMIZE + VACUUM) runs every two minutes: the lag, the batch duration
-trend and memory over time, and that nothing was lost.
+"""The soak (part of ``make bench``): ``c360 stream`` under a steady load of every source at once (``c360 replay
+--interleave``) for N minutes while ``c360 gold`` runs twice and the stream's own maintenance (OPTIMIZE + VACUUM)
+runs every two minutes: the lag, the batch duration trend and memory over time, and that nothing was lost.
 
-Every 5 s it samples the stream's memory (the driver JVM and its Python workers: the app's process tree; resident and
-proportional sets) and
-its backlog (records in Kafka beyond the last committed batch's offsets). Meanwhile a reader (a Spark session of
-its own, like a BI tool's) queries a bronze, two silver and a gold table over and over while they are appended,
-merged, compacted and overwritten: each answer must be exactly one committed version's content (its rows, keys and
-a checksum of every column equal what time travel to that version gives afterwards), never a mix or an error.
-After the load, the app drains what is left and stops; then every record Kafka holds must be in bronze exactly
-once, both gold runs must have succeeded, and the lag is measured per silver row, from its Kafka timestamp to the
-commit that made it visible.
+Every 5 s it samples the stream's memory (the driver JVM and its Python workers: the app's process tree; resident
+and proportional sets) and its backlog (records in Kafka beyond the last committed batch's offsets). Meanwhile a
+reader (a Spark session of its own, like a BI tool's) queries a bronze, two silver and a gold table over and over
+while they are appended, merged, compacted and overwritten: each answer must be exactly one committed version's
+content (its rows, keys and a checksum of every column equal what time travel to that version gives afterwards),
+never a mix or an error. After the load, the app drains what is left and stops; then every record Kafka holds must
+be in bronze exactly once, both gold runs must have succeeded, and the lag is measured per silver row, from its
+Kafka timestamp to the commit that made it visible.
 
     python -m bench.soak [--minutes 10] [--rate 1000]
 """
