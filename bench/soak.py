@@ -78,12 +78,11 @@ def tree_memory(pid: int) -> dict[str, float | int]:
         if p != pid and _same_address_space(p, procs[p][1]):  # a vfork'd child before its exec: its parent's pages
             out["shared_address_spaces"] += 1
             continue
-        try:
-            rss = next(int(line.split()[1]) for line in Path(f"/proc/{p}/status").read_text().splitlines()
-                       if line.startswith("VmRSS:")) / 2**20
-            pss = next((int(line.split()[1]) for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
-                        if line.startswith("Pss:")), 0) / 2**20
-        except (OSError, IndexError, ValueError, StopIteration):
+        try:  # both sets from one read: kB
+            sizes = {k: int(v.split()[0]) / 2**20 for k, v in (line.split(":", 1) for line in
+                     Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()[1:]) if k in ("Rss", "Pss")}
+            rss, pss = sizes["Rss"], sizes["Pss"]
+        except (OSError, ValueError, KeyError):
             continue  # ended meanwhile, or a kernel thread without memory
         name = procs[p][0]
         out["rss_gib"] += rss
@@ -279,6 +278,10 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
     points = [((t - times.min()).total_seconds() / 60, ms) for t, ms in zip(times, durations, strict=True)]
     thirds = [durations[i * len(progress) // 3:(i + 1) * len(progress) // 3].mean() / 1000
               for i in range(3)] if len(progress) >= 3 else []
+    by_minute: dict[str, float] = {}  # each minute's peak
+    for s in samples:
+        minute = str(int(s["minute"]))
+        by_minute[minute] = max(by_minute.get(minute, 0.0), s["rss_gib"])
     params = {
         "rate_eps": rate, "events": sum(kafka.values()), "customers": scale, "load_minutes": round(load_minutes, 1),
         "gold_runs": gold_runs, "maintenance_every_min": 2, "stream_exited_early": crashed is not None,
@@ -287,8 +290,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         "batch_ms_trend_per_min": round(trend_ms_per_min(points)),
         "max_backlog_records": max((s["backlog_records"] for s in samples), default=None),
         "p95_lag_s": round(lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
-        "rss_gib_by_minute": {m: max(s["rss_gib"] for s in samples if str(int(s["minute"])) == m)
-                              for m in dict.fromkeys(str(int(s["minute"])) for s in samples)},
+        "rss_gib_by_minute": by_minute,
         "doubled_records": doubled,
         "reader": check_reads(spark, lake, reads),
     }

@@ -279,12 +279,12 @@ def _count_lines(path: Path) -> int:
 def _interleaved(files, positions: Positions) -> Iterator[Record | Reject]:
     """Every file at once, each in proportion to its length: a row is sent when its file is as far through (in
     lines) as the others are."""
-    def keyed(f):
-        total = max(1, _count_lines(f[1]))
-        for item in read_rows(f[1], f[0], f[2], skip_to=positions.done.get(f[0].file, 0), with_time=False):
+    def keyed(source, path, topic):
+        total = max(1, _count_lines(path))
+        for item in read_rows(path, source, topic, skip_to=positions.done.get(source.file, 0), with_time=False):
             yield item.line / total, item
 
-    yield from (item for _, item in heapq.merge(*(keyed(f) for f in files), key=lambda pair: pair[0]))
+    yield from (item for _, item in heapq.merge(*(keyed(*f) for f in files), key=lambda pair: pair[0]))
 
 
 def _event_time_order(files, positions: Positions) -> Iterator[Record | Reject]:

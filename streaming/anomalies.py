@@ -1,12 +1,13 @@
 """Rolling login-gap anomalies per customer (seed 000, criteria 11 and 12).
 
-A stateful stream over ``silver_logins`` (deduplicated, typed logins) with Spark's ``applyInPandasWithState``.
-Each customer has a state of its own; the states are kept in ``STATE_BUCKETS`` state keys, a customer's bucket a
-hash of its id, so that a micro-batch costs a Python call per bucket, not per customer (PySpark spends about a
-millisecond on each call: per customer, a login stream of 1,000 logins/s took a core). Logins are buffered in the
-customer's state until the event-time watermark passes them, then evaluated in event-time order: so a login arriving out of order (within the watermark) gives exactly
-the result it would have given in order. For each evaluated login: the gap to the customer's previous login,
-rolling statistics of the customer's gaps (an exponentially weighted mean and deviation of log-gaps) and the rules
+A stateful stream over ``silver_logins`` (deduplicated, typed logins) with Spark's ``applyInPandasWithState``. Each
+customer has a state of its own; the states are kept in ``STATE_BUCKETS`` state keys, a customer's bucket a hash of
+its id, so that a micro-batch costs a Python call per bucket, not per customer (PySpark spends about a millisecond
+on each call: per customer, a login stream of 1,000 logins/s took a core). Logins are buffered in the customer's
+state until the event-time watermark passes them, then evaluated in event-time order: so a login arriving out of
+order (within the watermark) gives exactly the result it would have given in order. For each evaluated login: the
+gap to the customer's previous login, rolling statistics of the customer's gaps (an exponentially weighted mean and
+deviation of log-gaps) and the rules
 
 - ``burst``: at least ``burst_logins`` logins of the customer within the ``burst_window_s`` seconds ending at
   this login (bots, credential stuffing);
@@ -154,6 +155,10 @@ def evaluate_bucket(customers: dict[str, list], logins, rules: AnomalyRules, wat
     place. Returns the fired rules (with their ``customer_id``) and the next event time the bucket needs a call at
     (None: it holds nobody)."""
     ttl_ms = rules.state_ttl_days * 86400 * 1000
+
+    def expired(pending: list, last_ms: int | None) -> bool:  # nothing pending, no login within the TTL (or none)
+        return not pending and (last_ms is None or last_ms + ttl_ms <= watermark_ms)
+
     touched: dict[str, CustomerState] = {}
     for customer, ts, login_id in logins:
         cs = touched.get(customer)
@@ -166,14 +171,14 @@ def evaluate_bucket(customers: dict[str, list], logins, rules: AnomalyRules, wat
         cs = touched.get(customer)
         if cs is None:
             row = customers[customer]
-            if not any(p[0] <= watermark_ms for p in row[0]):  # nothing to evaluate: left as stored
-                if not row[0] and row[2] + ttl_ms <= watermark_ms:
-                    del customers[customer]  # expired: nothing pending, no login for longer than the TTL
+            if not any(p[0] <= watermark_ms for p in row[0]):  # nothing to evaluate: left as stored, or expired
+                if expired(row[0], row[2]):
+                    del customers[customer]
                 continue
             cs = CustomerState.from_row(row)
         out += [{"customer_id": customer, **f} for f in evaluate(cs, rules, watermark_ms)]
-        if not cs.pending and (cs.last_ms is None or cs.last_ms + ttl_ms <= watermark_ms):
-            customers.pop(customer, None)  # nothing pending, and no login within the TTL (or none at all)
+        if expired(cs.pending, cs.last_ms):
+            customers.pop(customer, None)
         else:
             customers[customer] = cs.to_row()
     due = min((_next_due(row, ttl_ms) for row in customers.values()), default=None)
