@@ -131,7 +131,8 @@ def _reasons(source: str) -> set[str]:
 
 
 def _run(spark, source: str, values: list):
-    parsed = transform_source(_bronze(spark, source, values), source, timestamp_formats=FORMATS)
+    # parsed once and kept, as the stream does (the two collects would each parse the batch again)
+    parsed = transform_source(_bronze(spark, source, values), source, timestamp_formats=FORMATS).localCheckpoint()
     valid, rejected = split_valid(parsed, source)
     return valid.collect(), rejected.collect()
 

@@ -62,7 +62,8 @@ def test_clean_generated_rows_of_every_source_are_all_valid(spark, generated):
                 rows = list(csv.DictReader(fh))[:20]
         assert rows, name
         records = [{"event_id": f"e{i}", **row} for i, row in enumerate(rows)]
-        parsed = transform_source(transform_bronze_rows(spark, name, records), name, timestamp_formats=FORMATS)
+        parsed = transform_source(transform_bronze_rows(spark, name, records), name,
+                                  timestamp_formats=FORMATS).localCheckpoint()  # parsed once for the three reads
         reasons = [r._reject_reason for r in parsed.select("_reject_reason").collect()]
         assert reasons == [None] * len(records), (name, reasons)
         valid, rejected = split_valid(parsed, name)
