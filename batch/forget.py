@@ -26,7 +26,6 @@ from __future__ import annotations
 import getpass
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -46,6 +45,7 @@ from lakehouse.delta import (
 )
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER_SPECS
+from lakehouse.spark import in_threads
 from lakehouse.tables import OPS_BATCHES, OPS_PROGRESS, QUARANTINE, SOURCES, table_path
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,7 @@ def _table(spark: SparkSession, path: str):
 
 
 def _parallel(fn, items: list) -> list:
-    """``fn`` over ``items`` in a few threads: each table costs seconds of Delta log reading and job planning on
-    the driver, which overlap well; Spark runs the jobs side by side (FAIR scheduler)."""
-    with ThreadPoolExecutor(max_workers=PARALLEL_TABLES) as pool:
-        return list(pool.map(fn, items))
+    return in_threads(fn, items, PARALLEL_TABLES)
 
 
 def _vacuum(spark: SparkSession, cfg: Config, names: list[str], retention_hours: int) -> list[str]:

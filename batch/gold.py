@@ -37,7 +37,7 @@ from batch import (
     tiers,
 )
 from lakehouse.config import Config
-from lakehouse.delta import ensure_table, is_missing_table, latest_version, retry
+from lakehouse.delta import ensure_table, file_stats_counts, is_missing_table, latest_version, retry
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER, SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
@@ -236,7 +236,8 @@ def _data_quality(ctx: Context) -> DataFrame:
     root = ctx.cfg.lake.root
     tables = {name: (ctx.snap.versions.get(name, -1), ctx.read(name)) for name in SILVER_TABLES}
     return quality.transform_data_quality(ctx.spark, tables, _optional(ctx.spark, table_path(root, OPS_BATCHES)),
-                                          _optional(ctx.spark, table_path(root, QUARANTINE)), ctx.as_of)
+                                          _optional(ctx.spark, table_path(root, QUARANTINE)), ctx.as_of,
+                                          stats=lambda name, v: file_stats_counts(ctx.spark, table_path(root, name), v))
 
 
 def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_by: tuple[str, ...]) -> None:

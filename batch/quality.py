@@ -2,7 +2,8 @@
 what was cleaned.
 
 One row per silver table and version of it (``silver_version``): ``rows``, ``null_counts`` (column -> nulls, the
-lineage columns left out), and from the stream's counters (``ops_stream_batches``, over its whole history, per
+lineage columns left out: from Delta's file statistics where they answer, by a scan of the columns they do not),
+and from the stream's counters (``ops_stream_batches``, over its whole history, per
 source feeding the table): ``records_read``, ``duplicates_removed``, ``quarantined``, and ``quarantined_by_reason``
 (reason -> records, from ``silver_quarantine``). A rerun on the same silver versions adds no row (the table is
 MERGEd on table and version), so the table is the history of every refresh.
@@ -10,11 +11,14 @@ MERGEd on table and version), so the table is the history of every refresh.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.schemas import SILVER_SPECS
+from lakehouse.spark import in_threads
 
 TABLE = "gold_data_quality"
 KEY = ("table_name", "silver_version")
@@ -33,19 +37,31 @@ def sources_of(table: str) -> list[str]:
     return sorted(name for name, spec in SILVER_SPECS.items() if spec.table == table)
 
 
-def null_counts(df: DataFrame) -> tuple[int, dict[str, int]]:
-    """Rows and nulls per column (the lineage columns, ``_*``, left out), in one aggregation."""
+def null_counts(df: DataFrame, stats: tuple[int, dict[str, int | None]] | None = None) -> tuple[int, dict[str, int]]:
+    """Rows and nulls per column (the lineage columns, ``_*``, left out), in one aggregation.
+
+    ``stats``: what the table's file statistics already say (:func:`lakehouse.delta.file_stats_counts` of the
+    version ``df`` reads): only the columns they leave open are scanned, and none when they answer for all.
+    """
     cols = [f.name for f in df.schema.fields if not f.name.startswith("_")]
-    row = df.agg(F.count(F.lit(1)).alias("_rows"),
-                 *[F.count_if(F.col(c).isNull()).alias(c) for c in cols]).first()
-    return int(row["_rows"]), {c: int(row[c] or 0) for c in cols}
+    if stats is None:
+        row = df.agg(F.count(F.lit(1)).alias("_rows"),
+                     *[F.count_if(F.col(c).isNull()).alias(c) for c in cols]).first()
+        return int(row["_rows"]), {c: int(row[c] or 0) for c in cols}
+    rows, known = stats
+    open_ = [c for c in cols if known.get(c) is None]
+    row = df.agg(*[F.count_if(F.col(c).isNull()).alias(c) for c in open_]).first() if open_ else {}
+    return rows, {c: int(row[c] or 0) if c in open_ else known[c] for c in cols}
 
 
 def transform_data_quality(spark: SparkSession, tables: dict[str, tuple[int, DataFrame]], counters: DataFrame | None,
-                           quarantine: DataFrame | None, as_of) -> DataFrame:
+                           quarantine: DataFrame | None, as_of,
+                           stats: Callable[[str, int], tuple[int, dict[str, int | None]] | None] | None = None
+                           ) -> DataFrame:
     """``tables``: silver table -> (version, DataFrame at that version); ``counters``: ``ops_stream_batches``;
-    ``quarantine``: ``silver_quarantine`` (either may be None when the stream has not written it). The inputs
-    are aggregated to a few rows each and assembled here (16 small results, not one plan of 16 branches)."""
+    ``quarantine``: ``silver_quarantine`` (either may be None when the stream has not written it); ``stats``:
+    (table, version) -> what its file statistics say of rows and nulls, or None (then the table is scanned). The
+    inputs are aggregated to a few rows each and assembled here (16 small results, not one plan of 16 branches)."""
     per_source: dict[str, tuple[int, int, int]] = {}
     if counters is not None:
         for r in counters.groupBy("source").agg(*[F.sum(f"{c}_rows").cast("long").alias(c) for c in
@@ -55,10 +71,14 @@ def transform_data_quality(spark: SparkSession, tables: dict[str, tuple[int, Dat
     if quarantine is not None:
         for r in quarantine.groupBy("source", "reason").agg(F.count(F.lit(1)).alias("n")).collect():
             reasons.setdefault(r["source"], {})[r["reason"]] = int(r["n"])
+    def count(item: tuple[str, tuple[int, DataFrame]]) -> tuple[int, dict[str, int]]:
+        name, (version, df) = item
+        return null_counts(df, stats(name, version) if stats is not None and version >= 0 else None)
+
+    ordered = sorted(tables.items())
     rows = []
-    for name, (version, df) in sorted(tables.items()):
+    for (name, (version, _)), (n, nulls) in zip(ordered, in_threads(count, ordered), strict=True):
         srcs = sources_of(name)
-        n, nulls = null_counts(df)
         counted = [per_source[s] for s in srcs if s in per_source]
         by_reason: dict[str, int] = {}
         for s in srcs:

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructType
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -202,6 +203,40 @@ def latest_version(spark: SparkSession, path: str) -> int:
     from delta.tables import DeltaTable
 
     return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+
+
+def file_stats_counts(spark: SparkSession, path: str, version: int) -> tuple[int, dict[str, int | None]] | None:
+    """Rows and nulls per column of a Delta table at ``version``, from the per-file statistics Delta keeps in its
+    log (``numRecords``, ``nullCount``): no data file is read.
+
+    None when the statistics cannot answer for the rows: a file without them (written with statistics off), or
+    with a deletion vector (its counts include the rows it deletes). A column that some file has no null count
+    for maps to None: Delta counts only the first ``delta.dataSkippingNumIndexedCols`` (32) columns and no maps or
+    arrays, and files written before a column was added hold none for it. Read through Delta's snapshot API (no
+    public API gives file statistics); when that fails (another Delta version), None too.
+    """
+    from py4j.protocol import Py4JError
+
+    try:
+        delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+        defaults = [getattr(delta_log, f"getSnapshotAt$default${i}")() for i in (2, 3, 4)]
+        files = DataFrame(delta_log.getSnapshotAt(version, *defaults).withStats(), spark)
+        counted = files.schema["stats"].dataType["nullCount"].dataType
+    except (Py4JError, KeyError) as exc:
+        log.info("no file statistics for %s at version %d (%s): counting by a scan", path, version,
+                 (str(exc).splitlines() or [""])[0][:200])
+        return None
+    cols = [f.name for f in counted.fields if isinstance(f.dataType, LongType)]  # (a struct column: nested counts)
+    row = files.agg(
+        F.count_if(F.col("stats.numRecords").isNull() | F.col("deletionVector").isNotNull()).alias("unusable"),
+        F.sum("stats.numRecords").alias("rows"),
+        *[F.sum(f"stats.nullCount.`{c}`").alias(f"n{i}") for i, c in enumerate(cols)],
+        *[F.count_if(F.col(f"stats.nullCount.`{c}`").isNull()).alias(f"m{i}") for i, c in enumerate(cols)],
+    ).first()
+    if row["unusable"]:
+        return None
+    return int(row["rows"] or 0), {c: (int(row[f"n{i}"] or 0) if not row[f"m{i}"] else None)
+                                   for i, c in enumerate(cols)}
 
 
 def is_missing_table(exc: BaseException) -> bool:

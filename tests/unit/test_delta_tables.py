@@ -1,13 +1,16 @@
 """ensure_table: an interrupted creation does not block the next start; an older table gains new columns.
-QueryRun: only the first batch of a query's run checks for an earlier commit."""
+QueryRun: only the first batch of a query's run checks for an earlier commit. file_stats_counts: rows and nulls
+from Delta's file statistics, and None where they cannot answer."""
 
 from __future__ import annotations
 
 import contextlib
 
+from delta.tables import DeltaTable
 from pyspark.sql.types import StringType, StructField, StructType
 
-from lakehouse.delta import QueryRun, ensure_table
+from batch.quality import null_counts
+from lakehouse.delta import QueryRun, ensure_table, file_stats_counts
 
 OLD = StructType([StructField("customer_id", StringType())])
 NEW = StructType([*OLD.fields, StructField("_rescued_data", StringType())])
@@ -50,3 +53,52 @@ def test_only_a_runs_first_batch_is_checked_for_an_earlier_commit():
             run(df, 9)
     run("df", 10)
     assert seen == [(9, False), (9, False), (10, True)]
+
+
+ROWS = "id string, email string, amount double"
+
+
+def _scan(spark, path: str, version: int):
+    return null_counts(spark.read.format("delta").option("versionAsOf", version).load(path))
+
+
+def test_file_statistics_give_the_rows_and_nulls_of_the_version_asked(spark, tmp_path):
+    path = str(tmp_path / "t")
+    spark.createDataFrame([("A", None, 1.0), ("B", "b@x", None)], ROWS).write.format("delta").save(path)
+    spark.createDataFrame([("C", None, None), (None, "d@x", 4.0)], ROWS).write.format("delta").mode("append").save(path)
+    assert file_stats_counts(spark, path, 0) == (2, {"id": 0, "email": 1, "amount": 1})
+    assert file_stats_counts(spark, path, 1) == (4, {"id": 1, "email": 2, "amount": 2}) == _scan(spark, path, 1)
+
+
+def test_columns_without_statistics_are_left_to_the_scan(spark, tmp_path):
+    path = str(tmp_path / "t")
+    spark.createDataFrame([], ROWS).write.format("delta").save(path)
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.dataSkippingNumIndexedCols' = '1')")
+    spark.createDataFrame([(None, None, 1.0), ("B", None, None)], ROWS).write.format("delta").mode("append").save(path)
+    stats = file_stats_counts(spark, path, 2)
+    assert stats == (2, {"id": 1})  # only the first column is counted
+    assert null_counts(spark.read.format("delta").load(path), stats) == (2, {"id": 1, "email": 2, "amount": 1})
+    # what the statistics say is taken as it is (not scanned again); only the columns they leave open are scanned
+    assert null_counts(spark.read.format("delta").load(path), (7, {"id": 5, "email": None})) == (
+        7, {"id": 5, "email": 2, "amount": 1})
+
+
+def test_files_with_deletion_vectors_or_without_statistics_leave_the_counts_to_the_scan(spark, tmp_path):
+    dv = str(tmp_path / "dv")
+    spark.createDataFrame([("A", None, 1.0), ("B", "b@x", None), ("C", None, 3.0)], ROWS).coalesce(1) \
+        .write.format("delta").option("delta.enableDeletionVectors", "true").save(dv)
+    spark.sql(f"DELETE FROM delta.`{dv}` WHERE id = 'A'")
+    metrics = DeltaTable.forPath(spark, dv).history(1).first()["operationMetrics"]
+    assert metrics["numDeletionVectorsAdded"] == "1"  # the file stays, its row marked deleted
+    assert file_stats_counts(spark, dv, 0) == (3, {"id": 0, "email": 2, "amount": 1})
+    assert file_stats_counts(spark, dv, 1) is None  # the file's counts include the deleted row
+    assert _scan(spark, dv, 1) == (2, {"id": 0, "email": 1, "amount": 1})
+
+    bare = str(tmp_path / "bare")
+    spark.conf.set("spark.databricks.delta.stats.collect", "false")
+    try:
+        spark.createDataFrame([("A", None, 1.0)], ROWS).write.format("delta").save(bare)
+    finally:
+        spark.conf.unset("spark.databricks.delta.stats.collect")
+    assert file_stats_counts(spark, bare, 0) is None
+    assert file_stats_counts(spark, str(tmp_path / "nothing"), 0) is None  # no table: the scan says why
