@@ -3,9 +3,9 @@ what was cleaned.
 
 One row per silver table and version of it (``silver_version``): ``rows``, ``null_counts`` (column -> nulls, the
 lineage columns left out: from Delta's file statistics where they answer, by a scan of the columns they do not),
-and from the stream's counters (``ops_stream_batches``, over its whole history, per
-source feeding the table): ``records_read``, ``duplicates_removed``, ``quarantined``, and ``quarantined_by_reason``
-(reason -> records, from ``silver_quarantine``). A rerun on the same silver versions adds no row (the table is
+and from the stream's counters (``ops_stream_batches``, over its whole history, per source feeding the table):
+``records_read``, ``duplicates_removed``, ``quarantined``, and ``quarantined_by_reason`` (reason -> records, from
+``silver_quarantine``). A rerun on the same silver versions adds no row (the table is
 MERGEd on table and version), so the table is the history of every refresh.
 """
 
@@ -71,6 +71,7 @@ def transform_data_quality(spark: SparkSession, tables: dict[str, tuple[int, Dat
     if quarantine is not None:
         for r in quarantine.groupBy("source", "reason").agg(F.count(F.lit(1)).alias("n")).collect():
             reasons.setdefault(r["source"], {})[r["reason"]] = int(r["n"])
+
     def count(item: tuple[str, tuple[int, DataFrame]]) -> tuple[int, dict[str, int]]:
         name, (version, df) = item
         return null_counts(df, stats(name, version) if stats is not None and version >= 0 else None)
