@@ -31,6 +31,7 @@ from lakehouse.delta import (
     txn_tag,
 )
 from lakehouse.schemas import SILVER_SPECS, SilverSpec
+from lakehouse.spark import in_threads
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
 from streaming.silver import REPLACES, RESCUED, first_per_key, latest_per_key, split_valid, transform_source
@@ -71,15 +72,27 @@ class IngestTarget:
 
 
 def ensure_tables(spark, lake_root: str, sources: list[str]) -> None:
-    """Create every table the streams write (empty), so readers never meet a missing table."""
-    ensure_table(spark, table_path(lake_root, QUARANTINE), schemas.QUARANTINE, ["_quarantine_date"])
-    ensure_table(spark, table_path(lake_root, OPS_BATCHES), schemas.OPS_STREAM_BATCHES)
+    """Create every table the streams write (empty), so readers never meet a missing table.
+
+    A few tables at a time (each is a Delta log read, and a commit when new: mostly driver work that overlaps);
+    the sources that share a silver table ensure it one after the other."""
+    by_path: dict[str, list[tuple]] = {
+        table_path(lake_root, QUARANTINE): [(schemas.QUARANTINE, ["_quarantine_date"], None)],
+        table_path(lake_root, OPS_BATCHES): [(schemas.OPS_STREAM_BATCHES, None, None)],
+    }
     for name in sources:
         spec = SILVER_SPECS[name]
-        ensure_table(spark, table_path(lake_root, f"bronze_{name}"), schemas.BRONZE, ["_ingestion_date"],
-                     STREAM_TABLE_PROPERTIES)
-        ensure_table(spark, table_path(lake_root, spec.table), schemas.SILVER[name], spec.partitions or None,
-                     STREAM_TABLE_PROPERTIES)
+        by_path[table_path(lake_root, f"bronze_{name}")] = [(schemas.BRONZE, ["_ingestion_date"],
+                                                             STREAM_TABLE_PROPERTIES)]
+        by_path.setdefault(table_path(lake_root, spec.table), []).append(
+            (schemas.SILVER[name], spec.partitions or None, STREAM_TABLE_PROPERTIES))
+
+    def one(item: tuple[str, list[tuple]]) -> None:
+        path, specs = item
+        for schema, partition_by, properties in specs:
+            ensure_table(spark, path, schema, partition_by, properties)
+
+    in_threads(one, list(by_path.items()))
 
 
 def _merge(spark, target: IngestTarget, rows: DataFrame, app: str, batch_id: int, time_range: tuple | None

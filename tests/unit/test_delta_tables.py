@@ -1,6 +1,7 @@
 """ensure_table: an interrupted creation does not block the next start; an older table gains new columns.
 QueryRun: only the first batch of a query's run checks for an earlier commit. file_stats_counts: rows and nulls
-from Delta's file statistics, and None where they cannot answer."""
+from Delta's file statistics, and None where they cannot answer. ensure_tables: every table the ingest writes,
+created a few at a time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from delta.tables import DeltaTable
 from pyspark.sql.types import StringType, StructField, StructType
 
 from batch.quality import null_counts
-from lakehouse.delta import QueryRun, ensure_table, file_stats_counts
+from lakehouse import schemas
+from lakehouse.delta import QueryRun, ensure_table, file_stats_counts, latest_version
+from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
+from streaming.ingest import ensure_tables
 
 OLD = StructType([StructField("customer_id", StringType())])
 NEW = StructType([*OLD.fields, StructField("_rescued_data", StringType())])
@@ -102,3 +106,16 @@ def test_files_with_deletion_vectors_or_without_statistics_leave_the_counts_to_t
         spark.conf.unset("spark.databricks.delta.stats.collect")
     assert file_stats_counts(spark, bare, 0) is None
     assert file_stats_counts(spark, str(tmp_path / "nothing"), 0) is None  # no table: the scan says why
+
+
+def test_the_ingest_tables_are_created_once_and_a_shared_silver_table_holds_every_sources_columns(spark, tmp_path):
+    root = str(tmp_path)
+    sources = ["customers", "online_transactions", "instore_transactions"]
+    ensure_tables(spark, root, sources)
+    tables = [QUARANTINE, OPS_BATCHES, "silver_customers", "silver_transactions", *(f"bronze_{s}" for s in sources)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(tables)
+    versions = {t: latest_version(spark, table_path(root, t)) for t in tables}
+    columns = set(spark.read.format("delta").load(table_path(root, "silver_transactions")).columns)
+    assert {f.name for s in sources[1:] for f in schemas.SILVER[s].fields} <= columns
+    ensure_tables(spark, root, sources)  # a restart: nothing to create or add
+    assert {t: latest_version(spark, table_path(root, t)) for t in tables} == versions
