@@ -44,13 +44,13 @@ def null_counts(df: DataFrame, stats: tuple[int, dict[str, int | None]] | None =
     version ``df`` reads): only the columns they leave open are scanned, and none when they answer for all.
     """
     cols = [f.name for f in df.schema.fields if not f.name.startswith("_")]
-    if stats is None:
-        row = df.agg(F.count(F.lit(1)).alias("_rows"),
-                     *[F.count_if(F.col(c).isNull()).alias(c) for c in cols]).first()
-        return int(row["_rows"]), {c: int(row[c] or 0) for c in cols}
-    rows, known = stats
+    rows, known = stats if stats is not None else (None, {})
     open_ = [c for c in cols if known.get(c) is None]
-    row = df.agg(*[F.count_if(F.col(c).isNull()).alias(c) for c in open_]).first() if open_ else {}
+    scan = [F.count_if(F.col(c).isNull()).alias(c) for c in open_]
+    scan += [F.count(F.lit(1)).alias("_rows")] if rows is None else []
+    row = df.agg(*scan).first() if scan else {}
+    if rows is None:
+        rows = int(row["_rows"])
     return rows, {c: int(row[c] or 0) if c in open_ else known[c] for c in cols}
 
 
