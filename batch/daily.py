@@ -5,11 +5,16 @@
 - ``refunded``: refunds issued that day; ``net_revenue`` = revenue - refunded.
 - ``daily_active_users``: distinct customers who logged in that day (``silver_logins``).
 - ``monthly_active_users`` (seed 001): distinct customers who logged in or bought during the day's calendar month.
+
+The distinct counts come from the per-customer summaries the refresh builds anyway (``purchase_days`` and
+``purchase_months`` of ``batch.spend.purchase_summary``, ``login_days`` of ``batch.activity.login_summary``): each
+customer's distinct days, exploded and counted per day. Counting distinct customers over every purchase and login
+instead took three shuffles of 11-22M rows, 45-55 s of the refresh at 1M customers; this takes about 4 s.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from batch.spend import ONLINE, purchases
@@ -17,26 +22,38 @@ from batch.spend import ONLINE, purchases
 TABLE = "gold_daily_metrics"
 
 
-def transform_daily_metrics(transactions: DataFrame, refunds: DataFrame, logins: DataFrame) -> DataFrame:
+def _per_day(days: Column, by_customer: DataFrame, name: str) -> DataFrame:
+    """Customers per day from one array of distinct days per customer."""
+    return (by_customer.select(F.explode(days).alias("metric_date"))
+            .groupBy("metric_date").agg(F.count(F.lit(1)).alias(name)))
+
+
+def transform_daily_metrics(transactions: DataFrame, refunds: DataFrame, purchases_by_customer: DataFrame,
+                            logins_by_customer: DataFrame) -> DataFrame:
+    """Silver transactions and refunds, with the ``batch.spend.purchase_summary`` of those transactions and the
+    ``batch.activity.login_summary`` of the logins -> one row per day with a purchase, a refund or a login."""
     bought = purchases(transactions).withColumn("metric_date", F.to_date("transaction_datetime"))
     online = F.col("channel") == ONLINE
     sales = bought.groupBy("metric_date").agg(
         F.count(F.lit(1)).alias("transactions"),
         F.sum("amount").cast("decimal(18,2)").alias("revenue"),
-        F.countDistinct("customer_id").alias("unique_customers"),
         F.count_if(online).alias("online_transactions"),
         F.count_if(~online).alias("instore_transactions"))
+    buyers = _per_day(F.col("purchase_days"), purchases_by_customer, "unique_customers")
     refunded = (refunds.groupBy(F.to_date("refund_datetime").alias("metric_date"))
                 .agg(F.sum("refund_amount").cast("decimal(18,2)").alias("refunded")))
-    dau = (logins.groupBy(F.to_date("login_datetime").alias("metric_date"))
-           .agg(F.countDistinct("customer_id").alias("daily_active_users")))
-    month = F.date_trunc("month", "metric_date").cast("date")
-    active = (bought.select("customer_id", "metric_date")
-              .unionByName(logins.select("customer_id", F.to_date("login_datetime").alias("metric_date")))
-              .groupBy(month.alias("month")).agg(F.countDistinct("customer_id").alias("monthly_active_users")))
+    dau = _per_day(F.col("login_days"), logins_by_customer, "daily_active_users")
+    no_months = F.array().cast("array<date>")
+    months = (purchases_by_customer.select("customer_id", "purchase_months")
+              .join(logins_by_customer.select("customer_id", F.transform("login_days", lambda d: F.trunc(d, "month"))
+                                              .alias("login_months")), "customer_id", "full")
+              .select(F.array_union(F.coalesce("purchase_months", no_months),
+                                    F.coalesce("login_months", no_months)).alias("months")))
+    active = _per_day(F.col("months"), months, "monthly_active_users").withColumnRenamed("metric_date", "month")
+    month = F.trunc("metric_date", "month")
     zero_dec, zero = F.lit(0).cast("decimal(18,2)"), F.lit(0).cast("long")
-    df = (sales.join(refunded, "metric_date", "full").join(dau, "metric_date", "full")
-          .withColumn("month", month).join(active, "month", "left"))
+    df = (sales.join(buyers, "metric_date", "full").join(refunded, "metric_date", "full")
+          .join(dau, "metric_date", "full").withColumn("month", month).join(active, "month", "left"))
     return df.select(
         "metric_date", "month",
         *[F.coalesce(c, zero).alias(c) for c in ("transactions", "unique_customers", "online_transactions",

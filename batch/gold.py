@@ -215,7 +215,7 @@ PRODUCTS: dict[str, Product] = {
                              lambda c: campaigns.transform_campaign_performance(
                                  c.read("silver_clickstream"), c.read("silver_customer_insights"))),
     daily.TABLE: Product((*_TXN, "silver_logins"), lambda c: daily.transform_daily_metrics(
-        c.read("silver_transactions"), c.read("silver_refunds"), c.read("silver_logins"))),
+        c.read("silver_transactions"), c.read("silver_refunds"), c.purchase_summary, c.login_summary)),
     cohorts.TABLE: Product(("silver_transactions",), lambda c: cohorts.transform_retention_cohorts(c.purchase_summary)),
     customer_360.TABLE: Product((*_LOGIN, *_TXN, "silver_crm_customers", "silver_loyalty_accounts",
                                  "silver_accounts", "silver_service_interactions"), _customer_360),

@@ -32,6 +32,8 @@ def purchase_summary(transactions: DataFrame, *, observation_end: date) -> DataF
     - ``online_spend``, ``instore_spend`` (decimal), ``order_count``, ``online_orders``, ``first_purchase_at``,
       ``last_purchase_at``: every purchase;
     - ``purchase_months``: the distinct calendar months (first day) with a purchase;
+    - ``purchase_days``: the distinct days with a purchase (``batch.daily``'s unique customers per day, without a
+      distinct count over every purchase);
     - ``obs_first_day``, ``obs_last_day``, ``obs_days`` (distinct purchase days), ``obs_total`` and
       ``obs_first_amount`` (the first purchase day's amount): purchases on or before ``observation_end`` only
       (``batch.clv.model_summary``; null / 0 for a customer whose purchases all come later).
@@ -53,6 +55,7 @@ def purchase_summary(transactions: DataFrame, *, observation_end: date) -> DataF
         F.min("transaction_datetime").alias("first_purchase_at"),
         F.max("transaction_datetime").alias("last_purchase_at"),
         F.collect_set(F.trunc(day, "month")).alias("purchase_months"),
+        F.collect_list(F.when(F.col("new_day"), day)).alias("purchase_days"),  # each day once: its first purchase
         F.min(F.when(observed, day)).alias("obs_first_day"),
         F.max(F.when(observed, day)).alias("obs_last_day"),
         F.count_if(observed & F.col("new_day")).alias("obs_days"),

@@ -54,6 +54,16 @@ def test_every_gold_table_is_written_and_agrees_with_silver(spark, gold, capsys)
     daily = t["gold_daily_metrics"]
     assert daily.agg(F.sum("revenue")).first()[0] == txn.agg(F.sum("amount")).first()[0]
     assert daily.agg(F.sum("transactions")).first()[0] == txn.count()
+    # the distinct counts (from per-customer day sets) equal count-distincts over silver's rows
+    logins = _table(spark, cfg, "silver_logins").select("customer_id", F.to_date("login_datetime").alias("day"))
+    bought = txn.select("customer_id", F.to_date("transaction_datetime").alias("day"))
+    per_day = (bought.groupBy("day").agg(F.countDistinct("customer_id").alias("u"))
+               .join(logins.groupBy("day").agg(F.countDistinct("customer_id").alias("dau")), "day", "full")
+               .join(bought.union(logins).groupBy(F.trunc("day", "month").alias("m"))
+                     .agg(F.countDistinct("customer_id").alias("mau")), F.trunc("day", "month") == F.col("m"))
+               .select("day", F.coalesce("u", F.lit(0)), F.coalesce("dau", F.lit(0)), "mau"))
+    assert _rows(daily.select("metric_date", "unique_customers", "daily_active_users", "monthly_active_users")
+                 .where("transactions > 0 OR daily_active_users > 0"), "metric_date") == _rows(per_day, "day")
 
     cohorts = t["gold_retention_cohorts"]
     assert cohorts.where("months_since = 0 AND retention_rate != 1.0").count() == 0

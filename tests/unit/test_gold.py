@@ -169,17 +169,26 @@ def test_retention_cohorts_by_calendar_month(spark):
 def test_daily_metrics_and_monthly_active_users(spark):
     rows = [("A", 10, datetime(2024, 3, 1, 9), "Completed", "Online"), ("B", 30, datetime(2024, 3, 1, 20),
                                                                         "Completed", "In-Store"),
-            ("A", 5, datetime(2024, 3, 1, 21), "Cancelled", "Online")]
+            ("A", 5, datetime(2024, 3, 1, 21), "Cancelled", "Online"),
+            ("A", 20, datetime(2024, 3, 1, 22), "Completed", "Online"),  # A's second purchase that day
+            ("D", 7, datetime(2024, 5, 3), "Cancelled", "Online")]  # no purchase: neither a day nor a month
     logins = spark.createDataFrame([("C", datetime(2024, 3, 2)), ("A", datetime(2024, 3, 2)),
-                                    ("A", datetime(2024, 4, 1))], "customer_id string, login_datetime timestamp")
+                                    ("A", datetime(2024, 3, 2, 23)), ("A", datetime(2024, 4, 1)),
+                                    ("B", datetime(2024, 4, 30))],
+                                   "customer_id string, login_datetime timestamp")
     refs = refunds(spark, [("A", 4, datetime(2024, 3, 2))])
-    out = {r.metric_date: r for r in daily.transform_daily_metrics(txn(spark, rows), refs, logins).collect()}
+    out = {r.metric_date: r for r in daily.transform_daily_metrics(
+        txn(spark, rows), refs, summary(spark, rows), activity.login_summary(logins, activity.ActivityParams(
+            as_of=AS_OF))).collect()}
+    assert sorted(out) == [date(2024, 3, 1), date(2024, 3, 2), date(2024, 4, 1), date(2024, 4, 30)]
     m1, m2 = out[date(2024, 3, 1)], out[date(2024, 3, 2)]
     assert (m1.transactions, m1.revenue, m1.unique_customers, m1.online_transactions, m1.instore_transactions) == (
-        2, d(40), 2, 1, 1)
+        3, d(60), 2, 2, 1)  # A counted once
     assert (m1.avg_order_value, m1.daily_active_users, m1.monthly_active_users) == (d(20), 0, 3)  # A, B, C in March
-    assert (m2.transactions, m2.refunded, m2.net_revenue, m2.daily_active_users) == (0, d(4), d(-4), 2)
-    assert out[date(2024, 4, 1)].monthly_active_users == 1
+    assert (m2.transactions, m2.unique_customers, m2.refunded, m2.net_revenue, m2.daily_active_users) == (
+        0, 0, d(4), d(-4), 2)  # A's two logins that day count once
+    assert (out[date(2024, 4, 1)].monthly_active_users, out[date(2024, 4, 30)].daily_active_users) == (2, 1)
+    assert out[date(2024, 4, 1)].month == date(2024, 4, 1)
 
 
 def test_engagement_score_components_by_hand(spark):
