@@ -5,9 +5,18 @@ written partitioned (``gold_spend_tiers``) is exported as one folder per partiti
 (``csv/gold_spend_tiers/Gold/gold_spend_tiers.csv``...; seed 001). Emails become ``j***@example.com`` and phones
 ``******1234`` unless ``gold.mask_pii`` is false. Map and struct columns are written to CSV as JSON. Paths go
 through Hadoop's file system API, so the export directory may be local or a URI like the lake.
+
+A CSV is written by every task at once (a partitioned table in one pass for all its values), without headers,
+then joined on the driver's side of Hadoop's file system (bytes copied in the JVM) behind one header line:
+``coalesce(1)`` made one task format every row (16 s instead of 9 s for the 1M rows of ``gold_customer_360`` on
+2 cores). The file appears under its name only when it is whole (written next to it, then renamed).
 """
 
 from __future__ import annotations
+
+import csv as csv_module
+import io
+from urllib.parse import unquote
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -59,15 +68,34 @@ class _Fs:
     def delete_tree(self, text: str) -> None:
         self.fs.delete(self.path(text), True)
 
-    def move_single_part(self, tmp_dir: str, target: str) -> None:
-        """Move the one ``part-*`` file of a Spark output folder to ``target`` and drop the folder."""
-        parts = [s.getPath() for s in self.fs.listStatus(self.path(tmp_dir)) if s.getPath().getName().startswith("part-")]
+    def children(self, folder: str, prefix: str) -> list[str]:
+        """The names in ``folder`` that start with ``prefix``, sorted (none when it does not exist)."""
+        folder_path = self.path(folder)
+        if not self.fs.exists(folder_path):
+            return []
+        return sorted(s.getPath().getName() for s in self.fs.listStatus(folder_path)
+                      if s.getPath().getName().startswith(prefix))
+
+    def join_parts(self, folder: str, header: str, target: str) -> None:
+        """``header`` and then the ``part-*`` files of a Spark output folder, in their order, as one file at
+        ``target`` (replaced whole: assembled beside it, then renamed)."""
+        io_utils = self.jvm.org.apache.hadoop.io.IOUtils
         dst = self.path(target)
         self.fs.mkdirs(dst.getParent())
+        tmp = self.path(f"{folder}.joined")
+        out = self.fs.create(tmp, True)
+        try:
+            out.write(bytearray(header.encode("utf-8")))
+            for name in self.children(folder, "part-"):
+                part = self.fs.open(self.path(f"{folder}/{name}"))
+                try:
+                    io_utils.copyBytes(part, out, 1 << 20, False)
+                finally:
+                    part.close()
+        finally:
+            out.close()
         self.fs.delete(dst, False)
-        if parts:
-            self.fs.rename(parts[0], dst)
-        self.delete_tree(tmp_dir)
+        self.fs.rename(tmp, dst)
 
 
 def exported(spark: SparkSession, export_dir: str, name: str) -> bool:
@@ -92,23 +120,43 @@ def export_table(spark: SparkSession, df: DataFrame, name: str, export_dir: str,
     if csv:
         fs = _Fs(spark, root)
         flat = _csv_ready(out)
+        tmp = f"{root}/csv/.{name}.tmp"
         if partition_by:  # one folder per partition value (seed 001: Gold/, Silver/, Bronze/)
             (col,) = partition_by
-            values = [r[0] for r in flat.select(col).distinct().collect()]
+            header = _csv_header([c for c in flat.columns if c != col])
+            _write_csv(flat, tmp, partition_by=col)
             fs.delete_tree(f"{root}/csv/{name}")
-            for value in sorted(values, key=str):
-                tmp, target = f"{root}/csv/.{name}-{value}.tmp", f"{root}/csv/{name}/{value}/{name}.csv"
-                _write_csv(flat.where(F.col(col) == value).drop(col), tmp)
-                fs.move_single_part(tmp, target)
+            for folder in fs.children(tmp, f"{col}="):
+                target = f"{root}/csv/{name}/{_folder_name(folder.split('=', 1)[1])}/{name}.csv"
+                fs.join_parts(f"{tmp}/{folder}", header, target)
                 written.append(target)
         else:
-            tmp, target = f"{root}/csv/.{name}.tmp", f"{root}/csv/{name}.csv"
+            target = f"{root}/csv/{name}.csv"
             _write_csv(flat, tmp)
-            fs.move_single_part(tmp, target)
+            fs.join_parts(tmp, _csv_header(flat.columns), target)
             written.append(target)
+        fs.delete_tree(tmp)
     return written
 
 
-def _write_csv(df: DataFrame, path: str) -> None:
-    (df.coalesce(1).write.mode("overwrite").option("header", True)
-     .option("timestampFormat", "yyyy-MM-dd HH:mm:ss").option("escape", "\"").option("emptyValue", "").csv(path))
+def _folder_name(escaped: str) -> str:
+    """The export folder of a partition value, from Spark's (escaped) folder name: the value itself unless it would
+    not be one folder (``a/b`` stays ``a%2Fb``); a null value is Hive's ``__HIVE_DEFAULT_PARTITION__``."""
+    value = unquote(escaped)
+    return escaped if "/" in value or "\\" in value or value in (".", "..") else value
+
+
+def _csv_header(columns: list[str]) -> str:
+    """The header line Spark's CSV writer would give these columns (quoted only where needed)."""
+    line = io.StringIO()
+    csv_module.writer(line, lineterminator="\n").writerow(columns)
+    return line.getvalue()
+
+
+def _write_csv(df: DataFrame, path: str, partition_by: str | None = None) -> None:
+    """Every task writes its rows, no header (:meth:`_Fs.join_parts` adds it)."""
+    writer = df.write.mode("overwrite")
+    if partition_by:
+        writer = writer.partitionBy(partition_by)
+    (writer.option("header", False).option("timestampFormat", "yyyy-MM-dd HH:mm:ss").option("escape", "\"")
+     .option("emptyValue", "").csv(path))

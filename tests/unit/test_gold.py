@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from batch import activity, campaigns, churn, cohorts, daily, engagement, products, quality, rfm, spend, tiers
 from batch.clv import ClvParams, clv_tier, model_summary
-from batch.export import masked
+from batch.export import export_table, masked
 
 AS_OF = date(2025, 1, 31)
 TXN = ("transaction_id string, customer_id string, amount decimal(18,2), transaction_datetime timestamp, "
@@ -269,3 +269,28 @@ def test_exports_mask_emails_and_phones(spark):
                                "email string, phone string, note string")
     got = masked(df).collect()
     assert [tuple(r) for r in got] == [("j***@example.com", "******3210", "x"), ("***", None, "y")]
+
+
+def test_csv_export_is_what_one_spark_task_would_write(spark, tmp_path):
+    """Written by every task and joined under one header: byte for byte the file coalesce(1) gives, rows in order;
+    a partitioned table one file per value."""
+    rows = [(i, f"name {i}", 'say "hi", then\nleave' if i % 7 == 0 else None, datetime(2024, 1, 1, i % 24),
+             d(i / 3), ["Gold", "Silver", "Bronze", "a/b c"][i % 4], {"k": i}) for i in range(40)]
+    df = spark.createDataFrame(rows, "id int, `customer name` string, note string, at timestamp, "
+                                     "spend decimal(18,2), tier string, extra map<string,int>").repartition(3, "id")
+    export_table(spark, df, "t", str(tmp_path / "out"), parquet=False, mask_pii=False)
+    export_table(spark, df, "p", str(tmp_path / "out"), parquet=False, mask_pii=False, partition_by=["tier"])
+    flat = df.withColumn("extra", F.to_json("extra"))
+    options = {"header": True, "timestampFormat": "yyyy-MM-dd HH:mm:ss", "escape": '"', "emptyValue": ""}
+
+    def one_task(frame, path):
+        frame.coalesce(1).write.options(**options).csv(str(path))
+        (part,) = path.glob("part-*")
+        return part.read_bytes()
+
+    assert (tmp_path / "out/csv/t.csv").read_bytes() == one_task(flat, tmp_path / "ref")
+    assert sorted(p.name for p in (tmp_path / "out/csv/p").iterdir()) == ["Bronze", "Gold", "Silver", "a%2Fb c"]
+    for tier, folder in (("Gold", "Gold"), ("a/b c", "a%2Fb c")):  # a value that is no folder name stays escaped
+        got = (tmp_path / "out/csv/p" / folder / "p.csv").read_bytes()
+        assert got == one_task(flat.where(F.col("tier") == tier).drop("tier"), tmp_path / f"ref-{tier}")
+    assert not list((tmp_path / "out/csv").glob(".*tmp*"))  # nothing left beside the exports
