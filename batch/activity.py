@@ -42,18 +42,19 @@ class ActivityParams:
     report_month: str = "2024-12"
 
 
-def login_summary(logins: DataFrame, params: ActivityParams) -> DataFrame:
+def login_summary(logins: DataFrame, params: ActivityParams, *, days: bool = True) -> DataFrame:
     """One row per customer with a login event: what the activity report and the engagement score need from the
     login stream, in one aggregation: ``login_count``, ``evening_login_count`` (at or after ``evening_hour``),
     ``first_login_event``, ``latest_login_event``, ``month_logins`` (in ``report_month``) and ``login_days`` (the
-    distinct days with a login: ``batch.daily``'s active users per day and month)."""
+    distinct days with a login: ``batch.daily``'s active users per day and month; left out when ``days`` is
+    false)."""
     return logins.groupBy("customer_id").agg(
         F.count(F.lit(1)).alias("login_count"),
         F.count_if(F.hour("login_datetime") >= params.evening_hour).alias("evening_login_count"),
         F.min("login_datetime").alias("first_login_event"),
         F.max("login_datetime").alias("latest_login_event"),
         F.count_if(F.date_format("login_datetime", "yyyy-MM") == params.report_month).alias("month_logins"),
-        F.collect_set(F.to_date("login_datetime")).alias("login_days"),
+        *([F.collect_set(F.to_date("login_datetime")).alias("login_days")] if days else []),
     )
 
 

@@ -91,8 +91,10 @@ def _schema_of(table: str):
 class Context:
     """What several gold tables share, computed once per run (and cached) from the snapshot."""
 
-    def __init__(self, spark: SparkSession, snap: SilverSnapshot, cfg: Config, as_of: date):
+    def __init__(self, spark: SparkSession, snap: SilverSnapshot, cfg: Config, as_of: date, days: bool = True):
+        """``days``: the summaries keep each customer's purchase and login days (only daily metrics need them)."""
         self.spark, self.snap, self.cfg, self.as_of, self.b = spark, snap, cfg, as_of, cfg.business
+        self.days = days
         self._cached: list[DataFrame] = []
 
     def read(self, name: str) -> DataFrame:
@@ -110,7 +112,8 @@ class Context:
     def purchase_summary(self) -> DataFrame:
         """Purchases per customer (spend, the CLV model's summary, cohort months): one shuffle of the biggest
         table most gold tables need, instead of one per table."""
-        return self._keep(spend.purchase_summary(self.read("silver_transactions"), observation_end=self.as_of))
+        return self._keep(spend.purchase_summary(self.read("silver_transactions"), observation_end=self.as_of,
+                                                         days=self.days))
 
     @cached_property
     def spend(self) -> DataFrame:
@@ -128,7 +131,8 @@ class Context:
     @cached_property
     def login_summary(self) -> DataFrame:
         """Logins per customer (activity and engagement): one pass over the login stream for both."""
-        return self._keep(activity.login_summary(self.read("silver_logins"), self.activity_params))
+        return self._keep(activity.login_summary(self.read("silver_logins"), self.activity_params,
+                                                           days=self.days))
 
     @cached_property
     def activity(self) -> DataFrame:
@@ -270,7 +274,7 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
     needed = sorted({t for n in names for t in PRODUCTS[n].silver})
     snap = SilverSnapshot(spark, cfg.lake.root, needed)
     log.info("gold refresh as of %s from silver versions %s", as_of, snap.versions)
-    ctx = Context(spark, snap, cfg, as_of)
+    ctx = Context(spark, snap, cfg, as_of, days=daily.TABLE in names)
     results = []
     try:
         for name in names:

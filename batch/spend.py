@@ -21,7 +21,7 @@ def purchases(transactions: DataFrame) -> DataFrame:
     return transactions.where(F.col("status").isNull() | (F.col("status") != CANCELLED))
 
 
-def purchase_summary(transactions: DataFrame, *, observation_end: date) -> DataFrame:
+def purchase_summary(transactions: DataFrame, *, observation_end: date, days: bool = True) -> DataFrame:
     """One row per customer with a purchase: what spend, the CLV model summary and the cohorts need, in one pass.
 
     The purchases are shuffled once, by customer, and sorted by time within it: the day changes and the first day
@@ -33,7 +33,7 @@ def purchase_summary(transactions: DataFrame, *, observation_end: date) -> DataF
       ``last_purchase_at``: every purchase;
     - ``purchase_months``: the distinct calendar months (first day) with a purchase;
     - ``purchase_days``: the distinct days with a purchase (``batch.daily``'s unique customers per day, without a
-      distinct count over every purchase);
+      distinct count over every purchase); left out when ``days`` is false (a refresh without daily metrics);
     - ``obs_first_day``, ``obs_last_day``, ``obs_days`` (distinct purchase days), ``obs_total`` and
       ``obs_first_amount`` (the first purchase day's amount): purchases on or before ``observation_end`` only
       (``batch.clv.model_summary``; null / 0 for a customer whose purchases all come later).
@@ -55,7 +55,7 @@ def purchase_summary(transactions: DataFrame, *, observation_end: date) -> DataF
         F.min("transaction_datetime").alias("first_purchase_at"),
         F.max("transaction_datetime").alias("last_purchase_at"),
         F.collect_set(F.trunc(day, "month")).alias("purchase_months"),
-        F.collect_list(F.when(F.col("new_day"), day)).alias("purchase_days"),  # each day once: its first purchase
+        *([F.collect_list(F.when(F.col("new_day"), day)).alias("purchase_days")] if days else []),  # each day once
         F.min(F.when(observed, day)).alias("obs_first_day"),
         F.max(F.when(observed, day)).alias("obs_last_day"),
         F.count_if(observed & F.col("new_day")).alias("obs_days"),

@@ -189,6 +189,9 @@ def test_daily_metrics_and_monthly_active_users(spark):
         0, 0, d(4), d(-4), 2)  # A's two logins that day count once
     assert (out[date(2024, 4, 1)].monthly_active_users, out[date(2024, 4, 30)].daily_active_users) == (2, 1)
     assert out[date(2024, 4, 1)].month == date(2024, 4, 1)
+    # a refresh without daily metrics leaves the day sets out of the shared summaries
+    assert "purchase_days" not in spend.purchase_summary(txn(spark, rows), observation_end=AS_OF, days=False).columns
+    assert "login_days" not in activity.login_summary(logins, activity.ActivityParams(as_of=AS_OF), days=False).columns
 
 
 def test_engagement_score_components_by_hand(spark):
