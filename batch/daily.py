@@ -9,7 +9,8 @@
 The distinct counts come from the per-customer summaries the refresh builds anyway (``purchase_days`` and
 ``purchase_months`` of ``batch.spend.purchase_summary``, ``login_days`` of ``batch.activity.login_summary``): each
 customer's distinct days, exploded and counted per day. Counting distinct customers over every purchase and login
-instead took three shuffles of 11-22M rows, 45-55 s of the refresh at 1M customers; this takes about 4 s.
+instead took three shuffles of 11-22M rows, 55-72 s at 1M customers on 2 cores; this takes about 12 s, and the
+summaries about 3-5 s (purchases) and 8 s (logins) more.
 """
 
 from __future__ import annotations
