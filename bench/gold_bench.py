@@ -4,11 +4,14 @@ Silver is synthesized at scale (``bench.gold_data``), then ``c360 gold`` refresh
 exports (driver memory: its own ``auto`` setting), then the subset the peer computes (RFM, CLV, cohorts) alone,
 then DuckDB computes RFM segments, the CLV model summary and the cohort matrix from the same silver Parquet files
 (the files of each Delta table's current version) and writes them to Parquet. The two sides' RFM segment counts
-and cohort matrices are compared: the figure says whether they agree.
+and cohort matrices are compared: the figure says whether they agree. Last, the same three queries run in Spark SQL
+on the same files, in a Spark session configured as ``c360 gold``'s: how far Spark's engine alone is from DuckDB
+on exactly the peer's work (``gold_peer_queries_spark_sql_seconds``), against which c360's own figures can be read.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -106,6 +109,56 @@ def duckdb_peer(lake: Path, out: Path, *, as_of: str = AS_OF, time_unit_days: fl
     return seconds, results
 
 
+def spark_sql_peer(spark, lake: Path, out: Path, *, as_of: str = AS_OF, time_unit_days: float = 7.0) -> tuple[float, dict]:
+    """The peer's three queries in Spark SQL on the same files, in c360's Spark session: what Spark's engine itself
+    costs on this machine for exactly the work DuckDB does (no Delta, no model fit, no other table); returns
+    (seconds, results for comparison)."""
+    started = time.monotonic()
+    for name in ("silver_transactions", "silver_refunds"):
+        spark.read.parquet(*delta_files(lake / name)).createOrReplaceTempView(name)
+    spark.sql("SELECT * FROM silver_transactions WHERE status IS NULL OR status <> 'Cancelled'"
+              ).createOrReplaceTempView("purchases")
+    spark.sql(f"""
+        WITH p AS (SELECT customer_id, count(*) AS frequency, sum(amount) AS gross,
+                          max(transaction_datetime) AS last_at FROM purchases GROUP BY 1),
+             r AS (SELECT customer_id, sum(refund_amount) AS refunded FROM silver_refunds GROUP BY 1),
+             b AS (SELECT p.customer_id, datediff(DATE '{as_of}', CAST(last_at AS DATE)) AS recency_days, frequency,
+                          gross - coalesce(refunded, 0) AS monetary FROM p LEFT JOIN r USING (customer_id)),
+             s AS (SELECT *, least(floor(percent_rank() OVER (ORDER BY recency_days DESC) * 5) + 1, 5) AS r_score,
+                          least(floor(percent_rank() OVER (ORDER BY frequency) * 5) + 1, 5) AS f_score,
+                          least(floor(percent_rank() OVER (ORDER BY monetary) * 5) + 1, 5) AS m_score FROM b)
+        SELECT *, {_segment_sql()} AS customer_segment FROM s""").write.mode("overwrite").parquet(f"{out}/rfm")
+    end = spark.sql(f"SELECT least(CAST(max(transaction_datetime) AS DATE), DATE '{as_of}') FROM purchases"
+                    ).first()[0]
+    spark.sql(f"""
+        WITH d AS (SELECT customer_id, CAST(transaction_datetime AS DATE) AS day, CAST(sum(amount) AS DOUBLE) AS amount
+                   FROM purchases WHERE CAST(transaction_datetime AS DATE) <= DATE '{end}' GROUP BY 1, 2)
+        SELECT customer_id, count(*) - 1 AS frequency,
+               datediff(max(day), min(day)) / {time_unit_days}D AS recency,
+               datediff(DATE '{end}', min(day)) / {time_unit_days}D AS T,
+               CASE WHEN count(*) > 1 THEN (sum(amount) - min_by(amount, day)) / (count(*) - 1) ELSE 0 END
+                   AS monetary
+        FROM d GROUP BY 1""").write.mode("overwrite").parquet(f"{out}/clv_summary")
+    spark.sql("""
+        WITH m AS (SELECT DISTINCT customer_id, CAST(date_trunc('month', transaction_datetime) AS DATE) AS month
+                   FROM purchases),
+             f AS (SELECT customer_id, min(month) AS cohort_month FROM m GROUP BY 1),
+             z AS (SELECT cohort_month, count(*) AS cohort_size FROM f GROUP BY 1)
+        SELECT cohort_month, CAST(months_between(month, cohort_month) AS INT) AS months_since, cohort_size,
+               count(*) AS active_customers, round(count(*) / cohort_size, 4) AS retention_rate
+        FROM m JOIN f USING (customer_id) JOIN z USING (cohort_month) GROUP BY 1, 2, 3
+    """).write.mode("overwrite").parquet(f"{out}/cohorts")
+    seconds = time.monotonic() - started
+    results = {
+        "segments": {r[0]: r[1] for r in spark.read.parquet(f"{out}/rfm").groupBy("customer_segment").count()
+                     .collect()},
+        "cohorts": sorted((str(r[0]), r[1], r[2]) for r in spark.read.parquet(f"{out}/cohorts")
+                          .select("cohort_month", "months_since", "active_customers").collect()),
+        "summary_rows": spark.read.parquet(f"{out}/clv_summary").count(),
+    }
+    return seconds, results
+
+
 def spark_side(lake: Path) -> dict:
     """The same comparisons on c360's gold tables (read by DuckDB from their Delta files)."""
     import duckdb
@@ -121,6 +174,17 @@ def spark_side(lake: Path) -> dict:
                                                      "FROM {t}")),
         "summary_rows": q("gold_customer_clv", "SELECT count(*) FROM {t}")[0][0],
     }
+
+
+def _spark_sql_peer_main(lake: Path, out: Path) -> dict:
+    """:func:`spark_sql_peer` in a Spark session configured as ``c360 gold`` configures its own (its ``auto``
+    driver memory); the JVM's start is not timed."""
+    from lakehouse import config
+    from lakehouse.spark import auto_driver_memory, get_spark
+
+    cfg = config.load(overrides={"lake": {"root": str(lake)}, "spark": {"driver_memory": auto_driver_memory()}})
+    seconds, results = spark_sql_peer(get_spark(cfg, "c360-bench-spark-sql-peer"), lake, out)
+    return {"seconds": seconds, "results": results}
 
 
 DASHBOARD_LIMIT_S = 120  # our own budget (issue 6 names none): the page a nightly run or --serve rebuilds
@@ -149,6 +213,10 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
     duck_s, duck = duckdb_peer(lake, workdir / "duckdb-out")
     ours = spark_side(lake)
     agree = {k: duck[k] == ours[k] for k in duck}
+    _timed([sys.executable, "-m", "bench.gold_bench", "--spark-sql-peer", "--lake", str(lake),
+            "--out", str(workdir / "spark-sql-out")], env, workdir / "spark-sql-peer.log")
+    sql = json.loads((workdir / "spark-sql-peer.log").read_text().strip().splitlines()[-1])
+    sql_agree = {k: _jsonable(duck[k]) == sql["results"][k] for k in duck}
     from lakehouse.spark import auto_driver_memory
 
     params = {"customers": customers, "orders": rows["silver_orders"], "logins": rows["silver_logins"],
@@ -166,4 +234,28 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
                {"customers": customers, "html_mib": round(page.stat().st_size / 2**20, 2),
                 "includes": "c360 dashboard: every view from the gold and stream tables, JVM start-up included"},
                {"limit": DASHBOARD_LIMIT_S}, dash_s / DASHBOARD_LIMIT_S),
+        figure("gold_peer_queries_spark_sql_seconds", sql["seconds"], "s",
+               {"customers": customers, "agrees_with_duckdb": sql_agree,
+                "includes": "DuckDB's three queries, verbatim but for function names, in Spark SQL on the same files "
+                            "in a session configured as c360 gold's; Parquet out; JVM start-up not included"},
+               peer, sql["seconds"] / duck_s),
     ]
+
+
+def _jsonable(value):
+    """``value`` as it reads back from JSON (tuples become lists, keys strings, dates ISO strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="The Spark SQL run of the DuckDB peer's queries (run by bench_gold).")
+    ap.add_argument("--spark-sql-peer", action="store_true", required=True)
+    ap.add_argument("--lake", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    args = ap.parse_args(argv)
+    print(json.dumps(_jsonable(_spark_sql_peer_main(args.lake, args.out))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""The measuring code of `make chaos` and the soak: what it counts must be right for its figures to mean anything."""
+"""The measuring code of `make chaos`, the soak and the gold peers: what it counts must be right for its figures to
+mean anything."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import os
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from bench.chaos import _batches, _moment, comparable
+from bench.gold_bench import _jsonable, duckdb_peer, spark_sql_peer
 from bench.soak import (
     _same_address_space,
     check_reads,
@@ -139,3 +142,33 @@ def test_a_rows_latency_runs_from_its_production_to_the_commit_that_made_it_visi
     assert window == {"rows": 2, "p50_s": 3.0, "p95_s": 3.9}
     assert latency_percentiles(frame)["rows"] == 4
     assert latency_percentiles(frame, since=pd.Timestamp("2027-01-01")) == {"rows": 0, "p50_s": None, "p95_s": None}
+
+
+def test_the_spark_sql_run_of_the_gold_peer_gives_duckdbs_answers(spark, tmp_path):
+    """The Spark SQL figure times the very work DuckDB does: same segments, cohort matrix and CLV summary."""
+    lake = tmp_path / "lake"
+    spark.createDataFrame([
+        ("C1", "100.00", "2024-01-10 10:00:00", None), ("C1", "50.00", "2024-01-10 15:00:00", "Completed"),
+        ("C1", "30.00", "2024-03-05 12:00:00", None), ("C1", "999.00", "2024-02-01 12:00:00", "Cancelled"),
+        ("C2", "10.00", "2024-02-15 12:00:00", None),
+        ("C3", "40.00", "2024-01-31 12:00:00", None), ("C3", "60.00", "2024-02-01 12:00:00", None),
+    ], "customer_id string, amount string, at string, status string").selectExpr(
+        "customer_id", "CAST(amount AS DECIMAL(12,2)) AS amount",
+        "CAST(at AS TIMESTAMP) AS transaction_datetime", "status",
+    ).write.format("delta").save(str(lake / "silver_transactions"))
+    spark.createDataFrame([("C1", 20.0)], "customer_id string, refund_amount double").selectExpr(
+        "customer_id", "CAST(refund_amount AS DECIMAL(12,2)) AS refund_amount",
+    ).write.format("delta").save(str(lake / "silver_refunds"))
+
+    _, duck = duckdb_peer(lake, tmp_path / "duck")
+    _, ours = spark_sql_peer(spark, lake, tmp_path / "spark")
+    assert _jsonable(ours) == _jsonable(duck)
+    assert sum(ours["segments"].values()) == ours["summary_rows"] == 3
+    assert ours["cohorts"] == [("2024-01-01", 0, 2), ("2024-01-01", 1, 1), ("2024-01-01", 2, 1),
+                               ("2024-02-01", 0, 1)]
+    c1 = spark.read.parquet(str(tmp_path / "spark" / "clv_summary")).where("customer_id = 'C1'").first()
+    # two purchase days (Jan 10: 150, Mar 5: 30; the cancelled one is no purchase), end = the last purchase day
+    assert (c1.frequency, c1.recency, c1.T, c1.monetary) == (1, 55 / 7, 55 / 7, 30.0)
+    rfm = {r.customer_id: (r.recency_days, r.frequency, float(r.monetary))
+           for r in spark.read.parquet(str(tmp_path / "spark" / "rfm")).collect()}
+    assert rfm["C1"] == ((date(2025, 1, 1) - date(2024, 3, 5)).days, 3, 160.0)
