@@ -176,17 +176,6 @@ def spark_side(lake: Path) -> dict:
     }
 
 
-def _spark_sql_peer_main(lake: Path, out: Path) -> dict:
-    """:func:`spark_sql_peer` in a Spark session configured as ``c360 gold`` configures its own (its ``auto``
-    driver memory); the JVM's start is not timed."""
-    from lakehouse import config
-    from lakehouse.spark import auto_driver_memory, get_spark
-
-    cfg = config.load(overrides={"lake": {"root": str(lake)}, "spark": {"driver_memory": auto_driver_memory()}})
-    seconds, results = spark_sql_peer(get_spark(cfg, "c360-bench-spark-sql-peer"), lake, out)
-    return {"seconds": seconds, "results": results}
-
-
 DASHBOARD_LIMIT_S = 120  # our own budget (issue 6 names none): the page a nightly run or --serve rebuilds
 
 
@@ -213,7 +202,7 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
     duck_s, duck = duckdb_peer(lake, workdir / "duckdb-out")
     ours = spark_side(lake)
     agree = {k: duck[k] == ours[k] for k in duck}
-    _timed([sys.executable, "-m", "bench.gold_bench", "--spark-sql-peer", "--lake", str(lake),
+    _timed([sys.executable, "-m", "bench.gold_bench", "--lake", str(lake),
             "--out", str(workdir / "spark-sql-out")], env, workdir / "spark-sql-peer.log")
     sql = json.loads((workdir / "spark-sql-peer.log").read_text().strip().splitlines()[-1])
     sql_agree = {k: _jsonable(duck[k]) == sql["results"][k] for k in duck}
@@ -248,12 +237,18 @@ def _jsonable(value):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """:func:`spark_sql_peer` in a Spark session configured as ``c360 gold`` configures its own (its ``auto``
+    driver memory; the JVM's start is not timed); prints its seconds and results as JSON."""
     ap = argparse.ArgumentParser(description="The Spark SQL run of the DuckDB peer's queries (run by bench_gold).")
-    ap.add_argument("--spark-sql-peer", action="store_true", required=True)
     ap.add_argument("--lake", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args(argv)
-    print(json.dumps(_jsonable(_spark_sql_peer_main(args.lake, args.out))))
+    from lakehouse import config
+    from lakehouse.spark import auto_driver_memory, get_spark
+
+    cfg = config.load(overrides={"lake": {"root": str(args.lake)}, "spark": {"driver_memory": auto_driver_memory()}})
+    seconds, results = spark_sql_peer(get_spark(cfg, "c360-bench-spark-sql-peer"), args.lake, args.out)
+    print(json.dumps(_jsonable({"seconds": seconds, "results": results})))
     return 0
 
 
