@@ -159,7 +159,7 @@ def anomaly_quality(spark, lake: Path, labels_csv: Path) -> dict[str, tuple[floa
 def silver_latencies(spark, lake: Path):
     """Per silver row: when its record was produced (its Kafka timestamp) and the seconds from then to the commit
     that made it visible (the first commit of its table at or after the row's ``_updated_at``), as a pandas frame
-    with columns ``produced`` and ``latency_s``."""
+    with columns ``produced``, ``visible`` and ``latency_s``."""
     import pandas as pd
     from delta.tables import DeltaTable
 
@@ -177,9 +177,10 @@ def silver_latencies(spark, lake: Path):
             continue
         joined = pd.merge_asof(rows.sort_values("_updated_at"), commits, left_on="_updated_at", right_on="visible",
                                direction="forward")
-        parts.append(pd.DataFrame({"produced": joined._kafka_timestamp,
+        parts.append(pd.DataFrame({"produced": joined._kafka_timestamp, "visible": joined.visible,
                                    "latency_s": (joined.visible - joined._kafka_timestamp).dt.total_seconds()}))
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"produced": [], "latency_s": []})
+    frame = (pd.concat(parts, ignore_index=True) if parts
+             else pd.DataFrame({"produced": [], "visible": [], "latency_s": []}))
     return frame.dropna()
 
 
@@ -197,6 +198,24 @@ def latency_percentiles(latencies, since=None, until=None) -> dict[str, float | 
         return {"rows": 0, "p50_s": None, "p95_s": None}
     return {"rows": int(len(values)), "p50_s": round(float(np.percentile(values, 50)), 2),
             "p95_s": round(float(np.percentile(values, 95)), 2)}
+
+
+def latency_trend(latencies, since, until) -> dict[str, float | None]:
+    """Whether the app keeps up with the load over the window [since, until) (naive UTC timestamps):
+    ``growth_s_per_min``, the least-squares slope of a row's latency against its production time (about 0 when
+    it keeps up; a lasting positive slope is a backlog that grows without bound), and ``delivered_per_produced``,
+    the rows that became visible in the window over the rows produced in it (1 when it keeps up; the share of the
+    load it sustains when it does not)."""
+    import numpy as np
+
+    produced = latencies[(latencies.produced >= since) & (latencies.produced < until)]
+    visible = latencies[(latencies.visible >= since) & (latencies.visible < until)]
+    if len(produced) < 2 or produced.produced.nunique() < 2:
+        return {"growth_s_per_min": None, "delivered_per_produced": None}
+    seconds = (produced.produced - since).dt.total_seconds().to_numpy()
+    slope = np.polyfit(seconds, produced.latency_s.to_numpy(), 1)[0]
+    return {"growth_s_per_min": round(float(slope) * 60, 2),
+            "delivered_per_produced": round(len(visible) / len(produced), 3)}
 
 
 def _wait_until_ingested(spark, lake: Path, records: int, timeout_s: float) -> bool:
@@ -290,6 +309,11 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
         steady_from = pd.Timestamp(load_start) + pd.Timedelta(seconds=warmup_seconds)
         measured = latency_percentiles(latencies, since=steady_from, until=pd.Timestamp(load_end))
         whole = latency_percentiles(latencies)
+        trend = latency_trend(latencies, steady_from, pd.Timestamp(load_end))
+        # the app's micro-batches in the measured window: how long each took and how many records it carried
+        lat_batches = (spark.read.format("delta").load(str(lat_lake / "ops_stream_progress"))
+                       .where(f"query = 'ingest' AND timestamp >= '{steady_from}' AND timestamp < '{load_end}'")
+                       .select("batch_duration_ms", "input_rows").toPandas())
     finally:
         broker.stop()
     p95 = measured["p95_s"] if measured["p95_s"] is not None else float("nan")
@@ -307,7 +331,13 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
                     "seconds": latency_seconds,
                     "rows_measured": measured["rows"], "p50_s": measured["p50_s"], "trigger": "1 second",
                     "all_records_caught_up": caught_up, "incl_warmup_p95_s": whole["p95_s"],
-                    "incl_warmup_p50_s": whole["p50_s"], "incl_warmup_rows": whole["rows"]},
+                    "incl_warmup_p50_s": whole["p50_s"], "incl_warmup_rows": whole["rows"],
+                    "latency_growth_s_per_min": trend["growth_s_per_min"],
+                    "delivered_per_produced": trend["delivered_per_produced"],
+                    "batches_measured": len(lat_batches),
+                    "median_batch_s": (round(float(lat_batches.batch_duration_ms.median()) / 1000, 1)
+                                       if len(lat_batches) else None),
+                    "median_batch_records": (int(lat_batches.input_rows.median()) if len(lat_batches) else None)},
                    {"limit": 5}, p95 / 5)]
     for rule, (precision, recall, n) in quality.items():
         figs.append(figure(f"anomaly_precision_{rule}", precision, "ratio", {"labels": n, "customers": scale},
@@ -345,10 +375,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated: generate, replay, stream, gold, soak")
     ap.add_argument("--scale", type=int, default=1_000_000, help="customers for the generator figure")
     ap.add_argument("--replay-scale", type=int, default=50_000, help="customers of the data set replayed")
-    ap.add_argument("--stream-scale", type=int, default=60_000, help="customers of the data set streamed")
-    ap.add_argument("--latency-seconds", type=int, default=120,
+    ap.add_argument("--stream-scale", type=int, default=150_000,
+                    help="customers of the data set streamed (150k: 5M records, enough for the 5k events/s load)")
+    ap.add_argument("--latency-seconds", type=int, default=180,
                     help="how long the 5k events/s load is measured, after its warm-up")
-    ap.add_argument("--latency-warmup-seconds", type=int, default=180,
+    ap.add_argument("--latency-warmup-seconds", type=int, default=600,
                     help="how long the 5k events/s load runs before the records measured")
     ap.add_argument("--soak-minutes", type=float, default=10, help="how long the soak's load lasts")
     ap.add_argument("--soak-rate", type=int, default=1000, help="events/s during the soak")

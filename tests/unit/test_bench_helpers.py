@@ -11,6 +11,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from bench.chaos import _batches, _moment, comparable
 from bench.gold_bench import _jsonable, duckdb_peer, spark_sql_peer
 from bench.soak import (
@@ -131,8 +133,16 @@ def test_a_rows_latency_runs_from_its_production_to_the_commit_that_made_it_visi
         time.sleep(2)
     got = silver_latencies(spark, tmp_path / "lake").sort_values("latency_s")
     assert len(got) == 4
-    first, second = got.latency_s.iloc[:2], got.latency_s.iloc[2:]
-    assert first.between(10, 11.9).all() and second.between(20, 21.9).all()
+    # each row is visible from its own commit (not the other one, 2 s away), whatever a commit took here
+    from delta.tables import DeltaTable
+
+    commits = {r.version: r.timestamp for r in DeltaTable.forPath(spark, path).history().collect()}
+    rows = spark.read.format("delta").load(path).collect()
+    want = sorted(((commits[0] if r._updated_at <= commits[0] else commits[1]) - r._kafka_timestamp).total_seconds()
+                  for r in rows)
+    assert got.latency_s.tolist() == pytest.approx(want)
+    assert got.latency_s.iloc[:2].between(10, 19).all() and got.latency_s.iloc[2:].between(20, 29).all()
+    assert (got.visible - got.produced).dt.total_seconds().tolist() == pytest.approx(got.latency_s.tolist())
 
     frame = pd.DataFrame({"produced": pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:01:00",
                                                       "2026-01-01 00:02:00", "2026-01-01 00:03:00"]),
@@ -142,6 +152,33 @@ def test_a_rows_latency_runs_from_its_production_to_the_commit_that_made_it_visi
     assert window == {"rows": 2, "p50_s": 3.0, "p95_s": 3.9}
     assert latency_percentiles(frame)["rows"] == 4
     assert latency_percentiles(frame, since=pd.Timestamp("2027-01-01")) == {"rows": 0, "p50_s": None, "p95_s": None}
+
+
+def test_the_latency_trend_tells_a_growing_backlog_from_an_app_that_keeps_up():
+    import pandas as pd
+
+    from bench.run import latency_trend
+
+    start = pd.Timestamp("2026-01-01 00:00:00")
+    produced = [start + pd.Timedelta(seconds=s) for s in range(0, 600, 10)]  # a row every 10 s for 10 minutes
+
+    def frame(latency):
+        lat = [latency(i * 10) for i in range(len(produced))]
+        return pd.DataFrame({"produced": produced, "latency_s": lat,
+                             "visible": [p + pd.Timedelta(seconds=x) for p, x in zip(produced, lat, strict=True)]})
+
+    # keeps up: a steady 20 s, each row visible 20 s after it was produced
+    steady = latency_trend(frame(lambda t: 20.0), start, start + pd.Timedelta(minutes=10))
+    assert steady["growth_s_per_min"] == 0.0
+    assert steady["delivered_per_produced"] == round(58 / 60, 3) # the last two rows became visible after the window
+    # falls behind: each row waits a quarter of the time since the load began longer (sustains 1 / 1.25 = 0.8)
+    behind = latency_trend(frame(lambda t: 10 + 0.25 * t), start, start + pd.Timedelta(minutes=10))
+    assert behind["growth_s_per_min"] == 15.0
+    assert behind["delivered_per_produced"] == round(sum(p + pd.Timedelta(seconds=10 + 0.25 * (p - start).seconds)
+                                                         < start + pd.Timedelta(minutes=10) for p in produced) / 60, 3)
+    assert 0.75 <= behind["delivered_per_produced"] <= 0.8
+    assert latency_trend(frame(lambda t: 5.0), start + pd.Timedelta(hours=1), start + pd.Timedelta(hours=2)) == \
+        {"growth_s_per_min": None, "delivered_per_produced": None}
 
 
 def test_the_spark_sql_run_of_the_gold_peer_gives_duckdbs_answers(spark, tmp_path):
