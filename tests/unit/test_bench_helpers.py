@@ -154,31 +154,24 @@ def test_a_rows_latency_runs_from_its_production_to_the_commit_that_made_it_visi
     assert latency_percentiles(frame, since=pd.Timestamp("2027-01-01")) == {"rows": 0, "p50_s": None, "p95_s": None}
 
 
-def test_the_latency_trend_tells_a_growing_backlog_from_an_app_that_keeps_up():
+def test_the_load_capacity_counts_the_batches_of_the_load_after_its_first():
     import pandas as pd
 
-    from bench.run import latency_trend
+    from bench.run import load_capacity
 
-    start = pd.Timestamp("2026-01-01 00:00:00")
-    produced = [start + pd.Timedelta(seconds=s) for s in range(0, 600, 10)]  # a row every 10 s for 10 minutes
-
-    def frame(latency):
-        lat = [latency(i * 10) for i in range(len(produced))]
-        return pd.DataFrame({"produced": produced, "latency_s": lat,
-                             "visible": [p + pd.Timedelta(seconds=x) for p, x in zip(produced, lat, strict=True)]})
-
-    # keeps up: a steady 20 s, each row visible 20 s after it was produced
-    steady = latency_trend(frame(lambda t: 20.0), start, start + pd.Timedelta(minutes=10))
-    assert steady["growth_s_per_min"] == 0.0
-    assert steady["delivered_per_produced"] == round(58 / 60, 3) # the last two rows became visible after the window
-    # falls behind: each row waits a quarter of the time since the load began longer (sustains 1 / 1.25 = 0.8)
-    behind = latency_trend(frame(lambda t: 10 + 0.25 * t), start, start + pd.Timedelta(minutes=10))
-    assert behind["growth_s_per_min"] == 15.0
-    assert behind["delivered_per_produced"] == round(sum(p + pd.Timedelta(seconds=10 + 0.25 * (p - start).seconds)
-                                                         < start + pd.Timedelta(minutes=10) for p in produced) / 60, 3)
-    assert 0.75 <= behind["delivered_per_produced"] <= 0.8
-    assert latency_trend(frame(lambda t: 5.0), start + pd.Timedelta(hours=1), start + pd.Timedelta(hours=2)) == \
-        {"growth_s_per_min": None, "delivered_per_produced": None}
+    at = pd.Timestamp("2026-01-01 00:00:00")
+    batches = pd.DataFrame({
+        "timestamp": [at - pd.Timedelta(seconds=30), at + pd.Timedelta(seconds=1), at + pd.Timedelta(seconds=40),
+                      at + pd.Timedelta(seconds=140), at + pd.Timedelta(seconds=300), at + pd.Timedelta(seconds=700)],
+        "batch_duration_ms": [2_000, 39_000, 100_000, 160_000, 90_000, 5_000],
+        "input_rows": [0, 5_000, 400_000, 800_000, 450_000, 9],
+    })
+    # the load ran 10 minutes: the batch before it, its first one and the one after it are left out
+    got = load_capacity(batches, at, at + pd.Timedelta(minutes=10))
+    assert got == {"batches": 3, "median_batch_s": 100.0, "median_batch_records": 450_000,
+                   "events_per_s": round(1_650_000 / 350)}  # 4,714/s: less than a 5,000/s load
+    assert load_capacity(batches, at + pd.Timedelta(hours=1), at + pd.Timedelta(hours=2)) == \
+        {"batches": 0, "median_batch_s": None, "median_batch_records": None, "events_per_s": None}
 
 
 def test_the_spark_sql_run_of_the_gold_peer_gives_duckdbs_answers(spark, tmp_path):
