@@ -159,7 +159,7 @@ def anomaly_quality(spark, lake: Path, labels_csv: Path) -> dict[str, tuple[floa
 def silver_latencies(spark, lake: Path):
     """Per silver row: when its record was produced (its Kafka timestamp) and the seconds from then to the commit
     that made it visible (the first commit of its table at or after the row's ``_updated_at``), as a pandas frame
-    with columns ``produced``, ``visible`` and ``latency_s``."""
+    with columns ``produced`` and ``latency_s``."""
     import pandas as pd
     from delta.tables import DeltaTable
 
@@ -177,10 +177,9 @@ def silver_latencies(spark, lake: Path):
             continue
         joined = pd.merge_asof(rows.sort_values("_updated_at"), commits, left_on="_updated_at", right_on="visible",
                                direction="forward")
-        parts.append(pd.DataFrame({"produced": joined._kafka_timestamp, "visible": joined.visible,
+        parts.append(pd.DataFrame({"produced": joined._kafka_timestamp,
                                    "latency_s": (joined.visible - joined._kafka_timestamp).dt.total_seconds()}))
-    frame = (pd.concat(parts, ignore_index=True) if parts
-             else pd.DataFrame({"produced": [], "visible": [], "latency_s": []}))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"produced": [], "latency_s": []})
     return frame.dropna()
 
 
