@@ -5,6 +5,7 @@ The transforms here are pure (DataFrame in, DataFrame out) and shared by the str
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
@@ -31,7 +32,7 @@ def parse_timestamp(col: Column, formats: Sequence[str]) -> Column:
     return F.coalesce(*[F.try_to_timestamp(col, F.lit(fmt)) for fmt in formats])
 
 
-def _lineage(df: DataFrame) -> list[Column]:
+def _lineage() -> list[Column]:
     return [
         F.col("topic").alias("_kafka_topic"), F.col("partition").alias("_kafka_partition"),
         F.col("offset").alias("_kafka_offset"), F.col("kafka_timestamp").alias("_kafka_timestamp"),
@@ -39,11 +40,14 @@ def _lineage(df: DataFrame) -> list[Column]:
     ]
 
 
+def _json_column(source: str) -> Column:
+    schema = StructType([StructField(f, StringType()) for f in RAW_FIELDS[source]] + [StructField(CORRUPT, StringType())])
+    return F.from_json(F.col("value"), schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+
+
 def parse_json(bronze: DataFrame, source: str) -> DataFrame:
     """Bronze rows with their JSON value parsed into ``raw.*`` (all text) and ``raw._corrupt_record``."""
-    schema = StructType([StructField(f, StringType()) for f in RAW_FIELDS[source]] + [StructField(CORRUPT, StringType())])
-    parsed = F.from_json(F.col("value"), schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-    return bronze.withColumn("raw", parsed)
+    return bronze.withColumn("raw", _json_column(source))
 
 
 def _reason(*rules: tuple[Column, str | Column]) -> Column:
@@ -171,11 +175,30 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
     text. Fields the contract does not name are kept as a JSON object in ``_rescued_data`` (and counted) when
     ``unknown_fields_rule`` is ``rescue``, or reject the record (``unknown_field_<name>``) when it is
     ``quarantine``.
+
+    The expressions are built once per source and Spark application (:func:`_source_columns`) and reused by
+    every batch: building them takes thousands of calls into the JVM, about a second per source.
     """
     if unknown_fields_rule not in UNKNOWN_FIELD_RULES:
         raise ValueError(f"unknown_fields_rule must be one of {UNKNOWN_FIELD_RULES}, not {unknown_fields_rule!r}")
+    raw, out = _source_columns(_app_id(), source, tuple(timestamp_formats), unknown_fields_rule)
+    return bronze.withColumn("raw", raw).select(*out)
+
+
+def _app_id() -> str:
+    """The running Spark application (cached expressions are JVM objects: they must not outlive it)."""
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    return sc.applicationId if sc is not None else ""
+
+
+@functools.lru_cache(maxsize=256)
+def _source_columns(app_id: str, source: str, timestamp_formats: tuple[str, ...], unknown_fields_rule: str
+                    ) -> tuple[Column, tuple[Column, ...]]:
+    """The parsed JSON (``raw``) and the output columns of :func:`transform_source` (``app_id``: only a cache
+    key). Column expressions are unresolved, so one set serves every batch and session of the application."""
     spec = SILVER_SPECS[source]
-    df = parse_json(bronze, source)
     typed: dict[str, Column] = {}
     rules: list[tuple[Column, str | Column]] = [(_not_json(F.col("value")), "invalid_json")]
     extra = unknown_fields(F.col("value"), source)
@@ -200,15 +223,15 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
         out[[i for i, f in enumerate(spec.fields) if f.name == "status"][0]] = F.coalesce(
             typed["status"], F.lit("Completed")).alias("status")
     out += _derived(spec.table, typed)
-    return df.select(
+    return _json_column(source), (
         *out,
         F.col("raw.event_id").alias("event_id"),
-        *_lineage(df),
+        *_lineage(),
         F.current_timestamp().alias("_updated_at"),
         F.when(F.size(extra) > 0, rescued_data(F.col("value"), source)).alias(RESCUED),
         F.when(F.size(extra) > 0, extra).alias("_unknown_fields"),
         _reason(*rules).alias("_reject_reason"),
-        "key", "value",
+        F.col("key"), F.col("value"),
     )
 
 
@@ -226,16 +249,25 @@ def transform_logins(bronze: DataFrame, *, timestamp_formats: Sequence[str]) -> 
 
 def split_valid(parsed: DataFrame, source: str) -> tuple[DataFrame, DataFrame]:
     """(valid rows in the silver schema, rejected rows in the quarantine schema)."""
+    valid, rejected = _split_columns(_app_id(), source)
+    return (parsed.where(F.col("_reject_reason").isNull()).select(*valid),
+            parsed.where(F.col("_reject_reason").isNotNull()).select(*rejected))
+
+
+@functools.lru_cache(maxsize=256)
+def _split_columns(app_id: str, source: str) -> tuple[tuple[Column, ...], tuple[Column, ...]]:
+    """The columns of :func:`split_valid`'s two outputs, built once per Spark application (see
+    :func:`_source_columns`)."""
     # cast to the schema's types, so that every source of a shared table writes the same columns
-    valid = parsed.where(F.col("_reject_reason").isNull()).select(
-        *[F.col(f.name).cast(f.dataType) for f in SILVER[source].fields])
+    valid = tuple(F.col(f.name).cast(f.dataType) for f in SILVER[source].fields)
     now = F.current_timestamp()
-    rejected = parsed.where(F.col("_reject_reason").isNotNull()).select(
+    rejected = (
         F.lit(source).alias("source"),
         F.col("_reject_reason").alias("reason"),
         F.col("key").alias("raw_key"),
         F.col("value").alias("raw_value"),
-        "_kafka_topic", "_kafka_partition", "_kafka_offset", "_kafka_timestamp", "_source_file", "_source_line",
+        *[F.col(c) for c in ("_kafka_topic", "_kafka_partition", "_kafka_offset", "_kafka_timestamp",
+                             "_source_file", "_source_line")],
         now.alias("_quarantined_at"),
         F.to_date(now).alias("_quarantine_date"),
     )

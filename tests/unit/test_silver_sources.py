@@ -14,7 +14,7 @@ from lakehouse.schemas import RAW_FIELDS, SILVER, SILVER_SPECS
 from lakehouse.tables import SOURCES
 from producers.generate import GenerateParams, generate
 from streaming.silver import split_valid, transform_source
-from tests.unit.test_transforms import kafka_rows
+from tests.unit.test_transforms import customer, kafka_rows
 
 FORMATS = config.load(environ={}).stream.timestamp_formats
 
@@ -194,3 +194,31 @@ def test_new_fields_reject_the_record_when_the_rule_is_quarantine(spark):
 def test_every_silver_schema_ends_with_the_rescued_data_column():
     for name, schema in SILVER.items():
         assert schema.fieldNames()[-1] == "_rescued_data", name
+
+
+def test_the_expressions_built_once_give_each_batch_its_own_rows_and_time(spark):
+    """transform_source and split_valid reuse one set of expressions per source and Spark application (building
+    them is thousands of JVM calls): a later batch still gets its own rows, its own ``_updated_at`` and its own
+    quarantine, and other formats get expressions of their own."""
+    from streaming import silver
+
+    first = customer(customer_id="C1", registration_datetime="2024-01-02 03:04:05")
+    second = customer(customer_id="C2", registration_datetime="02-01-2024 03:04:05")
+    one = transform_source(transform_bronze_rows(spark, "customers", [first]), "customers", timestamp_formats=FORMATS)
+    one_rows = one.collect()
+    built = silver._source_columns.cache_info().currsize
+    two = transform_source(transform_bronze_rows(spark, "customers", [second, customer(customer_id="")]),
+                           "customers", timestamp_formats=FORMATS)
+    assert silver._source_columns.cache_info().currsize == built  # reused, not built again
+    valid, rejected = split_valid(two, "customers")
+    two_rows = two.collect()
+    assert [r.customer_id for r in one_rows] == ["C1"] and [r.customer_id for r in two_rows] == ["C2", None]
+    assert two_rows[0].registration_datetime == datetime(2024, 1, 2, 3, 4, 5)
+    assert two_rows[0]._updated_at > one_rows[0]._updated_at  # evaluated per query, not frozen in the cache
+    assert [r.customer_id for r in valid.collect()] == ["C2"]
+    assert [r.reason for r in rejected.collect()] == ["missing_customer_id"]
+    # only the day-first format: the same text is another source's entry, and parses to null
+    other = transform_source(transform_bronze_rows(spark, "customers", [first]), "customers",
+                             timestamp_formats=["dd-MM-yyyy HH:mm:ss"])
+    assert silver._source_columns.cache_info().currsize == built + 1
+    assert other.collect()[0]._reject_reason == "unparseable_registration_datetime"
