@@ -181,7 +181,7 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
     """
     if unknown_fields_rule not in UNKNOWN_FIELD_RULES:
         raise ValueError(f"unknown_fields_rule must be one of {UNKNOWN_FIELD_RULES}, not {unknown_fields_rule!r}")
-    raw, out = _source_columns(_app_id(), source, tuple(timestamp_formats), unknown_fields_rule)
+    raw, out = _source_columns(source, tuple(timestamp_formats), unknown_fields_rule)
     return bronze.withColumn("raw", raw).select(*out)
 
 
@@ -193,11 +193,23 @@ def _app_id() -> str:
     return sc.applicationId if sc is not None else ""
 
 
-@functools.lru_cache(maxsize=256)
-def _source_columns(app_id: str, source: str, timestamp_formats: tuple[str, ...], unknown_fields_rule: str
+def _per_application(build):
+    """Memoize ``build`` per Spark application: its Column expressions are unresolved, so one set serves every
+    batch and session of the application, and a new application (a restarted JVM) builds its own."""
+    cached = functools.lru_cache(maxsize=256)(lambda app_id, *args: build(*args))
+
+    @functools.wraps(build)
+    def wrapper(*args):
+        return cached(_app_id(), *args)
+
+    wrapper.cache_info = cached.cache_info
+    return wrapper
+
+
+@_per_application
+def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fields_rule: str
                     ) -> tuple[Column, tuple[Column, ...]]:
-    """The parsed JSON (``raw``) and the output columns of :func:`transform_source` (``app_id``: only a cache
-    key). Column expressions are unresolved, so one set serves every batch and session of the application."""
+    """The parsed JSON (``raw``) and the output columns of :func:`transform_source`."""
     spec = SILVER_SPECS[source]
     typed: dict[str, Column] = {}
     rules: list[tuple[Column, str | Column]] = [(_not_json(F.col("value")), "invalid_json")]
@@ -249,15 +261,14 @@ def transform_logins(bronze: DataFrame, *, timestamp_formats: Sequence[str]) -> 
 
 def split_valid(parsed: DataFrame, source: str) -> tuple[DataFrame, DataFrame]:
     """(valid rows in the silver schema, rejected rows in the quarantine schema)."""
-    valid, rejected = _split_columns(_app_id(), source)
+    valid, rejected = _split_columns(source)
     return (parsed.where(F.col("_reject_reason").isNull()).select(*valid),
             parsed.where(F.col("_reject_reason").isNotNull()).select(*rejected))
 
 
-@functools.lru_cache(maxsize=256)
-def _split_columns(app_id: str, source: str) -> tuple[tuple[Column, ...], tuple[Column, ...]]:
-    """The columns of :func:`split_valid`'s two outputs, built once per Spark application (see
-    :func:`_source_columns`)."""
+@_per_application
+def _split_columns(source: str) -> tuple[tuple[Column, ...], tuple[Column, ...]]:
+    """The columns of :func:`split_valid`'s two outputs."""
     # cast to the schema's types, so that every source of a shared table writes the same columns
     valid = tuple(F.col(f.name).cast(f.dataType) for f in SILVER[source].fields)
     now = F.current_timestamp()

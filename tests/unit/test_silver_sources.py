@@ -217,7 +217,7 @@ def test_the_expressions_built_once_give_each_batch_its_own_rows_and_time(spark)
     assert two_rows[0]._updated_at > one_rows[0]._updated_at  # evaluated per query, not frozen in the cache
     assert [r.customer_id for r in valid.collect()] == ["C2"]
     assert [r.reason for r in rejected.collect()] == ["missing_customer_id"]
-    # only the day-first format: the same text is another source's entry, and parses to null
+    # only the day-first format: a cache entry of its own, and the same text parses to null
     other = transform_source(transform_bronze_rows(spark, "customers", [first]), "customers",
                              timestamp_formats=["dd-MM-yyyy HH:mm:ss"])
     assert silver._source_columns.cache_info().currsize == built + 1
