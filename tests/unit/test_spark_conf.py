@@ -12,6 +12,7 @@ def test_session_settings_follow_the_configuration():
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.driver.bindAddress"] == "127.0.0.1" and conf["spark.ui.enabled"] == "false"
     assert "spark.jars.packages" not in conf
+    assert int(conf["spark.sql.codegen.cache.maxEntries"]) >= 1000  # a batch of every source: ~700 classes, not 100
 
 
 def test_a_cluster_master_is_not_pinned_to_localhost():
