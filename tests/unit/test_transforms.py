@@ -75,6 +75,19 @@ def test_bronze_without_headers_gives_null_lineage(spark):
     assert row._source_file is None and row._source_line is None
 
 
+def test_bronze_takes_the_first_header_of_a_name_and_is_one_generated_stage(spark):
+    headers = KAFKA["headers"].dataType
+    df = kafka_rows(spark, [customer(), customer()]).withColumn("headers", F.when(
+        F.col("offset") == 0, F.array(*[F.struct(F.lit(k).alias("key"), F.lit(v).cast("binary").alias("value"))
+                                        for k, v in (("other", "x"), ("source_file", "a.csv"), ("source_file", "b.csv"),
+                                                     ("source_line", "7"))])).cast(headers))
+    rows = transform_bronze(df).orderBy("offset").collect()
+    assert [(r._source_file, r._source_line) for r in rows] == [("a.csv", 7), (None, None)]  # second: headers null
+    plan = transform_bronze(df)._jdf.queryExecution().executedPlan().toString()
+    projects = [line for line in plan.splitlines() if "Project [" in line]
+    assert projects and all(line.lstrip(":- +").startswith("*(") for line in projects), plan
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("2024-03-05 14:22:10", datetime(2024, 3, 5, 14, 22, 10)),
     ("2024-03-05T14:22:10", datetime(2024, 3, 5, 14, 22, 10)),
