@@ -81,9 +81,10 @@ def test_bronze_takes_the_first_header_of_a_name_and_is_one_generated_stage(spar
         F.col("offset") == 0, F.array(*[F.struct(F.lit(k).alias("key"), F.lit(v).cast("binary").alias("value"))
                                         for k, v in (("other", "x"), ("source_file", "a.csv"), ("source_file", "b.csv"),
                                                      ("source_line", "7"))])).cast(headers))
-    rows = transform_bronze(df).orderBy("offset").collect()
+    bronze = transform_bronze(df)
+    rows = bronze.orderBy("offset").collect()
     assert [(r._source_file, r._source_line) for r in rows] == [("a.csv", 7), (None, None)]  # second: headers null
-    plan = transform_bronze(df)._jdf.queryExecution().executedPlan().toString()
+    plan = bronze._jdf.queryExecution().executedPlan().toString()
     projects = [line for line in plan.splitlines() if "Project [" in line]
     assert projects and all(line.lstrip(":- +").startswith("*(") for line in projects), plan
 
