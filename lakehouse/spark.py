@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 
 CODEGEN_CACHE_ENTRIES = 2000
+PANDAS_STATE_SERIALIZER = "pyspark.sql.pandas.serializers"
 
 
 def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str, str]:
@@ -62,6 +63,10 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str
         # batch's objects: collect at least every minute rather than every 30
         "spark.cleaner.periodicGC.interval": "1min",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # PySpark's own state serializer pads a batch of applyInPandasWithState (the login anomalies) with all-NA
+        # rows through pd.concat, and pandas 2 warns about that in every such batch: the app's log filled with it.
+        # Silenced in the Python workers for that module only (their environment comes from spark.executorEnv).
+        "spark.executorEnv.PYTHONWARNINGS": f"ignore::FutureWarning:{PANDAS_STATE_SERIALIZER}",
         # DataFrame <-> pandas through Arrow (the CLV model's summary and predictions: a row per customer)
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # option values that are secrets (Kafka's JAAS line with its password, a client key) never reach a log or
