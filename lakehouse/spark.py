@@ -64,7 +64,7 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str
         "spark.cleaner.periodicGC.interval": "1min",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # PySpark's own state serializer pads a batch of applyInPandasWithState (the login anomalies) with all-NA
-        # rows through pd.concat, and pandas 2 warns about that in every such batch: the app's log filled with it.
+        # rows through pd.concat, and pandas 2 warns about that in most such batches: the app's log filled with it.
         # Silenced in the Python workers for that module only (their environment comes from spark.executorEnv).
         "spark.executorEnv.PYTHONWARNINGS": f"ignore::FutureWarning:{PANDAS_STATE_SERIALIZER}",
         # DataFrame <-> pandas through Arrow (the CLV model's summary and predictions: a row per customer)
