@@ -20,7 +20,7 @@ def test_the_session_caches_the_compiled_code_of_a_whole_micro_batch(spark):
 
 
 def test_python_workers_do_not_log_pysparks_own_pandas_concat_warning(spark):
-    """applyInPandasWithState's serializer (PySpark's code) makes pandas warn in every batch; the workers ignore
+    """applyInPandasWithState's serializer (PySpark's code) makes pandas warn in most batches; the workers ignore
     that warning from that module, and only from it."""
     import warnings
 
