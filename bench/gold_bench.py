@@ -194,6 +194,11 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
     rows = json.loads((workdir / "gold-data.log").read_text().strip().splitlines()[-1])
     c360 = [sys.executable, "-m", "c360", "gold", "--lake", str(lake), "--as-of", AS_OF, "--exports", str(exports)]
     full_s = _timed([*c360, "--dashboard", str(workdir / "gold-dashboard.html")], env, workdir / "gold-full.log")
+    # the same refresh on Comet's native engine (gold.accelerator), into exports of its own: same tables?
+    comet_exports = workdir / "gold-exports-comet"
+    comet_s = _timed([*c360[:-1], str(comet_exports), "--accelerator", "comet", "--dashboard",
+                      str(workdir / "gold-dashboard-comet.html")], env, workdir / "gold-full-comet.log")
+    same = same_exports(exports, comet_exports)
     subset = "gold_rfm_segments,gold_customer_clv,gold_retention_cohorts"
     subset_s = _timed([*c360, "--only", subset, "--no-exports", "--no-dashboard"], env, workdir / "gold-subset.log")
     page = workdir / "dashboard.html"
@@ -202,11 +207,10 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
     duck_s, duck = duckdb_peer(lake, workdir / "duckdb-out")
     ours = spark_side(lake)
     agree = {k: duck[k] == ours[k] for k in duck}
-    _timed([sys.executable, "-m", "bench.gold_bench", "--lake", str(lake),
-            "--out", str(workdir / "spark-sql-out")], env, workdir / "spark-sql-peer.log")
-    sql = json.loads((workdir / "spark-sql-peer.log").read_text().strip().splitlines()[-1])
-    sql_agree = {k: _jsonable(duck[k]) == sql["results"][k] for k in duck}
-    from lakehouse.spark import auto_driver_memory
+    sql, sql_comet = (_spark_sql_peer_run(lake, workdir, env, accelerator) for accelerator in ("none", "comet"))
+    for run in (sql, sql_comet):
+        run["agrees"] = {k: _jsonable(duck[k]) == run["results"][k] for k in duck}
+    from lakehouse.spark import auto_driver_memory, auto_off_heap
 
     params = {"customers": customers, "orders": rows["silver_orders"], "logins": rows["silver_logins"],
               "clickstream_events": rows["silver_clickstream"], "transactions": rows["silver_transactions"],
@@ -216,6 +220,10 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
     peer = {"name": "DuckDB: RFM + CLV summary + cohort matrix on the same silver Parquet", "value": round(duck_s, 2)}
     return [
         figure("gold_refresh_1m_seconds", full_s, "s", params, peer, full_s / duck_s),
+        figure("gold_refresh_1m_comet_seconds", comet_s, "s",
+               {**params, "accelerator": "comet (Apache DataFusion Comet 1.2.0)",
+                "off_heap": auto_off_heap(auto_driver_memory()), "same_tables_as_spark": same,
+                "spark_engine_seconds": round(full_s, 1)}, peer, comet_s / duck_s),
         figure("gold_subset_1m_seconds", subset_s, "s",
                {**params, "includes": f"{subset} only (CLV with the model fit), no exports"}, peer,
                subset_s / duck_s),
@@ -224,11 +232,31 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
                 "includes": "c360 dashboard: every view from the gold and stream tables, JVM start-up included"},
                {"limit": DASHBOARD_LIMIT_S}, dash_s / DASHBOARD_LIMIT_S),
         figure("gold_peer_queries_spark_sql_seconds", sql["seconds"], "s",
-               {"customers": customers, "agrees_with_duckdb": sql_agree,
+               {"customers": customers, "agrees_with_duckdb": sql["agrees"],
                 "includes": "DuckDB's three queries, verbatim but for function names, in Spark SQL on the same files "
                             "in a session configured as c360 gold's; Parquet out; JVM start-up not included"},
                peer, sql["seconds"] / duck_s),
+        figure("gold_peer_queries_spark_sql_comet_seconds", sql_comet["seconds"], "s",
+               {"customers": customers, "agrees_with_duckdb": sql_comet["agrees"],
+                "includes": "the same queries in the same session on Comet's native engine (c360 gold --accelerator "
+                            "comet's settings)"},
+               peer, sql_comet["seconds"] / duck_s),
     ]
+
+
+def _spark_sql_peer_run(lake: Path, workdir: Path, env: dict[str, str], accelerator: str) -> dict:
+    log = workdir / f"spark-sql-peer-{accelerator}.log"
+    _timed([sys.executable, "-m", "bench.gold_bench", "--lake", str(lake), "--out", str(workdir / "spark-sql-out"),
+            "--accelerator", accelerator], env, log)
+    return json.loads(log.read_text().strip().splitlines()[-1])
+
+
+def same_exports(a: Path, b: Path) -> bool:
+    """Whether two refreshes exported the same tables: every CSV's rows, in any order."""
+    names = sorted(p.name for p in (a / "csv").glob("*.csv"))
+    return bool(names) and names == sorted(p.name for p in (b / "csv").glob("*.csv")) and all(
+        sorted((a / "csv" / n).read_text().splitlines()) == sorted((b / "csv" / n).read_text().splitlines())
+        for n in names)
 
 
 def _jsonable(value):
@@ -242,12 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="The Spark SQL run of the DuckDB peer's queries (run by bench_gold).")
     ap.add_argument("--lake", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--accelerator", choices=["none", "comet"], default="none")
     args = ap.parse_args(argv)
     from lakehouse import config
-    from lakehouse.spark import auto_driver_memory, get_spark
+    from lakehouse.spark import auto_driver_memory, auto_off_heap, get_spark
 
-    cfg = config.load(overrides={"lake": {"root": str(args.lake)}, "spark": {"driver_memory": auto_driver_memory()}})
-    seconds, results = spark_sql_peer(get_spark(cfg, "c360-bench-spark-sql-peer"), args.lake, args.out)
+    memory = auto_driver_memory()
+    cfg = config.load(overrides={"lake": {"root": str(args.lake)}, "spark": {"driver_memory": memory},
+                                 "gold": {"accelerator_memory": auto_off_heap(memory)}})
+    seconds, results = spark_sql_peer(get_spark(cfg, "c360-bench-spark-sql-peer", accelerator=args.accelerator),
+                                      args.lake, args.out)
     print(json.dumps(_jsonable({"seconds": seconds, "results": results})))
     return 0
 

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common])
 
-    cmd("setup", "fetch the JVM jars (Delta, Spark's Kafka connector, the Kafka broker) with Maven, once")
+    cmd("setup", "fetch the JVM jars (Delta, Spark's Kafka connector, the Kafka broker; Comet when gold.accelerator is "
+        "comet) with Maven, once")
     cmd("config", "print the effective configuration")
 
     k = cmd("kafka", "run the embedded local Kafka broker (KRaft mode)")
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     gold.add_argument("--no-mask", action="store_true", help="export emails and phones unmasked (PII!)")
     gold.add_argument("--dashboard", metavar="FILE", help="where the refreshed dashboard goes (default: dashboard.file)")
     gold.add_argument("--no-dashboard", action="store_true", help="do not refresh the dashboard at the end")
+    gold.add_argument("--accelerator", choices=["none", "comet"],
+                      help="run on Spark's own engine or on Apache DataFusion Comet's native one (default: "
+                           "gold.accelerator)")
 
     dash = cmd("dashboard", "write the dashboard (one self-contained HTML file), or serve it on localhost")
     where = dash.add_mutually_exclusive_group()
@@ -185,7 +189,7 @@ def load_config(args: argparse.Namespace):
         overrides["stream"] = {"trigger_interval": args.trigger}
     if args.command == "gold":
         overrides["gold"] = {"export_dir": args.exports, "mask_pii": False if args.no_mask else None,
-                             "driver_memory": args.driver_memory}
+                             "driver_memory": args.driver_memory, "accelerator": args.accelerator}
         overrides["dashboard"] = {"file": args.dashboard}
     if args.command == "dashboard":
         overrides["dashboard"] = {"file": args.out, "host": args.host, "port": args.port,
@@ -221,7 +225,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "setup":
         from lakehouse.jars import ensure_jars, jar_dir
 
-        for which in ("spark", "kafka"):
+        for which in ("spark", "kafka", *(["comet"] if cfg.gold.accelerator == "comet" else [])):
             jars = ensure_jars(cfg.lake.state_dir, which)
             size = sum(j.stat().st_size for j in jars) / 2**20
             print(f"{which}: {len(jars)} jars, {size:.0f} MiB in {jar_dir(cfg.lake.state_dir, which)}")

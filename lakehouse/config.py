@@ -32,6 +32,7 @@ SECRETS = {"kafka": {"sasl_password": SASL_PASSWORD_ENV, "ssl_key_password": SSL
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 UNKNOWN_FIELD_RULES = ("rescue", "quarantine")  # stream.unknown_fields (docs/input-contract.md, "Schema evolution")
+GOLD_ACCELERATORS = ("none", "comet")  # gold.accelerator: Spark's own engine, or Apache DataFusion Comet's native one
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class BusinessConfig:
 @dataclass(frozen=True)
 class GoldConfig:
     driver_memory: str
+    accelerator: str
+    accelerator_memory: str
     export_dir: str
     export_csv: bool
     export_parquet: bool
@@ -271,6 +274,9 @@ def _validate(cfg: Config) -> None:
         (cfg.business.engagement_registration_horizon_days > 0,
          "business.engagement_registration_horizon_days must be positive"),
         (bool(cfg.gold.export_dir), "gold.export_dir must not be empty"),
+        (cfg.gold.accelerator in GOLD_ACCELERATORS, "gold.accelerator must be none or comet"),
+        (cfg.gold.accelerator_memory == "auto" or _is_memory(cfg.gold.accelerator_memory),
+         "gold.accelerator_memory must be auto or a size like '4g' or '512m'"),
         (bool(cfg.lake.root), "lake.root must not be empty"),
         (bool(cfg.dashboard.file), "dashboard.file must not be empty"),
         (bool(cfg.dashboard.host), "dashboard.host must not be empty"),
@@ -291,6 +297,10 @@ _INTERVAL = re.compile(r"(?i)^\s*(interval\s+)?(\d+\s+(week|day|hour|minute|seco
 
 def _is_interval(text: str) -> bool:
     return bool(_INTERVAL.match(text))
+
+
+def _is_memory(text: str) -> bool:
+    return re.fullmatch(r"[1-9]\d*[kmgt]", text.strip().lower()) is not None
 
 
 def _is_month(text: str) -> bool:

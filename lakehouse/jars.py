@@ -1,7 +1,8 @@
 """The JVM jars c360 needs, fetched once from Maven Central with ``mvn`` and cached.
 
-Two sets, each described by a pom under ``jvm/``: ``spark`` (Delta Lake and the Spark Kafka connector, added to
-the session through ``spark.jars``) and ``kafka`` (a real Apache Kafka broker for the embedded local mode).
+Three sets, each described by a pom under ``jvm/``: ``spark`` (Delta Lake and the Spark Kafka connector, added to
+the session through ``spark.jars``), ``kafka`` (a real Apache Kafka broker for the embedded local mode) and ``comet``
+(Apache DataFusion Comet, the native engine ``c360 gold`` can run on: ``gold.accelerator``; fetched only for it).
 Spark's own Ivy resolver (``spark.jars.packages``) is deliberately not used: it ignores Maven's settings.
 """
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JVM_DIR = PROJECT_ROOT / "jvm"
-JAR_SETS = ("spark", "kafka")
+JAR_SETS = ("spark", "kafka", "comet")
 # the version is the first "-<digits>.<...>" part with no underscore (artifact ids may hold "-0-10_2.13")
 _VERSIONED_JAR = re.compile(r"^(?P<artifact>.+?)-\d+\.[^_]*\.jar$")
 
@@ -73,7 +74,7 @@ def _fetch(which: str, target: Path) -> None:
         errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR" in ln]
         detail = errors[0] if errors else (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise C360Error(f"mvn could not fetch the {which} jars (is Maven Central reachable?): {detail.strip()}")
-    if which == "spark":
+    if which != "kafka":
         # Jars pyspark ships already (Jackson, Hadoop, Scala, log4j...) would clash: keep pyspark's.
         have = {artifact_id(j.name) for j in pyspark_jar_dir().glob("*.jar")}
         for jar in tmp.glob("*.jar"):

@@ -34,6 +34,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: st
     (["generate", "--scale", "many"], "argument --scale: not a whole number"),
     (["replay", "--rate", "fast"], "argument --rate: not a number"),
     (["gold", "--as-of", "2025-13-01"], "not a date"),
+    (["gold", "--accelerator", "gpu"], "argument --accelerator: invalid choice: 'gpu'"),
     (["kafka", "restart"], "invalid choice: 'restart'"),
     (["stream", "--sources", ","], "expected a comma-separated list"),
     (["clv", "fit"], "the following arguments are required: --transactions"),

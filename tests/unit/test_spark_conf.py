@@ -1,3 +1,5 @@
+import pytest
+
 from lakehouse import config
 from lakehouse.spark import spark_conf
 
@@ -33,3 +35,23 @@ def test_the_ingest_pool_comes_first_in_the_fair_scheduler():
     assert int(ingest.findtext("minShare")) >= 2 and int(ingest.findtext("weight")) > 1
     for query in (ANOMALY_QUERY, CITY_HOUR_QUERY):  # listed (else Spark warns on their first job), and behind
         assert int(pools[query].findtext("minShare")) == 0 and int(pools[query].findtext("weight")) == 1
+
+
+def test_comet_settings_load_its_plugin_and_shuffle_with_the_memory_off_the_heap():
+    from lakehouse.spark import COMET_SHUFFLE_MANAGER, comet_conf
+
+    conf = comet_conf(["/s/jars/comet/comet-spark-spark4.1_2.13-1.2.0.jar"], "3g")
+    assert conf["spark.plugins"] == "org.apache.spark.CometPlugin"
+    assert conf["spark.shuffle.manager"] == COMET_SHUFFLE_MANAGER and conf["spark.comet.shuffle.enabled"] == "true"
+    assert conf["spark.driver.extraClassPath"] == "/s/jars/comet/comet-spark-spark4.1_2.13-1.2.0.jar"
+    assert conf["spark.executor.extraClassPath"] == "comet-spark-spark4.1_2.13-1.2.0.jar"
+    assert conf["spark.memory.offHeap.enabled"] == "true" and conf["spark.memory.offHeap.size"] == "3g"
+    assert conf["spark.comet.convert.parquet.enabled"] == "true"  # Delta's scans feed Comet's operators
+
+
+@pytest.mark.parametrize(("heap", "off_heap"), [("11g", "5g"), ("4g", "2g"), ("2g", "1g"), ("1g", "1g"),
+                                                ("4096m", "2g"), ("16G", "8g"), ("3g", "1g")])
+def test_comet_memory_is_half_the_heap_and_at_least_1g(heap, off_heap):
+    from lakehouse.spark import auto_off_heap
+
+    assert auto_off_heap(heap) == off_heap
