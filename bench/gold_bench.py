@@ -253,8 +253,11 @@ def _spark_sql_peer_run(lake: Path, workdir: Path, env: dict[str, str], accelera
 
 def same_exports(a: Path, b: Path) -> bool:
     """Whether two refreshes exported the same tables: every CSV's rows, in any order."""
-    names = sorted(p.name for p in (a / "csv").glob("*.csv"))
-    return bool(names) and names == sorted(p.name for p in (b / "csv").glob("*.csv")) and all(
+    def files(exports: Path) -> list[str]:
+        return sorted(str(p.relative_to(exports / "csv")) for p in (exports / "csv").rglob("*.csv"))
+
+    names = files(a)
+    return bool(names) and names == files(b) and all(
         sorted((a / "csv" / n).read_text().splitlines()) == sorted((b / "csv" / n).read_text().splitlines())
         for n in names)
 
