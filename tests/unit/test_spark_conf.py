@@ -50,7 +50,8 @@ def test_comet_settings_load_its_plugin_and_shuffle_with_the_memory_off_the_heap
 
 
 @pytest.mark.parametrize(("heap", "off_heap"), [("11g", "5g"), ("4g", "2g"), ("2g", "1g"), ("1g", "1g"),
-                                                ("4096m", "2g"), ("16G", "8g"), ("3g", "1g")])
+                                                ("4096m", "2g"), ("16G", "8g"), ("3g", "1g"),
+                                                ("8192", "4g")])
 def test_comet_memory_is_half_the_heap_and_at_least_1g(heap, off_heap):
     from lakehouse.spark import auto_off_heap
 
