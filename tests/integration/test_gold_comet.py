@@ -28,7 +28,8 @@ def test_the_comet_refresh_writes_the_same_tables_as_spark(gold, tmp_path):
             shutil.copytree(table, lake / table.name)
     out = tmp_path / "exports"
     env = dict(os.environ, C360_LAKE_STATE_DIR=str(STATE_DIR), C360_SPARK_SHUFFLE_PARTITIONS="2",
-               C360_GOLD_DRIVER_MEMORY="2g", C360_GOLD_ACCELERATOR_MEMORY="auto")
+               C360_GOLD_DRIVER_MEMORY="2g", C360_GOLD_ACCELERATOR_MEMORY="auto",
+               C360_GOLD_EXPORT_PARQUET="false")  # the CSVs are compared: the Parquet copies would only cost time
     proc = subprocess.run([sys.executable, "-m", "c360", "gold", "--accelerator", "comet", "--lake", str(lake),
                            "--as-of", GOLD_AS_OF, "--exports", str(out), "--no-dashboard"],
                           env=env, capture_output=True, text=True, timeout=900)
