@@ -260,7 +260,7 @@ def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_b
 def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None,
         exports: bool = True) -> list[GoldResult]:
     """Refresh the gold tables (all, or ``only`` these) and their exports."""
-    from lakehouse.spark import auto_driver_memory, auto_off_heap, get_spark
+    from lakehouse.spark import auto_driver_memory, get_spark
 
     names = only or list(PRODUCTS)
     unknown = [n for n in names if n not in PRODUCTS]
@@ -270,8 +270,6 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
     if cfg.spark.master.startswith("local"):
         memory = cfg.gold.driver_memory
         cfg = cfg.replace("spark", driver_memory=auto_driver_memory() if memory == "auto" else memory)
-    if cfg.gold.accelerator_memory == "auto":
-        cfg = cfg.replace("gold", accelerator_memory=auto_off_heap(cfg.spark.driver_memory))
     spark = get_spark(cfg, "c360-gold", accelerator=cfg.gold.accelerator)
     needed = sorted({t for n in names for t in PRODUCTS[n].silver})
     snap = SilverSnapshot(spark, cfg.lake.root, needed)

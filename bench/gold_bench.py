@@ -198,7 +198,7 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
     comet_exports = workdir / "gold-exports-comet"
     comet_s = _timed([*c360[:-1], str(comet_exports), "--accelerator", "comet", "--dashboard",
                       str(workdir / "gold-dashboard-comet.html")], env, workdir / "gold-full-comet.log")
-    same = same_exports(exports, comet_exports)
+    same = bool(export_csvs(exports)) and not differing_exports(exports, comet_exports)
     subset = "gold_rfm_segments,gold_customer_clv,gold_retention_cohorts"
     subset_s = _timed([*c360, "--only", subset, "--no-exports", "--no-dashboard"], env, workdir / "gold-subset.log")
     page = workdir / "dashboard.html"
@@ -251,15 +251,18 @@ def _spark_sql_peer_run(lake: Path, workdir: Path, env: dict[str, str], accelera
     return json.loads(log.read_text().strip().splitlines()[-1])
 
 
-def same_exports(a: Path, b: Path) -> bool:
-    """Whether two refreshes exported the same tables: every CSV's rows, in any order."""
-    def files(exports: Path) -> list[str]:
-        return sorted(str(p.relative_to(exports / "csv")) for p in (exports / "csv").rglob("*.csv"))
+def export_csvs(exports: Path) -> list[str]:
+    """A refresh's CSV exports, relative to its ``csv`` folder (spend tiers: one per tier folder)."""
+    return sorted(str(p.relative_to(exports / "csv")) for p in (exports / "csv").rglob("*.csv"))
 
-    names = files(a)
-    return bool(names) and names == files(b) and all(
-        sorted((a / "csv" / n).read_text().splitlines()) == sorted((b / "csv" / n).read_text().splitlines())
-        for n in names)
+
+def differing_exports(a: Path, b: Path) -> list[str]:
+    """The CSV exports of two refreshes whose rows (in any order) differ, or that only one of them wrote."""
+    def rows(exports: Path, name: str) -> list[str] | None:
+        csv = exports / "csv" / name
+        return sorted(csv.read_text().splitlines()) if csv.is_file() else None
+
+    return [n for n in sorted(set(export_csvs(a)) | set(export_csvs(b))) if rows(a, n) != rows(b, n)]
 
 
 def _jsonable(value):
@@ -276,11 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accelerator", choices=["none", "comet"], default="none")
     args = ap.parse_args(argv)
     from lakehouse import config
-    from lakehouse.spark import auto_driver_memory, auto_off_heap, get_spark
+    from lakehouse.spark import auto_driver_memory, get_spark
 
-    memory = auto_driver_memory()
-    cfg = config.load(overrides={"lake": {"root": str(args.lake)}, "spark": {"driver_memory": memory},
-                                 "gold": {"accelerator_memory": auto_off_heap(memory)}})
+    cfg = config.load(overrides={"lake": {"root": str(args.lake)}, "spark": {"driver_memory": auto_driver_memory()}})
     seconds, results = spark_sql_peer(get_spark(cfg, "c360-bench-spark-sql-peer", accelerator=args.accelerator),
                                       args.lake, args.out)
     print(json.dumps(_jsonable({"seconds": seconds, "results": results})))

@@ -135,7 +135,8 @@ def get_spark(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
 
     Fetches the Delta and Kafka-connector jars on first use (``c360 setup`` does it ahead of time). ``accelerator``
     ``comet``: a new session runs on Apache DataFusion Comet (:func:`comet_conf`, its jar fetched on first use),
-    with ``cfg.gold.accelerator_memory`` off the heap; an active session is returned as it is.
+    with ``cfg.gold.accelerator_memory`` off the heap (auto: :func:`auto_off_heap` of the driver memory); an active
+    session is returned as it is.
     """
     from pyspark.sql import SparkSession
 
@@ -153,12 +154,15 @@ def get_spark(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
     java_options = cds.java_options(cds.archive_path(cfg.lake.state_dir, jars)) if cfg.spark.class_data_sharing else ""
     builder = SparkSession.builder.appName(app_name)
     conf = spark_conf(cfg, jars, java_options)
+    off_heap = cfg.gold.accelerator_memory
+    if off_heap == "auto":
+        off_heap = auto_off_heap(cfg.spark.driver_memory)
     if comet:
-        conf.update(comet_conf(comet, cfg.gold.accelerator_memory))
+        conf.update(comet_conf(comet, off_heap))
     for key, value in conf.items():
         builder = builder.config(key, value)
     log.info("starting Spark (%s, driver memory %s%s)", cfg.spark.master, cfg.spark.driver_memory,
-             f", Comet with {cfg.gold.accelerator_memory} off the heap" if comet else "")
+             f", Comet with {off_heap} off the heap" if comet else "")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -8,16 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.gold_bench import differing_exports, export_csvs
 from tests.conftest import STATE_DIR
 from tests.integration.conftest import GOLD_AS_OF
-
-
-def _csv_files(exports: Path) -> list[str]:
-    return sorted(str(p.relative_to(exports / "csv")) for p in (exports / "csv").rglob("*.csv"))
-
-
-def _lines(csv: Path) -> list[str]:
-    return sorted(csv.read_text().splitlines())
 
 
 def test_the_comet_refresh_writes_the_same_tables_as_spark(gold, tmp_path):
@@ -37,8 +30,7 @@ def test_the_comet_refresh_writes_the_same_tables_as_spark(gold, tmp_path):
     assert proc.returncode == 0, log[-4000:]
     assert "Comet with 1g off the heap" in log  # auto: half of the 2g heap, at least 1g
     assert "Comet native library version" in log  # Comet's own line: its engine was loaded and ran
-    names = _csv_files(exports)
-    assert len(names) == 18 and _csv_files(out) == names  # 15 tables + spend tiers in a folder per tier
+    names = export_csvs(exports)
+    assert len(names) == 18 and export_csvs(out) == names  # 15 tables + spend tiers in a folder per tier
     # every table's rows (the CSV exports: every column, as text), in any order
-    different = [n for n in names if _lines(out / "csv" / n) != _lines(exports / "csv" / n)]
-    assert different == []
+    assert differing_exports(exports, out) == []
