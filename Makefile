@@ -46,7 +46,8 @@ browser:
 	  chromium chromium-driver openssl >/dev/null && echo "installed $$(chromium --version 2>/dev/null)"
 
 # Two pytest workers: much of a test's time is waiting (JVM start-up, Delta commits, a broker restarting), so
-# two overlap well on two cores. The tests sharing the streamed lake run on one worker (tests/conftest.py).
+# two overlap well on two cores; three were slower on this 2-core machine (14.0 min of pytest against 12.2, one run
+# each, 2026-11-24: the suite is CPU-bound). The tests sharing the streamed lake run on one worker (tests/conftest.py).
 TEST_WORKERS ?= 2
 test: setup lint browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup

@@ -260,12 +260,13 @@ def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_b
 def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None,
         exports: bool = True) -> list[GoldResult]:
     """Refresh the gold tables (all, or ``only`` these) and their exports."""
-    from lakehouse.spark import auto_driver_memory, get_spark
+    from lakehouse.spark import auto_driver_memory, get_spark, resolve_accelerator
 
     names = only or list(PRODUCTS)
     unknown = [n for n in names if n not in PRODUCTS]
     if unknown:
         raise C360Error(f"unknown gold table {unknown[0]!r} (known: {', '.join(PRODUCTS)})")
+    resolve_accelerator(cfg.gold.accelerator)  # Comet where it cannot run: refused before Spark starts
     as_of = as_of or date.today()
     if cfg.spark.master.startswith("local"):
         memory = cfg.gold.driver_memory

@@ -13,6 +13,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from lakehouse.config import GOLD_ACCELERATORS
 from lakehouse.errors import C360Error, check_writable, error_text, storage_error
 
 EXIT_USAGE = 2
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common])
 
     cmd("setup", "fetch the JVM jars (Delta, Spark's Kafka connector, the Kafka broker; Comet when gold.accelerator is "
-        "comet) with Maven, once")
+        "comet, or auto where Comet runs) with Maven, once")
     cmd("config", "print the effective configuration")
 
     k = cmd("kafka", "run the embedded local Kafka broker (KRaft mode)")
@@ -131,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     gold.add_argument("--no-mask", action="store_true", help="export emails and phones unmasked (PII!)")
     gold.add_argument("--dashboard", metavar="FILE", help="where the refreshed dashboard goes (default: dashboard.file)")
     gold.add_argument("--no-dashboard", action="store_true", help="do not refresh the dashboard at the end")
-    gold.add_argument("--accelerator", choices=["none", "comet"],
-                      help="run on Spark's own engine or on Apache DataFusion Comet's native one (default: "
-                           "gold.accelerator)")
+    gold.add_argument("--accelerator", choices=list(GOLD_ACCELERATORS),
+                      help="run on Spark's own engine, on Apache DataFusion Comet's native one, or on Comet where it "
+                           "runs (auto) (default: gold.accelerator)")
 
     dash = cmd("dashboard", "write the dashboard (one self-contained HTML file), or serve it on localhost")
     where = dash.add_mutually_exclusive_group()
@@ -224,9 +225,17 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "setup":
         from lakehouse.jars import ensure_jars, jar_dir
+        from lakehouse.spark import resolve_accelerator
 
-        for which in ("spark", "kafka", *(["comet"] if cfg.gold.accelerator == "comet" else [])):
-            jars = ensure_jars(cfg.lake.state_dir, which)
+        comet = resolve_accelerator(cfg.gold.accelerator) == "comet"
+        for which in ("spark", "kafka", *(["comet"] if comet else [])):
+            try:
+                jars = ensure_jars(cfg.lake.state_dir, which)
+            except C360Error as exc:
+                if which != "comet" or cfg.gold.accelerator != "auto":
+                    raise
+                print(f"comet: not fetched ({exc}); gold.accelerator auto runs on Spark's own engine until it is")
+                continue
             size = sum(j.stat().st_size for j in jars) / 2**20
             print(f"{which}: {len(jars)} jars, {size:.0f} MiB in {jar_dir(cfg.lake.state_dir, which)}")
         if cfg.spark.class_data_sharing:

@@ -32,7 +32,8 @@ SECRETS = {"kafka": {"sasl_password": SASL_PASSWORD_ENV, "ssl_key_password": SSL
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 UNKNOWN_FIELD_RULES = ("rescue", "quarantine")  # stream.unknown_fields (docs/input-contract.md, "Schema evolution")
-GOLD_ACCELERATORS = ("none", "comet")  # gold.accelerator: Spark's own engine, or Apache DataFusion Comet's native one
+# gold.accelerator: Spark's own engine, Apache DataFusion Comet's native one, or Comet where it runs (Linux x86_64/aarch64)
+GOLD_ACCELERATORS = ("none", "comet", "auto")
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ def _validate(cfg: Config) -> None:
         (cfg.business.engagement_registration_horizon_days > 0,
          "business.engagement_registration_horizon_days must be positive"),
         (bool(cfg.gold.export_dir), "gold.export_dir must not be empty"),
-        (cfg.gold.accelerator in GOLD_ACCELERATORS, "gold.accelerator must be none or comet"),
+        (cfg.gold.accelerator in GOLD_ACCELERATORS, "gold.accelerator must be none, comet or auto"),
         (cfg.gold.accelerator_memory == "auto" or _is_memory(cfg.gold.accelerator_memory),
          "gold.accelerator_memory must be auto or a size like '4g' or '512m'"),
         (bool(cfg.lake.root), "lake.root must not be empty"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TypeVar
 
 from lakehouse import cds
 from lakehouse.config import Config
+from lakehouse.errors import C360Error
 from lakehouse.jars import JVM_DIR, ensure_jars, require_tool
 
 T = TypeVar("T")
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 CODEGEN_CACHE_ENTRIES = 2000
 PANDAS_STATE_SERIALIZER = "pyspark.sql.pandas.serializers"
 COMET_SHUFFLE_MANAGER = "org.apache.spark.sql.comet.execution.shuffle.CometShuffleManager"
+# Comet's jar carries its native library for these only (org/apache/comet/linux/{amd64,aarch64}/libcomet.so)
+COMET_MACHINES = {"x86_64", "amd64", "aarch64", "arm64"}
 
 
 def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str, str]:
@@ -102,6 +106,45 @@ def comet_conf(jars: list[str], off_heap: str) -> dict[str, str]:
     }
 
 
+def comet_runs_here(system: str | None = None, machine: str | None = None) -> bool:
+    """Whether Comet's native library exists for this platform (Linux on x86_64 or aarch64)."""
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    return system == "Linux" and machine.lower() in COMET_MACHINES
+
+
+def resolve_accelerator(name: str, system: str | None = None, machine: str | None = None) -> str:
+    """``gold.accelerator`` as the session will run it: ``auto`` is ``comet`` where Comet's native library exists,
+    else ``none``; ``comet`` where it does not exist is refused (a clear error, not a JVM failing to load it)."""
+    if name not in ("auto", "comet"):
+        return name
+    if comet_runs_here(system, machine):
+        return "comet"
+    if name == "comet":
+        where = f"{system or platform.system()} {machine or platform.machine()}"
+        raise C360Error(f"Comet's native library is built for Linux on x86_64 and aarch64 only, not {where}: set "
+                        "gold.accelerator to auto (Comet where it runs, Spark's own engine elsewhere) or none")
+    return "none"
+
+
+def _comet_jars(state_dir: str, accelerator: str) -> list[str]:
+    """Comet's jars for a session with ``accelerator`` (none: no jars). ``auto`` goes on without Comet, with a warning,
+    when they cannot be fetched (an accelerator it may use must not stop the refresh); ``comet`` fails."""
+    resolved = resolve_accelerator(accelerator)
+    if accelerator == "auto" and resolved == "none":
+        log.info("gold.accelerator auto: Comet does not run on %s %s; Spark's own engine", platform.system(),
+                 platform.machine())
+    if resolved != "comet":
+        return []
+    try:
+        return [str(p) for p in ensure_jars(state_dir, "comet")]
+    except C360Error as exc:
+        if accelerator != "auto":
+            raise
+        log.warning("gold.accelerator auto: Comet is not available (%s); Spark's own engine", exc)
+        return []
+
+
 def machine_memory_bytes() -> int:
     """Physical memory, or the container's (cgroup v2) limit when that is lower."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -135,8 +178,8 @@ def get_spark(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
 
     Fetches the Delta and Kafka-connector jars on first use (``c360 setup`` does it ahead of time). ``accelerator``
     ``comet``: a new session runs on Apache DataFusion Comet (:func:`comet_conf`, its jar fetched on first use),
-    with ``cfg.gold.accelerator_memory`` off the heap (auto: :func:`auto_off_heap` of the driver memory); an active
-    session is returned as it is.
+    with ``cfg.gold.accelerator_memory`` off the heap (auto: :func:`auto_off_heap` of the driver memory); ``auto``:
+    on Comet where it can run (:func:`_comet_jars`); an active session is returned as it is.
     """
     from pyspark.sql import SparkSession
 
@@ -145,7 +188,7 @@ def get_spark(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
         return active
     require_tool("java", "to run Spark")
     jars = [str(p) for p in ensure_jars(cfg.lake.state_dir, "spark")]
-    comet = [str(p) for p in ensure_jars(cfg.lake.state_dir, "comet")] if accelerator == "comet" else []
+    comet = _comet_jars(cfg.lake.state_dir, accelerator)
     jars += comet
     os.environ.setdefault("PYSPARK_PYTHON", _python())
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # pandas-on-Spark asks for it before the JVM starts

@@ -68,6 +68,17 @@ def test_unknown_gold_table(tmp_path):
                           "unknown gold table 'gold_nope'")
 
 
+def test_comet_on_a_platform_it_does_not_run_on_is_refused_before_spark_starts(tmp_path):
+    code = ("import platform, sys; platform.system = lambda: 'Darwin'; platform.machine = lambda: 'arm64'; "
+            "from c360.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
+    proc = subprocess.run([sys.executable, "-c", code, "gold", "--accelerator", "comet", "--lake", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert_one_line_error(proc, 1, "Comet's native library is built for Linux on x86_64 and aarch64 only, not "
+                                   "Darwin arm64: set gold.accelerator to auto")
+    assert not any(tmp_path.iterdir())
+
+
 def test_dashboard_port_in_use_fails_before_spark_starts(tmp_path):
     import socket
 
@@ -174,3 +185,32 @@ def test_storage_errors_are_recognised_in_everything_an_exception_says():
     assert message.startswith("the disk is full (No space left on device) while writing the lake: free space")
     assert storage_error("java.io.IOException: Read-only file system", "x").startswith("the file system is read-only")
     assert storage_error("TimeoutException: no broker", "x") is None
+
+
+@pytest.mark.parametrize(("accelerator", "code"), [("auto", 0), ("comet", 1)])
+def test_setup_goes_on_without_comet_for_auto_but_not_for_comet(tmp_path, monkeypatch, capsys, accelerator, code):
+    from c360 import cli
+    from lakehouse import jars
+    from lakehouse.errors import C360Error
+
+    def fetch(state_dir, which):
+        if which == "comet":
+            raise C360Error("mvn could not fetch the comet jars (is Maven Central reachable?): offline")
+        (tmp_path / f"{which}.jar").write_bytes(b"x")
+        return [tmp_path / f"{which}.jar"]
+
+    monkeypatch.setattr(jars, "ensure_jars", fetch)
+    monkeypatch.setattr("lakehouse.spark.comet_runs_here", lambda *a: True)
+    for key, value in (("GOLD_ACCELERATOR", accelerator), ("SPARK_CLASS_DATA_SHARING", "false"),
+                       ("LAKE_STATE_DIR", str(tmp_path))):
+        monkeypatch.setenv(f"C360_{key}", value)
+    assert cli.main(["setup"]) == code
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:2] == [f"spark: 1 jars, 0 MiB in {tmp_path}/jars/spark",
+                                    f"kafka: 1 jars, 0 MiB in {tmp_path}/jars/kafka"]
+    if code == 0:
+        assert out.splitlines()[2] == ("comet: not fetched (mvn could not fetch the comet jars (is Maven Central "
+                                       "reachable?): offline); gold.accelerator auto runs on Spark's own engine "
+                                       "until it is")
+    else:
+        assert err.strip() == "c360: error: mvn could not fetch the comet jars (is Maven Central reachable?): offline"

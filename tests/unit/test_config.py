@@ -48,7 +48,7 @@ def test_list_values_from_environment():
     ({"C360_BUSINESS_CLV_TIME_UNIT": "M"}, "clv_time_unit must be D or W"),
     ({"C360_BUSINESS_ENGAGEMENT_WEIGHT_STATUS": "-1"}, "must not be negative and must not all be 0"),
     ({"C360_GOLD_MASK_PII": "maybe"}, "gold.mask_pii"),
-    ({"C360_GOLD_ACCELERATOR": "gpu"}, "gold.accelerator must be none or comet"),
+    ({"C360_GOLD_ACCELERATOR": "gpu"}, "gold.accelerator must be none, comet or auto"),
     ({"C360_GOLD_ACCELERATOR_MEMORY": "lots"}, "gold.accelerator_memory must be auto or a size"),
     ({"C360_GOLD_ACCELERATOR_MEMORY": "0g"}, "gold.accelerator_memory must be auto or a size"),
     ({"C360_DASHBOARD_PORT": "70000"}, "dashboard.port must be a TCP port"),

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from lakehouse import config
@@ -56,3 +58,47 @@ def test_comet_memory_is_half_the_heap_and_at_least_1g(heap, off_heap):
     from lakehouse.spark import auto_off_heap
 
     assert auto_off_heap(heap) == off_heap
+
+
+@pytest.mark.parametrize(("name", "system", "machine", "runs_on"), [
+    ("auto", "Linux", "x86_64", "comet"), ("auto", "Linux", "aarch64", "comet"), ("auto", "Linux", "arm64", "comet"),
+    ("auto", "Darwin", "arm64", "none"), ("auto", "Windows", "AMD64", "none"), ("auto", "Linux", "ppc64le", "none"),
+    ("comet", "Linux", "x86_64", "comet"), ("none", "Linux", "x86_64", "none"), ("none", "Darwin", "arm64", "none"),
+])
+def test_auto_runs_on_comet_only_where_its_native_library_exists(name, system, machine, runs_on):
+    from lakehouse.spark import resolve_accelerator
+
+    assert resolve_accelerator(name, system, machine) == runs_on
+
+
+def test_comet_where_it_cannot_run_is_refused_in_one_line():
+    from lakehouse.errors import C360Error
+    from lakehouse.spark import resolve_accelerator
+
+    with pytest.raises(C360Error, match=r"^Comet's native library is built for Linux on x86_64 and aarch64 only, "
+                                        r"not Darwin arm64: set gold.accelerator to auto .* or none$"):
+        resolve_accelerator("comet", "Darwin", "arm64")
+
+
+def test_auto_goes_on_without_comet_when_its_jar_cannot_be_fetched_and_comet_fails(monkeypatch, caplog):
+    from lakehouse import spark as s
+    from lakehouse.errors import C360Error
+
+    fetched = []
+
+    def unreachable(state_dir, which):
+        fetched.append(which)
+        raise C360Error("mvn could not fetch the comet jars (is Maven Central reachable?): offline")
+
+    monkeypatch.setattr(s, "comet_runs_here", lambda *a: True)
+    monkeypatch.setattr(s, "ensure_jars", unreachable)
+    assert s._comet_jars("/state", "none") == [] and fetched == []
+    with caplog.at_level("WARNING", logger="lakehouse.spark"):
+        assert s._comet_jars("/state", "auto") == []
+    assert fetched == ["comet"] and "Comet is not available (mvn could not fetch the comet jars" in caplog.text
+    with pytest.raises(C360Error, match="mvn could not fetch the comet jars"):
+        s._comet_jars("/state", "comet")
+    monkeypatch.setattr(s, "ensure_jars", lambda state_dir, which: [Path(state_dir, "jars", which, "c.jar")])
+    assert s._comet_jars("/state", "auto") == ["/state/jars/comet/c.jar"]
+    monkeypatch.setattr(s, "comet_runs_here", lambda *a: False)
+    assert s._comet_jars("/state", "auto") == []
