@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from batch.rfm import SEGMENT_RULES
+from lakehouse.config import GOLD_ACCELERATORS
 
 ROOT = Path(__file__).resolve().parent.parent
 AS_OF = "2025-01-01"
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="The Spark SQL run of the DuckDB peer's queries (run by bench_gold).")
     ap.add_argument("--lake", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--accelerator", choices=["none", "comet"], default="none")
+    ap.add_argument("--accelerator", choices=list(GOLD_ACCELERATORS), default="none")
     args = ap.parse_args(argv)
     from lakehouse import config
     from lakehouse.spark import auto_driver_memory, get_spark
