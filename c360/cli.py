@@ -225,7 +225,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "setup":
         from lakehouse.jars import ensure_jars, jar_dir
-        from lakehouse.spark import resolve_accelerator
+        from lakehouse.spark import comet_blocker, resolve_accelerator
 
         comet = resolve_accelerator(cfg.gold.accelerator) == "comet"
         for which in ("spark", "kafka", *(["comet"] if comet else [])):
@@ -238,6 +238,8 @@ def run_command(args: argparse.Namespace) -> int:
                 continue
             size = sum(j.stat().st_size for j in jars) / 2**20
             print(f"{which}: {len(jars)} jars, {size:.0f} MiB in {jar_dir(cfg.lake.state_dir, which)}")
+        if cfg.gold.accelerator == "auto" and not comet:
+            print(f"comet: not fetched ({comet_blocker()}); gold.accelerator auto runs on Spark's own engine")
         if cfg.spark.class_data_sharing:
             from lakehouse import cds
 

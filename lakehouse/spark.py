@@ -29,6 +29,10 @@ PANDAS_STATE_SERIALIZER = "pyspark.sql.pandas.serializers"
 COMET_SHUFFLE_MANAGER = "org.apache.spark.sql.comet.execution.shuffle.CometShuffleManager"
 # Comet's jar carries its native library for these only (org/apache/comet/linux/{amd64,aarch64}/libcomet.so)
 COMET_MACHINES = {"x86_64", "amd64", "aarch64", "arm64"}
+# ...linked against glibc: Comet 1.2.0's libraries need GLIBC_2.30 symbols (both; RHEL 8's and Debian 10's 2.28, Amazon
+# Linux 2's 2.26 are older). Where the library cannot load Comet falls back to Spark by itself, but with a warning and
+# a stack trace for every query. The Comet integration test checks this against the jar.
+COMET_MIN_GLIBC = (2, 30)
 
 
 def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str, str]:
@@ -106,24 +110,44 @@ def comet_conf(jars: list[str], off_heap: str) -> dict[str, str]:
     }
 
 
-def comet_runs_here(system: str | None = None, machine: str | None = None) -> bool:
-    """Whether Comet's native library exists for this platform (Linux on x86_64 or aarch64)."""
+def comet_blocker(system: str | None = None, machine: str | None = None,
+                  libc: tuple[str, str] | None = None) -> str | None:
+    """Why Comet's native library cannot load on this platform, or None where it can: it is built for Linux on
+    x86_64 and aarch64, against glibc (``libc``: :func:`platform.libc_ver`'s answer; musl's is not recognized)."""
     system = platform.system() if system is None else system
     machine = platform.machine() if machine is None else machine
-    return system == "Linux" and machine.lower() in COMET_MACHINES
+    if system != "Linux" or machine.lower() not in COMET_MACHINES:
+        return f"Comet's native library is built for Linux on x86_64 and aarch64 only, not {system} {machine}"
+    name, version = platform.libc_ver() if libc is None else libc
+    if name == "glibc" and _version(version) >= COMET_MIN_GLIBC:
+        return None
+    found = f"{name} {version}" if name else "a C library that is not glibc (or not recognized)"
+    return (f"Comet's native library needs glibc {'.'.join(map(str, COMET_MIN_GLIBC))} or newer, and this Linux has "
+            f"{found}")
 
 
-def resolve_accelerator(name: str, system: str | None = None, machine: str | None = None) -> str:
-    """``gold.accelerator`` as the session will run it: ``auto`` is ``comet`` where Comet's native library exists,
-    else ``none``; ``comet`` where it does not exist is refused (a clear error, not a JVM failing to load it)."""
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def resolve_accelerator(name: str, system: str | None = None, machine: str | None = None,
+                        libc: tuple[str, str] | None = None) -> str:
+    """``gold.accelerator`` as the session will run it: ``auto`` is ``comet`` where Comet's native library can load
+    (:func:`comet_blocker`), else ``none``; ``comet`` where it cannot is refused (a clear error: Comet itself would
+    fall back to Spark with a warning and a stack trace for every query)."""
     if name not in ("auto", "comet"):
         return name
-    if comet_runs_here(system, machine):
+    blocker = comet_blocker(system, machine, libc)
+    if blocker is None:
         return "comet"
     if name == "comet":
-        where = f"{system or platform.system()} {machine or platform.machine()}"
-        raise C360Error(f"Comet's native library is built for Linux on x86_64 and aarch64 only, not {where}: set "
-                        "gold.accelerator to auto (Comet where it runs, Spark's own engine elsewhere) or none")
+        raise C360Error(f"{blocker}: set gold.accelerator to auto (Comet where it runs, Spark's own engine "
+                        "elsewhere) or none")
     return "none"
 
 
@@ -132,8 +156,7 @@ def _comet_jars(state_dir: str, accelerator: str) -> list[str]:
     when they cannot be fetched (an accelerator it may use must not stop the refresh); ``comet`` fails."""
     resolved = resolve_accelerator(accelerator)
     if accelerator == "auto" and resolved == "none":
-        log.info("gold.accelerator auto: Comet does not run on %s %s; Spark's own engine", platform.system(),
-                 platform.machine())
+        log.info("gold.accelerator auto: %s; Spark's own engine", comet_blocker())
     if resolved != "comet":
         return []
     try:

@@ -4,12 +4,16 @@ up as the JVM starts). `auto` resolves to `comet` here (unit tests: elsewhere to
 path."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from bench.gold_bench import differing_exports, export_csvs
+from lakehouse.jars import jar_dir
+from lakehouse.spark import COMET_MIN_GLIBC
 from tests.conftest import STATE_DIR
 from tests.integration.conftest import GOLD_AS_OF
 
@@ -35,3 +39,13 @@ def test_the_comet_refresh_writes_the_same_tables_as_spark(gold, tmp_path):
     assert len(names) == 18 and export_csvs(out) == names  # 15 tables + spend tiers in a folder per tier
     # every table's rows (the CSV exports: every column, as text), in any order
     assert differing_exports(exports, out) == []
+
+    # what `auto` requires of the machine (COMET_MIN_GLIBC) is the newest glibc symbol version Comet's bundled
+    # libraries link against (objdump -T lists the same): a Comet upgrade that needs a newer glibc fails here
+    jar, = jar_dir(str(STATE_DIR), "comet").glob("comet-spark-*.jar")
+    with zipfile.ZipFile(jar) as z:
+        libs = sorted(n for n in z.namelist() if n.endswith("/libcomet.so"))
+        assert libs == ["org/apache/comet/linux/aarch64/libcomet.so", "org/apache/comet/linux/amd64/libcomet.so"]
+        for lib in libs:
+            versions = {tuple(map(int, v.split(b"."))) for v in re.findall(rb"GLIBC_(\d+(?:\.\d+)+)\x00", z.read(lib))}
+            assert max(versions) == COMET_MIN_GLIBC, (lib, max(versions))

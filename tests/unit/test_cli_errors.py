@@ -187,6 +187,29 @@ def test_storage_errors_are_recognised_in_everything_an_exception_says():
     assert storage_error("TimeoutException: no broker", "x") is None
 
 
+def test_setup_says_why_auto_fetches_no_comet_where_it_cannot_load(tmp_path, monkeypatch, capsys):
+    from c360 import cli
+    from lakehouse import jars
+
+    fetched = []
+
+    def fetch(state_dir, which):
+        fetched.append(which)
+        (tmp_path / f"{which}.jar").write_bytes(b"x")
+        return [tmp_path / f"{which}.jar"]
+
+    monkeypatch.setattr(jars, "ensure_jars", fetch)
+    monkeypatch.setattr("platform.libc_ver", lambda *a: ("glibc", "2.28"))
+    for key, value in (("GOLD_ACCELERATOR", "auto"), ("SPARK_CLASS_DATA_SHARING", "false"),
+                       ("LAKE_STATE_DIR", str(tmp_path))):
+        monkeypatch.setenv(f"C360_{key}", value)
+    assert cli.main(["setup"]) == 0
+    assert fetched == ["spark", "kafka"]
+    assert capsys.readouterr().out.splitlines()[2] == (
+        "comet: not fetched (Comet's native library needs glibc 2.30 or newer, and this Linux has glibc 2.28); "
+        "gold.accelerator auto runs on Spark's own engine")
+
+
 @pytest.mark.parametrize(("accelerator", "code"), [("auto", 0), ("comet", 1)])
 def test_setup_goes_on_without_comet_for_auto_but_not_for_comet(tmp_path, monkeypatch, capsys, accelerator, code):
     from c360 import cli
@@ -200,7 +223,7 @@ def test_setup_goes_on_without_comet_for_auto_but_not_for_comet(tmp_path, monkey
         return [tmp_path / f"{which}.jar"]
 
     monkeypatch.setattr(jars, "ensure_jars", fetch)
-    monkeypatch.setattr("lakehouse.spark.comet_runs_here", lambda *a: True)
+    monkeypatch.setattr("lakehouse.spark.comet_blocker", lambda *a: None)
     for key, value in (("GOLD_ACCELERATOR", accelerator), ("SPARK_CLASS_DATA_SHARING", "false"),
                        ("LAKE_STATE_DIR", str(tmp_path))):
         monkeypatch.setenv(f"C360_{key}", value)

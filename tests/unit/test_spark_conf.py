@@ -60,15 +60,24 @@ def test_comet_memory_is_half_the_heap_and_at_least_1g(heap, off_heap):
     assert auto_off_heap(heap) == off_heap
 
 
-@pytest.mark.parametrize(("name", "system", "machine", "runs_on"), [
-    ("auto", "Linux", "x86_64", "comet"), ("auto", "Linux", "aarch64", "comet"), ("auto", "Linux", "arm64", "comet"),
-    ("auto", "Darwin", "arm64", "none"), ("auto", "Windows", "AMD64", "none"), ("auto", "Linux", "ppc64le", "none"),
-    ("comet", "Linux", "x86_64", "comet"), ("none", "Linux", "x86_64", "none"), ("none", "Darwin", "arm64", "none"),
+GLIBC = ("glibc", "2.36")
+
+
+@pytest.mark.parametrize(("name", "system", "machine", "libc", "runs_on"), [
+    ("auto", "Linux", "x86_64", GLIBC, "comet"), ("auto", "Linux", "aarch64", GLIBC, "comet"),
+    ("auto", "Linux", "arm64", GLIBC, "comet"), ("auto", "Linux", "x86_64", ("glibc", "2.30"), "comet"),
+    ("auto", "Linux", "x86_64", ("glibc", "2.28"), "none"),  # RHEL 8, Debian 10: Comet's library needs 2.30
+    ("auto", "Linux", "aarch64", ("glibc", "2.26"), "none"),  # Amazon Linux 2
+    ("auto", "Linux", "x86_64", ("", ""), "none"),  # musl (Alpine): platform.libc_ver() does not recognize it
+    ("auto", "Darwin", "arm64", ("", ""), "none"), ("auto", "Windows", "AMD64", ("", ""), "none"),
+    ("auto", "Linux", "ppc64le", GLIBC, "none"),
+    ("comet", "Linux", "x86_64", GLIBC, "comet"), ("none", "Linux", "x86_64", GLIBC, "none"),
+    ("none", "Darwin", "arm64", ("", ""), "none"), ("none", "Linux", "x86_64", ("glibc", "2.17"), "none"),
 ])
-def test_auto_runs_on_comet_only_where_its_native_library_exists(name, system, machine, runs_on):
+def test_auto_runs_on_comet_only_where_its_native_library_can_load(name, system, machine, libc, runs_on):
     from lakehouse.spark import resolve_accelerator
 
-    assert resolve_accelerator(name, system, machine) == runs_on
+    assert resolve_accelerator(name, system, machine, libc) == runs_on
 
 
 def test_comet_where_it_cannot_run_is_refused_in_one_line():
@@ -77,7 +86,13 @@ def test_comet_where_it_cannot_run_is_refused_in_one_line():
 
     with pytest.raises(C360Error, match=r"^Comet's native library is built for Linux on x86_64 and aarch64 only, "
                                         r"not Darwin arm64: set gold.accelerator to auto .* or none$"):
-        resolve_accelerator("comet", "Darwin", "arm64")
+        resolve_accelerator("comet", "Darwin", "arm64", ("", ""))
+    with pytest.raises(C360Error, match=r"^Comet's native library needs glibc 2.30 or newer, and this Linux has glibc "
+                                        r"2.28: set gold.accelerator to auto .* or none$"):
+        resolve_accelerator("comet", "Linux", "x86_64", ("glibc", "2.28"))
+    with pytest.raises(C360Error, match=r"^Comet's native library needs glibc 2.30 or newer, and this Linux has a C "
+                                        r"library that is not glibc \(or not recognized\): set gold.accelerator"):
+        resolve_accelerator("comet", "Linux", "aarch64", ("", ""))
 
 
 def test_auto_goes_on_without_comet_when_its_jar_cannot_be_fetched_and_comet_fails(monkeypatch, caplog):
@@ -90,7 +105,7 @@ def test_auto_goes_on_without_comet_when_its_jar_cannot_be_fetched_and_comet_fai
         fetched.append(which)
         raise C360Error("mvn could not fetch the comet jars (is Maven Central reachable?): offline")
 
-    monkeypatch.setattr(s, "comet_runs_here", lambda *a: True)
+    monkeypatch.setattr(s, "comet_blocker", lambda *a: None)
     monkeypatch.setattr(s, "ensure_jars", unreachable)
     assert s._comet_jars("/state", "none") == [] and fetched == []
     with caplog.at_level("WARNING", logger="lakehouse.spark"):
@@ -100,5 +115,8 @@ def test_auto_goes_on_without_comet_when_its_jar_cannot_be_fetched_and_comet_fai
         s._comet_jars("/state", "comet")
     monkeypatch.setattr(s, "ensure_jars", lambda state_dir, which: [Path(state_dir, "jars", which, "c.jar")])
     assert s._comet_jars("/state", "auto") == ["/state/jars/comet/c.jar"]
-    monkeypatch.setattr(s, "comet_runs_here", lambda *a: False)
-    assert s._comet_jars("/state", "auto") == []
+    monkeypatch.setattr(s, "comet_blocker", lambda *a: "Comet's native library needs glibc 2.30 or newer")
+    with caplog.at_level("INFO", logger="lakehouse.spark"):
+        assert s._comet_jars("/state", "auto") == []
+    assert caplog.records[-1].getMessage() == ("gold.accelerator auto: Comet's native library needs glibc 2.30 or "
+                                               "newer; Spark's own engine")
