@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -119,20 +120,11 @@ def comet_blocker(system: str | None = None, machine: str | None = None,
     if system != "Linux" or machine.lower() not in COMET_MACHINES:
         return f"Comet's native library is built for Linux on x86_64 and aarch64 only, not {system} {machine}"
     name, version = platform.libc_ver() if libc is None else libc
-    if name == "glibc" and _version(version) >= COMET_MIN_GLIBC:
+    if name == "glibc" and tuple(map(int, re.findall(r"\d+", version))) >= COMET_MIN_GLIBC:
         return None
     found = f"{name} {version}" if name else "a C library that is not glibc (or not recognized)"
     return (f"Comet's native library needs glibc {'.'.join(map(str, COMET_MIN_GLIBC))} or newer, and this Linux has "
             f"{found}")
-
-
-def _version(text: str) -> tuple[int, ...]:
-    parts = []
-    for part in text.split("."):
-        if not part.isdigit():
-            break
-        parts.append(int(part))
-    return tuple(parts)
 
 
 def resolve_accelerator(name: str, system: str | None = None, machine: str | None = None,
