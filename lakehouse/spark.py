@@ -122,7 +122,7 @@ def comet_blocker(system: str | None = None, machine: str | None = None,
     name, version = platform.libc_ver() if libc is None else libc
     if name == "glibc" and tuple(map(int, re.findall(r"\d+", version))) >= COMET_MIN_GLIBC:
         return None
-    found = f"{name} {version}" if name else "a C library that is not glibc (or not recognized)"
+    found = f"{name} {version}".strip() if name else "a C library that is not glibc (or not recognized)"
     return (f"Comet's native library needs glibc {'.'.join(map(str, COMET_MIN_GLIBC))} or newer, and this Linux has "
             f"{found}")
 

@@ -68,7 +68,8 @@ GLIBC = ("glibc", "2.36")
     ("auto", "Linux", "arm64", GLIBC, "comet"), ("auto", "Linux", "x86_64", ("glibc", "2.30"), "comet"),
     ("auto", "Linux", "x86_64", ("glibc", "2.28"), "none"),  # RHEL 8, Debian 10: Comet's library needs 2.30
     ("auto", "Linux", "aarch64", ("glibc", "2.26"), "none"),  # Amazon Linux 2
-    ("auto", "Linux", "x86_64", ("", ""), "none"),  # musl (Alpine): platform.libc_ver() does not recognize it
+    ("auto", "Linux", "x86_64", ("", ""), "none"),  # musl (Alpine): not glibc, whatever platform.libc_ver() says
+    ("auto", "Linux", "x86_64", ("libc", ""), "none"),
     ("auto", "Darwin", "arm64", ("", ""), "none"), ("auto", "Windows", "AMD64", ("", ""), "none"),
     ("auto", "Linux", "ppc64le", GLIBC, "none"),
     ("comet", "Linux", "x86_64", GLIBC, "comet"), ("none", "Linux", "x86_64", GLIBC, "none"),
