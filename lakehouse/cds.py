@@ -40,7 +40,9 @@ def archive_path(state_dir: str | Path, jars: list[str]) -> Path | None:
     java = _java()
     if java is None:
         return None
-    parts = [str(java), str(java.stat().st_size), str(java.stat().st_mtime_ns)]
+    # "class path": the jars are on the driver's class path since 2026-11-24 (spark.jars before): an archive made
+    # for the old layout would not map, so the key changes and `c360 setup` makes a new one
+    parts = [str(java), str(java.stat().st_size), str(java.stat().st_mtime_ns), "class path"]
     for jar in [*sorted(pyspark_jar_dir().glob("*.jar")), *map(Path, jars)]:
         parts += [str(jar), str(jar.stat().st_size)]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

@@ -43,7 +43,6 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str
         "spark.master": cfg.spark.master,
         # spark.driver.memory only takes effect before the JVM starts, so it goes in with the first session.
         "spark.driver.memory": cfg.spark.driver_memory,
-        "spark.jars": ",".join(jars),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
@@ -86,9 +85,14 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str
             [f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}", *java_options.split()]),
     }
     if cfg.spark.master.startswith("local"):
+        # The driver is the only JVM: the jars go on its class path as it starts, where they are. Through spark.jars
+        # every session copied them (22 MB) into its temporary folder, which a killed JVM leaves behind.
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(jars)
         # Serve nothing beyond localhost unless configured otherwise.
         conf["spark.driver.bindAddress"] = cfg.spark.bind_address
         conf["spark.driver.host"] = cfg.spark.bind_address
+    else:
+        conf["spark.jars"] = ",".join(jars)  # shipped to the executors
     return conf
 
 
@@ -109,6 +113,16 @@ def comet_conf(jars: list[str], off_heap: str) -> dict[str, str]:
         "spark.memory.offHeap.enabled": "true",
         "spark.memory.offHeap.size": off_heap,
     }
+
+
+def with_settings(conf: dict[str, str], more: dict[str, str]) -> dict[str, str]:
+    """``conf`` with ``more``'s settings; the driver's class path of both (each entry once, in order)."""
+    key = "spark.driver.extraClassPath"
+    merged = {**conf, **more}
+    if key in conf and key in more:
+        paths = [*conf[key].split(os.pathsep), *more[key].split(os.pathsep)]
+        merged[key] = os.pathsep.join(dict.fromkeys(paths))
+    return merged
 
 
 def comet_blocker(system: str | None = None, machine: str | None = None,
@@ -216,7 +230,7 @@ def get_spark(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
     if off_heap == "auto":
         off_heap = auto_off_heap(cfg.spark.driver_memory)
     if comet:
-        conf.update(comet_conf(comet, off_heap))
+        conf = with_settings(conf, comet_conf(comet, off_heap))
     for key, value in conf.items():
         builder = builder.config(key, value)
     log.info("starting Spark (%s, driver memory %s%s)", cfg.spark.master, cfg.spark.driver_memory,

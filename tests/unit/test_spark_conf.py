@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,9 @@ from lakehouse.spark import spark_conf
 def test_session_settings_follow_the_configuration():
     cfg = config.load(environ={"C360_SPARK_SHUFFLE_PARTITIONS": "8", "C360_SPARK_DRIVER_MEMORY": "6g"})
     conf = spark_conf(cfg, ["/j/a.jar", "/j/b.jar"])
-    assert conf["spark.jars"] == "/j/a.jar,/j/b.jar"
+    # local master: the jars go on the driver's class path where they are (no copy per session into /tmp)
+    assert conf["spark.driver.extraClassPath"] == os.pathsep.join(["/j/a.jar", "/j/b.jar"])
+    assert "spark.jars" not in conf
     assert conf["spark.driver.memory"] == "6g"
     assert conf["spark.sql.shuffle.partitions"] == conf["spark.databricks.delta.snapshotPartitions"] == "8"
     assert conf["spark.sql.sources.parallelPartitionDiscovery.parallelism"] == "8"  # VACUUM: not 10,000 tasks
@@ -19,9 +22,23 @@ def test_session_settings_follow_the_configuration():
     assert int(conf["spark.sql.codegen.cache.maxEntries"]) >= 1000  # a batch of every source: ~700 classes, not 100
 
 
-def test_a_cluster_master_is_not_pinned_to_localhost():
-    conf = spark_conf(config.load(environ={"C360_SPARK_MASTER": "spark://m:7077"}), [])
+def test_a_cluster_master_is_not_pinned_to_localhost_and_gets_the_jars_shipped():
+    conf = spark_conf(config.load(environ={"C360_SPARK_MASTER": "spark://m:7077"}), ["/j/a.jar", "/j/b.jar"])
     assert conf["spark.master"] == "spark://m:7077" and "spark.driver.bindAddress" not in conf
+    assert conf["spark.jars"] == "/j/a.jar,/j/b.jar" and "spark.driver.extraClassPath" not in conf
+
+
+@pytest.mark.parametrize(("master", "class_path"), [
+    ("local[*]", ["/j/delta.jar", "/j/comet.jar"]),  # every jar once, Comet's too
+    ("spark://m:7077", ["/j/comet.jar"]),  # the others are shipped with spark.jars
+])
+def test_comet_settings_keep_the_drivers_class_path(master, class_path):
+    from lakehouse.spark import comet_conf, with_settings
+
+    conf = with_settings(spark_conf(config.load(environ={"C360_SPARK_MASTER": master}),
+                                    ["/j/delta.jar", "/j/comet.jar"]), comet_conf(["/j/comet.jar"], "2g"))
+    assert conf["spark.driver.extraClassPath"].split(os.pathsep) == class_path
+    assert conf["spark.plugins"] == "org.apache.spark.CometPlugin" and conf["spark.sql.extensions"]
 
 
 def test_the_ingest_pool_comes_first_in_the_fair_scheduler():
