@@ -39,6 +39,14 @@ def _csv_list(text: str) -> list[str]:
     return items
 
 
+def _spark_setting(text: str) -> tuple[str, str]:
+    """An argparse type: ``KEY=VALUE``, as spark-submit's --conf takes it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. spark.executor.memory=8g: {text!r}")
+    return key.strip(), value
+
+
 def _positive(number_type: type, name: str, minimum_allowed: bool = False):
     """An argparse type: a number of ``number_type`` above zero (or at least zero)."""
 
@@ -78,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoints", metavar="PATH|URI", help="streaming checkpoint root")
     g.add_argument("--master", metavar="URL", help="Spark master (default local[*])")
     g.add_argument("--driver-memory", metavar="SIZE", help="Spark driver memory, e.g. 4g")
+    g.add_argument("--conf", metavar="KEY=VALUE", type=_spark_setting, action="append",
+                   help="any other Spark setting, e.g. spark.executor.memory=8g (repeatable; adds to spark.conf)")
     g.add_argument("-v", "--verbose", action="store_true", help="log more")
     g.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
@@ -184,7 +194,8 @@ def load_config(args: argparse.Namespace):
     overrides = {
         "kafka": {"bootstrap": args.bootstrap},
         "lake": {"root": args.lake, "checkpoint_root": args.checkpoints},
-        "spark": {"master": args.master, "driver_memory": args.driver_memory},
+        "spark": {"master": args.master, "driver_memory": args.driver_memory,
+                  "conf": dict(args.conf) if args.conf else None},
     }
     if getattr(args, "trigger", None):
         overrides["stream"] = {"trigger_interval": args.trigger}
@@ -221,6 +232,8 @@ def run_command(args: argparse.Namespace) -> int:
         for section, values in dataclasses.asdict(cfg).items():
             print(f"[{section}]")
             for key, value in values.items():
+                if (section, key) == ("spark", "conf"):
+                    value = dict(value)
                 print(f"{key} = {value!r}")
         return 0
     if args.command == "setup":

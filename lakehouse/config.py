@@ -7,7 +7,9 @@ Transforms never read configuration themselves: entry points pass them the value
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -32,6 +34,26 @@ SECRETS = {"kafka": {"sasl_password": SASL_PASSWORD_ENV, "ssl_key_password": SSL
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 UNKNOWN_FIELD_RULES = ("rescue", "quarantine")  # stream.unknown_fields (docs/input-contract.md, "Schema evolution")
+# Keys and values Spark redacts in its logs and UI (its default plus JAAS and PEM keys); spark.conf refuses such keys
+SECRET_PATTERN = r"(?i)secret|password|token|access[.]?key|jaas|keystore[.]key|private key"
+# spark.conf keys that have a c360 setting of their own, or that c360's correctness depends on
+SPARK_KEYS_OWNED = {
+    "spark.master": "set spark.master (C360_SPARK_MASTER, --master)",
+    "spark.driver.memory": "set spark.driver_memory or gold.driver_memory (--driver-memory)",
+    "spark.sql.shuffle.partitions": "set spark.shuffle_partitions",
+    "spark.databricks.delta.snapshotPartitions": "set spark.shuffle_partitions",
+    "spark.ui.enabled": "set spark.ui_enabled",
+    "spark.sql.session.timeZone": "set spark.timezone",
+    "spark.memory.offHeap.size": "set gold.accelerator_memory",
+    "spark.sql.catalog.spark_catalog": "c360's tables need Delta's catalog",
+    "spark.databricks.delta.schema.autoMerge.enabled": "c360 evolves its tables' schemas itself",
+    "spark.sql.streaming.stopGracefullyOnShutdown": "c360 stops its queries gracefully itself",
+}
+# ...and with a local master, where c360 binds the driver to spark.bind_address
+SPARK_KEYS_OWNED_LOCAL = {"spark.driver.bindAddress": "set spark.bind_address",
+                          "spark.driver.host": "set spark.bind_address"}
+# spark.conf's type: Spark settings as (key, value) pairs, sorted (the configuration is frozen)
+Settings = tuple[tuple[str, str], ...]
 # gold.accelerator: Spark's own engine, Apache DataFusion Comet's native one, or Comet where it runs (Linux x86_64/aarch64)
 GOLD_ACCELERATORS = ("none", "comet", "auto")
 
@@ -84,6 +106,12 @@ class SparkConfig:
     bind_address: str
     timezone: str
     class_data_sharing: bool
+    conf: Settings  # any other Spark settings (executor memory, a cluster's options, object store connectors)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """``conf`` as a dict."""
+        return dict(self.conf)
 
 
 @dataclass(frozen=True)
@@ -190,6 +218,8 @@ _SECTIONS: dict[str, type] = {
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Convert a value from TOML or the environment to the declared type, or say what is wrong."""
+    if typ == Settings:
+        return tuple(sorted(_settings(value, where).items()))
     origin = typing.get_origin(typ)
     try:
         if typ is bool:
@@ -222,7 +252,47 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     raise C360Error(f"bad config value for {where}: {value!r} is not a valid {name}")
 
 
+def _settings(value: Any, where: str) -> dict[str, str]:
+    """Spark settings from any layer as a dict: a TOML table (``"spark.executor.memory" = "8g"``; unquoted dotted
+    keys, which TOML nests, are joined again), a JSON object (the environment), or (key, value) pairs."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # not JSON: refused below, with what it was
+            value = json.loads(value) if value.strip() else {}
+    if isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in value):
+        value = dict(value)
+    if not isinstance(value, Mapping):
+        raise C360Error(f"bad config value for {where}: expected a table of Spark settings (in the environment a "
+                        f'JSON object like {{"spark.executor.memory": "8g"}}), got {value!r}')
+    flat: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in _settings(item, where).items()})
+        elif isinstance(item, bool):
+            flat[str(key)] = str(item).lower()
+        elif isinstance(item, (str, int, float)):
+            flat[str(key)] = str(item)
+        else:
+            raise C360Error(f"bad config value for {where}: {key} = {item!r} is not a string, number or boolean")
+    return flat
+
+
+def _settings_problem(settings: Settings, master: str) -> str | None:
+    """What is wrong with ``spark.conf``, or None."""
+    owned = {**SPARK_KEYS_OWNED, **(SPARK_KEYS_OWNED_LOCAL if master.startswith("local") else {})}
+    for key, _ in settings:
+        if not key.startswith("spark."):
+            return f"spark.conf: {key!r} is not a Spark setting (they start with 'spark.')"
+        if key in owned:
+            return f"spark.conf: c360 sets {key} itself: {owned[key]}"
+        if re.search(SECRET_PATTERN, key):
+            return (f"spark.conf: {key} looks like a secret, and secrets stay out of c360's configuration (it is "
+                    "printed by `c360 config`): give it to the connector another way, e.g. s3a's credential "
+                    "providers read AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment")
+    return None
+
+
 def _validate(cfg: Config) -> None:
+    spark_settings = _settings_problem(cfg.spark.conf, cfg.spark.master)
     checks = [
         (cfg.kafka.partitions >= 1, "kafka.partitions must be at least 1"),
         (1 <= cfg.kafka.local_port <= 65535, "kafka.local_port must be a TCP port (1-65535)"),
@@ -235,6 +305,7 @@ def _validate(cfg: Config) -> None:
         (cfg.kafka.sasl_mechanism in KAFKA_SASL_MECHANISMS,
          "kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
         (cfg.spark.shuffle_partitions >= 1, "spark.shuffle_partitions must be at least 1"),
+        (spark_settings is None, spark_settings or ""),
         (cfg.stream.max_offsets_per_trigger >= 1, "stream.max_offsets_per_trigger must be at least 1"),
         *[(_is_interval(getattr(cfg.stream, key)), f"stream.{key} must be a time like '5 seconds' or '2 hours'")
           for key in ("trigger_interval", "derived_trigger_interval", "anomaly_watermark", "city_hour_watermark")],
@@ -372,7 +443,10 @@ def load(
                 raise C360Error(f"unknown config section [{section}] (known: {', '.join(_SECTIONS)})")
             if not isinstance(values, Mapping):
                 raise C360Error(f"config section [{section}] must be a table of key = value")
-            merged[section].update(values)
+            for key, value in values.items():
+                if (section, key) == ("spark", "conf"):  # Spark settings merge key by key across the layers
+                    value = {**_settings(merged[section].get(key, {}), "spark.conf"), **_settings(value, "spark.conf")}
+                merged[section][key] = value
 
     sections: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from lakehouse import cds
-from lakehouse.config import Config
+from lakehouse.config import SECRET_PATTERN, Config
 from lakehouse.errors import C360Error
 from lakehouse.jars import JVM_DIR, ensure_jars, require_tool
 
@@ -36,9 +36,11 @@ COMET_MACHINES = {"x86_64", "amd64", "aarch64", "arm64"}
 COMET_MIN_GLIBC = (2, 30)
 
 
-def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str, str]:
+def spark_conf(cfg: Config, jars: list[str], java_options: str = "",
+               accelerator: dict[str, str] | None = None) -> dict[str, str]:
     """The session settings c360 runs with (pure: easy to inspect and test); ``java_options`` go to the driver
-    JVM (the class-data sharing archive, :mod:`lakehouse.cds`)."""
+    JVM (the class-data sharing archive, :mod:`lakehouse.cds`); ``accelerator``: :func:`comet_conf`'s settings.
+    The user's ``spark.conf`` comes last (:func:`with_settings`): it wins, and adds to the lists."""
     conf = {
         "spark.master": cfg.spark.master,
         # spark.driver.memory only takes effect before the JVM starts, so it goes in with the first session.
@@ -80,7 +82,7 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # option values that are secrets (Kafka's JAAS line with its password, a client key) never reach a log or
         # the UI: Spark redacts any key or value matching this (its default plus JAAS and PEM keys)
-        "spark.redaction.regex": r"(?i)secret|password|token|access[.]?key|jaas|keystore[.]key|private key",
+        "spark.redaction.regex": SECRET_PATTERN,
         "spark.driver.extraJavaOptions": " ".join(
             [f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}", *java_options.split()]),
     }
@@ -93,7 +95,7 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "") -> dict[str
         conf["spark.driver.host"] = cfg.spark.bind_address
     else:
         conf["spark.jars"] = ",".join(jars)  # shipped to the executors
-    return conf
+    return with_settings(with_settings(conf, accelerator or {}), cfg.spark.settings)
 
 
 def comet_conf(jars: list[str], off_heap: str) -> dict[str, str]:
@@ -115,13 +117,24 @@ def comet_conf(jars: list[str], off_heap: str) -> dict[str, str]:
     }
 
 
+# Settings that hold a list: merged rather than replaced (the separator Spark splits them on)
+LIST_SETTINGS = {"spark.jars": ",", "spark.plugins": ",", "spark.sql.extensions": ",",
+                 "spark.driver.extraClassPath": os.pathsep, "spark.executor.extraClassPath": os.pathsep}
+# ...and JVM options, appended as they are (an option may hold a quoted space)
+OPTION_SETTINGS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+
+
 def with_settings(conf: dict[str, str], more: dict[str, str]) -> dict[str, str]:
-    """``conf`` with ``more``'s settings; the driver's class path of both (each entry once, in order)."""
-    key = "spark.driver.extraClassPath"
+    """``conf`` with ``more``'s settings: a list setting (:data:`LIST_SETTINGS`) holds both lists' entries (each
+    once, ``conf``'s first), JVM options both, in that order; any other of ``more`` replaces ``conf``'s."""
     merged = {**conf, **more}
-    if key in conf and key in more:
-        paths = [*conf[key].split(os.pathsep), *more[key].split(os.pathsep)]
-        merged[key] = os.pathsep.join(dict.fromkeys(paths))
+    for key in set(conf) & set(more):
+        if key in LIST_SETTINGS:
+            sep = LIST_SETTINGS[key]
+            entries = [e.strip() for e in (*conf[key].split(sep), *more[key].split(sep))]
+            merged[key] = sep.join(dict.fromkeys(e for e in entries if e))
+        elif key in OPTION_SETTINGS:
+            merged[key] = f"{conf[key]} {more[key]}".strip()
     return merged
 
 
@@ -225,12 +238,10 @@ def get_spark(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
         os.environ.setdefault("SPARK_LOCAL_IP", cfg.spark.bind_address)
     java_options = cds.java_options(cds.archive_path(cfg.lake.state_dir, jars)) if cfg.spark.class_data_sharing else ""
     builder = SparkSession.builder.appName(app_name)
-    conf = spark_conf(cfg, jars, java_options)
     off_heap = cfg.gold.accelerator_memory
     if off_heap == "auto":
         off_heap = auto_off_heap(cfg.spark.driver_memory)
-    if comet:
-        conf = with_settings(conf, comet_conf(comet, off_heap))
+    conf = spark_conf(cfg, jars, java_options, comet_conf(comet, off_heap) if comet else None)
     for key, value in conf.items():
         builder = builder.config(key, value)
     log.info("starting Spark (%s, driver memory %s%s)", cfg.spark.master, cfg.spark.driver_memory,

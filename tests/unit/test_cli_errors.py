@@ -46,6 +46,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: st
     (["dashboard", "--refresh", "0"], "argument --refresh: must be positive"),
     (["dashboard", "--serve", "--out", "d.html"], "argument --out: not allowed with argument --serve"),
     (["forget", "C1", "--retention-hours", "-1"], "argument --retention-hours: must be at least 0"),
+    (["gold", "--conf", "spark.executor.memory"], "argument --conf: expected KEY=VALUE"),
 ])
 def test_bad_arguments(args, text):
     assert_one_line_error(run_cli(*args), 2, text)
@@ -57,6 +58,8 @@ def test_bad_arguments(args, text):
     (["forget", "--vacuum", "C1"], "--vacuum takes no customer ids"),
     (["forget", "--ids-file", "/nope/ids.txt"], "cannot read --ids-file /nope/ids.txt"),
     (["stream", "--trigger", "fast"], "stream.trigger_interval must be a time like '5 seconds'"),
+    (["gold", "--conf", "spark.master=local[2]"], "c360 sets spark.master itself: set spark.master"),
+    (["stream", "--conf", "spark.hadoop.fs.s3a.secret.key=abc"], "spark.hadoop.fs.s3a.secret.key looks like a secret"),
 ])
 def test_mistakes_fail_before_spark_starts(tmp_path, args, text):
     assert_one_line_error(run_cli(*args, "--lake", str(tmp_path)), 1, text)

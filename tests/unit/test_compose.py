@@ -51,6 +51,10 @@ def test_environment_is_valid_c360_configuration(compose, monkeypatch):
     cfg = load_config(build_parser().parse_args(["stream"]))
     assert cfg.kafka.bootstrap_servers == "kafka:9092" and not cfg.kafka.embedded
     assert cfg.lake.root == "/lake/tables"
+    # an executor asks the worker for no more memory than it offers (else the app waits for resources forever)
+    worker = compose["services"]["spark-worker"]["command"]
+    offered, asked = worker[worker.index("--memory") + 1], cfg.spark.settings["spark.executor.memory"]
+    assert asked.endswith("g") and offered.endswith("g") and int(asked[:-1]) < int(offered[:-1])
 
 
 def _mounts(service) -> dict[str, str]:

@@ -104,3 +104,44 @@ def test_the_broker_outage_limit_becomes_the_kafka_source_timeouts():
             short["kafka.request.timeout.ms"]) == ("1", "20000", "20000")
     assert broker_wait_options(150)["fetchOffset.numRetries"] == "3"
     assert broker_wait_options(150)["kafka.default.api.timeout.ms"] == "50000"
+
+
+def test_spark_settings_from_every_layer_merge_key_by_key_and_the_later_wins(tmp_path):
+    f = tmp_path / "c360.toml"
+    # quoted keys, and unquoted dotted ones (which TOML nests), typed values as Spark takes them: text
+    f.write_text('[spark.conf]\n"spark.executor.memory" = "8g"\nspark.executor.cores = 4\n'
+                 '"spark.sql.adaptive.enabled" = false\n"spark.cores.max" = "16"\n')
+    env = {"C360_SPARK_CONF": '{"spark.cores.max": 8, "spark.eventLog.enabled": true}'}
+    cfg = config.load(f, environ=env, overrides={"spark": {"conf": {"spark.executor.memory": "12g"}}})
+    assert cfg.spark.settings == {"spark.executor.memory": "12g", "spark.executor.cores": "4",
+                                  "spark.sql.adaptive.enabled": "false", "spark.cores.max": "8",
+                                  "spark.eventLog.enabled": "true"}
+    assert cfg.replace("spark", master="spark://m:7077").spark.settings == cfg.spark.settings
+    hash(cfg)  # the configuration stays frozen and hashable
+    assert config.load(environ={}).spark.settings == {}
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"C360_SPARK_CONF": "executor memory 8g"}, "bad config value for spark.conf: expected a table of Spark settings"),
+    ({"C360_SPARK_CONF": '["spark.executor.memory"]'}, "expected a table of Spark settings"),
+    ({"C360_SPARK_CONF": '{"spark.executor.memory": [8]}'}, "spark.executor.memory = [8] is not a string, number"),
+    ({"C360_SPARK_CONF": '{"executor.memory": "8g"}'}, "'executor.memory' is not a Spark setting"),
+    ({"C360_SPARK_CONF": '{"spark.sql.shuffle.partitions": "64"}'}, "c360 sets spark.sql.shuffle.partitions itself: "
+                                                                    "set spark.shuffle_partitions"),
+    ({"C360_SPARK_CONF": '{"spark.driver.memory": "8g"}'}, "set spark.driver_memory or gold.driver_memory"),
+    ({"C360_SPARK_CONF": '{"spark.sql.catalog.spark_catalog": "x"}'}, "c360's tables need Delta's catalog"),
+    ({"C360_SPARK_CONF": '{"spark.driver.host": "10.0.0.5"}'}, "c360 sets spark.driver.host itself: set "
+                                                               "spark.bind_address"),
+    ({"C360_SPARK_CONF": '{"spark.hadoop.fs.s3a.access.key": "AKIA"}'}, "looks like a secret"),
+    ({"C360_SPARK_CONF": '{"spark.ssl.keyPassword": "x"}'}, "looks like a secret"),
+])
+def test_bad_spark_settings_are_refused_in_one_line(env, message):
+    with pytest.raises(C360Error, match="spark.conf") as err:
+        config.load(environ=env)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_cluster_driver_may_set_its_own_host():
+    cfg = config.load(environ={"C360_SPARK_MASTER": "k8s://https://api:6443",
+                               "C360_SPARK_CONF": '{"spark.driver.host": "10.0.0.5"}'})
+    assert cfg.spark.settings == {"spark.driver.host": "10.0.0.5"}

@@ -138,3 +138,27 @@ def test_auto_goes_on_without_comet_when_its_jar_cannot_be_fetched_and_comet_fai
         assert s._comet_jars("/state", "auto") == []
     assert caplog.records[-1].getMessage() == ("gold.accelerator auto: Comet's native library needs glibc 2.30 or "
                                                "newer; Spark's own engine")
+
+
+@pytest.mark.parametrize("master", ["local[*]", "spark://m:7077"])
+def test_the_users_spark_settings_win_and_add_to_the_lists(master):
+    from lakehouse.spark import comet_conf
+
+    cfg = config.load(environ={"C360_SPARK_MASTER": master}, overrides={"spark": {"conf": {
+        "spark.executor.memory": "8g", "spark.cleaner.periodicGC.interval": "5min",
+        "spark.jars": "/opt/hadoop-aws.jar", "spark.driver.extraClassPath": "/opt/extra.jar",
+        "spark.sql.extensions": "com.example.Ext", "spark.plugins": "com.example.Plugin",
+        "spark.driver.extraJavaOptions": "-XX:+UseZGC -Dx=1"}}})
+    conf = spark_conf(cfg, ["/j/delta.jar"], "-Xshare:auto", comet_conf(["/j/comet.jar"], "2g"))
+    assert conf["spark.executor.memory"] == "8g" and conf["spark.cleaner.periodicGC.interval"] == "5min"
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension,com.example.Ext"
+    assert conf["spark.plugins"] == "org.apache.spark.CometPlugin,com.example.Plugin"
+    assert conf["spark.driver.extraJavaOptions"].endswith("-Xshare:auto -XX:+UseZGC -Dx=1")
+    assert conf["spark.driver.extraJavaOptions"].startswith("-Dlog4j2.configurationFile=")
+    if master.startswith("local"):
+        assert conf["spark.jars"] == "/opt/hadoop-aws.jar"
+        assert conf["spark.driver.extraClassPath"].split(os.pathsep) == ["/j/delta.jar", "/j/comet.jar", "/opt/extra.jar"]
+    else:
+        assert conf["spark.jars"] == "/j/delta.jar,/opt/hadoop-aws.jar"
+        assert conf["spark.driver.extraClassPath"].split(os.pathsep) == ["/j/comet.jar", "/opt/extra.jar"]
+    assert spark_conf(config.load(environ={}), [])["spark.cleaner.periodicGC.interval"] == "1min"
