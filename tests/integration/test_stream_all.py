@@ -1,8 +1,10 @@
 """`c360 stream` over every source on real Kafka, Spark and Delta: silver for all, anomalies against the
-generator's ground truth, city x hour counts, the alerts topic, and exactly-once under kill -9."""
+generator's ground truth, city x hour counts, the alerts topic, exactly-once under kill -9, and the same tables on a
+Spark standalone cluster as on a local master."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -129,30 +131,49 @@ def _in_process(cfg, argv) -> int:
         mp.undo()
 
 
-def _snapshot(spark, cfg, names):
-    # both runs cut the same batches (all records are in Kafka before either starts): updates count the same too
-    return {name: sorted((tuple(r) for r in comparable(_table(spark, cfg, name), name,
-                                                        (*OPS_TOTALS, "updated_rows")).collect()), key=repr)
+def _snapshot(spark, cfg, names, totals=(*OPS_TOTALS, "updated_rows")):
+    # by default both runs cut the same batches (all records are in Kafka before either starts): updates count the
+    # same too
+    return {name: sorted((tuple(r) for r in comparable(_table(spark, cfg, name), name, totals).collect()), key=repr)
             for name in names}
 
 
-def test_kill_minus_9_at_any_moment_then_restart_gives_the_uninterrupted_tables(spark, kafka, tmp_path):
+# the tables a run over the reference topics writes, compared between runs
+COMPARED = ["bronze_customers", "bronze_logins", "bronze_orders", "silver_customers", "silver_logins",
+            "silver_orders", "silver_quarantine", "ops_stream_batches", "stream_login_anomalies",
+            "stream_city_hour_logins"]
+
+
+@pytest.fixture(scope="module")
+def reference(spark, kafka, tmp_path_factory):
+    """Customers, logins and orders generated, replayed, and streamed by one uninterrupted run in this process
+    (local master): the configuration of that run, whose tables every other run over its topics must give.
+
+    One partition per topic: Kafka order is then the files' event-time order (late by at most 30 minutes), so no
+    login falls behind the watermark however the batches are cut. (Across partitions, a fast replay of history
+    skews event time between partitions, and Spark drops rows behind the watermark by design.)"""
     from tests.conftest import make_config
 
-    # One partition per topic: Kafka order is then the files' event-time order (late by at most 30 minutes), so
-    # no login falls behind the watermark however the batches are cut. (Across partitions, a fast replay of
-    # history skews event time between partitions, and Spark drops rows behind the watermark by design.)
-    base = make_config(tmp_path / "ref", kafka.bootstrap).replace("kafka", topic_prefix=f"k{os.getpid()}.",
-                                                                  partitions=1)
-    data = tmp_path / "data"
+    root = tmp_path_factory.mktemp("reference")
+    base = make_config(root / "ref", kafka.bootstrap).replace("kafka", topic_prefix=f"k{os.getpid()}.", partitions=1)
+    data = root / "data"
     assert cli.main(["generate", "--scale", "120", "--seed", "8", "--out", str(data)]) == 0
-    # the replay and the reference (one uninterrupted run) in this process, the killed runs in their own
     assert _in_process(base, ["replay", "--input", str(data), "--sources", "customers,logins,orders",
                               "--no-progress", *_args(base)]) == 0
     assert _in_process(base, _stream_cmd(base, "--available-now")[3:]) == 0
+    return base
 
-    killed = make_config(tmp_path / "killed", kafka.bootstrap).replace("kafka", topic_prefix=base.kafka.topic_prefix,
-                                                                       partitions=1)
+
+def _another_run(base, root: Path):
+    """A configuration of its own lake and checkpoints over ``base``'s topics."""
+    from tests.conftest import make_config
+
+    return make_config(root, base.kafka.bootstrap).replace("kafka", topic_prefix=base.kafka.topic_prefix, partitions=1)
+
+
+@pytest.mark.xdist_group("reference")
+def test_kill_minus_9_at_any_moment_then_restart_gives_the_uninterrupted_tables(spark, reference, tmp_path):
+    killed = _another_run(reference, tmp_path / "killed")
     kills = 0
     for delay in (6, 22):  # during start-up, then mid-stream (`make chaos` kills 20 times at random moments)
         proc = subprocess.Popen(_stream_cmd(killed), env=_child_env(killed), stdout=subprocess.DEVNULL,
@@ -164,10 +185,80 @@ def test_kill_minus_9_at_any_moment_then_restart_gives_the_uninterrupted_tables(
         proc.wait()
     assert _in_process(killed, _stream_cmd(killed, "--available-now")[3:]) == 0  # the restart that drains Kafka
     assert kills == 2
-    names = ["bronze_customers", "bronze_logins", "bronze_orders", "silver_customers", "silver_logins",
-             "silver_orders", "silver_quarantine", "ops_stream_batches", "stream_login_anomalies",
-             "stream_city_hour_logins"]
-    want, got = _snapshot(spark, base, names), _snapshot(spark, killed, names)
-    for name in names:
+    want, got = _snapshot(spark, reference, COMPARED), _snapshot(spark, killed, COMPARED)
+    for name in COMPARED:
         assert got[name] == want[name], name
     assert len(want["silver_logins"]) > 1000 and want["stream_login_anomalies"]
+
+
+@contextlib.contextmanager
+def standalone_cluster(work: Path):
+    """A Spark standalone cluster on this machine: a master and a worker (1 core, 1 GiB for executors) started from
+    PySpark's own distribution, on free ports of 127.0.0.1; yields the master's URL and its web UI's. Stopped after."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    from lakehouse.kafka_local import free_port
+
+    spark_class = str(Path(_find_spark_home(), "bin", "spark-class"))
+    port, web = free_port(), free_port()
+    master, ui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web}/json/"
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_NO_DAEMONIZE="1")
+    work.mkdir(parents=True)
+    procs = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port",
+                               str(port), "--webui-port", str(web)], env=env, start_new_session=True,
+                              stdout=(work / "master.log").open("w"), stderr=subprocess.STDOUT)]
+    try:
+        procs.append(subprocess.Popen([spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host",
+                                       "127.0.0.1", "--cores", "1", "--memory", "1g", "--work-dir", str(work),
+                                       "--webui-port", str(free_port())], env=env, start_new_session=True,
+                                      stdout=(work / "worker.log").open("w"), stderr=subprocess.STDOUT))
+        _wait_for(lambda: _master_state(ui).get("aliveworkers") == 1, 120, "the standalone worker to register")
+        yield master, ui
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+def _master_state(ui: str) -> dict:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(ui, timeout=5) as response:
+            return json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+
+
+def _wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.mark.xdist_group("reference")
+def test_on_a_standalone_spark_cluster_the_stream_gives_the_local_tables(spark, reference, tmp_path):
+    """`--master spark://...`: the driver here, the work in an executor of its own (c360's jars shipped to it with
+    spark.jars, the login anomalies' Python run there); `--conf` reaches the cluster."""
+    on_cluster = _another_run(reference, tmp_path / "cluster")
+    with standalone_cluster(tmp_path / "spark") as (master, ui):
+        env = dict(_child_env(on_cluster), SPARK_LOCAL_IP="127.0.0.1")
+        del env["C360_STREAM_MAX_OFFSETS_PER_TRIGGER"]  # one batch: the tables do not depend on where batches are cut
+        proc = subprocess.run(_stream_cmd(on_cluster, "--available-now", "--master", master, "--conf",
+                                          "spark.executor.memory=600m"),
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        _wait_for(lambda: _master_state(ui).get("completedapps"), 60, "the master to see the app finish")
+        apps = [(a["name"], a["memoryperexecutor"]) for a in _master_state(ui)["completedapps"]]
+    assert apps == [("c360-stream", 600)]  # the app ran on the cluster, with the executor memory --conf gave
+    # the executor fetched c360's jars (spark.jars) when it ran its first task
+    assert list((tmp_path / "spark").glob("app-*/*/delta-spark_*.jar"))
+    # the counters that do not depend on where batches were cut (bench.chaos.OPS_TOTALS)
+    want, got = _snapshot(spark, reference, COMPARED, OPS_TOTALS), _snapshot(spark, on_cluster, COMPARED, OPS_TOTALS)
+    for name in COMPARED:
+        assert got[name] == want[name], name
