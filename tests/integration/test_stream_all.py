@@ -1,6 +1,6 @@
 """`c360 stream` over every source on real Kafka, Spark and Delta: silver for all, anomalies against the
-generator's ground truth, city x hour counts, the alerts topic, exactly-once under kill -9, and the same tables on a
-Spark standalone cluster as on a local master."""
+generator's ground truth, city x hour counts, the alerts topic, and exactly-once under kill -9 (restarted on a Spark
+standalone cluster)."""
 
 from __future__ import annotations
 
@@ -131,64 +131,11 @@ def _in_process(cfg, argv) -> int:
         mp.undo()
 
 
-def _snapshot(spark, cfg, names, totals=(*OPS_TOTALS, "updated_rows")):
-    # by default both runs cut the same batches (all records are in Kafka before either starts): updates count the
-    # same too
-    return {name: sorted((tuple(r) for r in comparable(_table(spark, cfg, name), name, totals).collect()), key=repr)
+def _snapshot(spark, cfg, names):
+    # both runs cut the same batches (all records are in Kafka before either starts): updates count the same too
+    return {name: sorted((tuple(r) for r in comparable(_table(spark, cfg, name), name,
+                                                        (*OPS_TOTALS, "updated_rows")).collect()), key=repr)
             for name in names}
-
-
-# the tables a run over the reference topics writes, compared between runs
-COMPARED = ["bronze_customers", "bronze_logins", "bronze_orders", "silver_customers", "silver_logins",
-            "silver_orders", "silver_quarantine", "ops_stream_batches", "stream_login_anomalies",
-            "stream_city_hour_logins"]
-
-
-@pytest.fixture(scope="module")
-def reference(spark, kafka, tmp_path_factory):
-    """Customers, logins and orders generated, replayed, and streamed by one uninterrupted run in this process
-    (local master): the configuration of that run, whose tables every other run over its topics must give.
-
-    One partition per topic: Kafka order is then the files' event-time order (late by at most 30 minutes), so no
-    login falls behind the watermark however the batches are cut. (Across partitions, a fast replay of history
-    skews event time between partitions, and Spark drops rows behind the watermark by design.)"""
-    from tests.conftest import make_config
-
-    root = tmp_path_factory.mktemp("reference")
-    base = make_config(root / "ref", kafka.bootstrap).replace("kafka", topic_prefix=f"k{os.getpid()}.", partitions=1)
-    data = root / "data"
-    assert cli.main(["generate", "--scale", "120", "--seed", "8", "--out", str(data)]) == 0
-    assert _in_process(base, ["replay", "--input", str(data), "--sources", "customers,logins,orders",
-                              "--no-progress", *_args(base)]) == 0
-    assert _in_process(base, _stream_cmd(base, "--available-now")[3:]) == 0
-    return base
-
-
-def _another_run(base, root: Path):
-    """A configuration of its own lake and checkpoints over ``base``'s topics."""
-    from tests.conftest import make_config
-
-    return make_config(root, base.kafka.bootstrap).replace("kafka", topic_prefix=base.kafka.topic_prefix, partitions=1)
-
-
-@pytest.mark.xdist_group("reference")
-def test_kill_minus_9_at_any_moment_then_restart_gives_the_uninterrupted_tables(spark, reference, tmp_path):
-    killed = _another_run(reference, tmp_path / "killed")
-    kills = 0
-    for delay in (6, 22):  # during start-up, then mid-stream (`make chaos` kills 20 times at random moments)
-        proc = subprocess.Popen(_stream_cmd(killed), env=_child_env(killed), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(delay)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver JVM and its Python workers, no goodbye
-            kills += 1
-        proc.wait()
-    assert _in_process(killed, _stream_cmd(killed, "--available-now")[3:]) == 0  # the restart that drains Kafka
-    assert kills == 2
-    want, got = _snapshot(spark, reference, COMPARED), _snapshot(spark, killed, COMPARED)
-    for name in COMPARED:
-        assert got[name] == want[name], name
-    assert len(want["silver_logins"]) > 1000 and want["stream_login_anomalies"]
 
 
 @contextlib.contextmanager
@@ -241,24 +188,53 @@ def _wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.xdist_group("reference")
-def test_on_a_standalone_spark_cluster_the_stream_gives_the_local_tables(spark, reference, tmp_path):
-    """`--master spark://...`: the driver here, the work in an executor of its own (c360's jars shipped to it with
-    spark.jars, the login anomalies' Python run there); `--conf` reaches the cluster."""
-    on_cluster = _another_run(reference, tmp_path / "cluster")
+def test_kill_minus_9_at_any_moment_then_restart_on_a_cluster_gives_the_uninterrupted_tables(spark, kafka,
+                                                                                             tmp_path):
+    """Killed twice on the local master, then restarted on a Spark standalone cluster (started here on localhost:
+    the driver in this test's child process, the work in an executor of its own, c360's jars shipped to it with
+    spark.jars, the login anomalies' Python run there, `--conf` reaching the cluster): the same tables as one
+    uninterrupted local run."""
+    from tests.conftest import make_config
+
+    # One partition per topic: Kafka order is then the files' event-time order (late by at most 30 minutes), so
+    # no login falls behind the watermark however the batches are cut. (Across partitions, a fast replay of
+    # history skews event time between partitions, and Spark drops rows behind the watermark by design.)
+    base = make_config(tmp_path / "ref", kafka.bootstrap).replace("kafka", topic_prefix=f"k{os.getpid()}.",
+                                                                  partitions=1)
+    data = tmp_path / "data"
+    assert cli.main(["generate", "--scale", "120", "--seed", "8", "--out", str(data)]) == 0
+    # the replay and the reference (one uninterrupted run) in this process, the killed runs in their own
+    assert _in_process(base, ["replay", "--input", str(data), "--sources", "customers,logins,orders",
+                              "--no-progress", *_args(base)]) == 0
+    assert _in_process(base, _stream_cmd(base, "--available-now")[3:]) == 0
+
+    killed = make_config(tmp_path / "killed", kafka.bootstrap).replace("kafka", topic_prefix=base.kafka.topic_prefix,
+                                                                       partitions=1)
+    kills = 0
+    for delay in (6, 22):  # during start-up, then mid-stream (`make chaos` kills 20 times at random moments)
+        proc = subprocess.Popen(_stream_cmd(killed), env=_child_env(killed), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver JVM and its Python workers, no goodbye
+            kills += 1
+        proc.wait()
+    assert kills == 2
+    # the restart that drains Kafka, on the cluster
     with standalone_cluster(tmp_path / "spark") as (master, ui):
-        env = dict(_child_env(on_cluster), SPARK_LOCAL_IP="127.0.0.1")
-        del env["C360_STREAM_MAX_OFFSETS_PER_TRIGGER"]  # one batch: the tables do not depend on where batches are cut
-        proc = subprocess.run(_stream_cmd(on_cluster, "--available-now", "--master", master, "--conf",
-                                          "spark.executor.memory=600m"),
-                              env=env, capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        proc = subprocess.run(_stream_cmd(killed, "--available-now", "--master", master,
+                                          "--conf", "spark.executor.memory=600m"),
+                              env=dict(_child_env(killed), SPARK_LOCAL_IP="127.0.0.1"), capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, ("the restart on the cluster failed", (proc.stdout + proc.stderr)[-4000:])
         _wait_for(lambda: _master_state(ui).get("completedapps"), 60, "the master to see the app finish")
         apps = [(a["name"], a["memoryperexecutor"]) for a in _master_state(ui)["completedapps"]]
-    assert apps == [("c360-stream", 600)]  # the app ran on the cluster, with the executor memory --conf gave
-    # the executor fetched c360's jars (spark.jars) when it ran its first task
-    assert list((tmp_path / "spark").glob("app-*/*/delta-spark_*.jar"))
-    # the counters that do not depend on where batches were cut (bench.chaos.OPS_TOTALS)
-    want, got = _snapshot(spark, reference, COMPARED, OPS_TOTALS), _snapshot(spark, on_cluster, COMPARED, OPS_TOTALS)
-    for name in COMPARED:
+    assert apps == [("c360-stream", 600)]  # it ran on the cluster, with the executor memory --conf gave
+    assert list((tmp_path / "spark").glob("app-*/*/delta-spark_*.jar"))  # fetched by the executor for its tasks
+    names = ["bronze_customers", "bronze_logins", "bronze_orders", "silver_customers", "silver_logins",
+             "silver_orders", "silver_quarantine", "ops_stream_batches", "stream_login_anomalies",
+             "stream_city_hour_logins"]
+    want, got = _snapshot(spark, base, names), _snapshot(spark, killed, names)
+    for name in names:
         assert got[name] == want[name], name
+    assert len(want["silver_logins"]) > 1000 and want["stream_login_anomalies"]
