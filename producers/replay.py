@@ -256,13 +256,17 @@ class Positions:
         tmp.replace(self.path)
 
 
+# how long the producer keeps trying to deliver a record (a broker restart or a leader election in between)
+MESSAGE_TIMEOUT_S = 120
+
+
 def _producer(cfg: Config, on_error):
     from confluent_kafka import Producer
 
     return Producer(client_config(
         cfg.kafka.bootstrap_servers, client_security(cfg.kafka),
         **{"acks": "all", "enable.idempotence": True, "linger.ms": 20, "batch.size": 1_000_000,
-           "queue.buffering.max.messages": 500_000, "message.timeout.ms": 120_000,
+           "queue.buffering.max.messages": 500_000, "message.timeout.ms": MESSAGE_TIMEOUT_S * 1000,
            "error_cb": on_error}))
 
 
@@ -437,7 +441,9 @@ def replay(
             signal.signal(sig, previous)
         bar.update(count % 2048)
         bar.close()
-        remaining = producer.flush(max(30.0, cfg.kafka.connect_timeout_s))
+        # a finished replay waits as long as its records may take (a broker restarting near the end); one the user
+        # stopped waits half a minute at most
+        remaining = producer.flush(max(30.0, cfg.kafka.connect_timeout_s) if stop.is_set() else MESSAGE_TIMEOUT_S + 10)
         if remaining:
             failures.append(f"{remaining} records still unacknowledged when the flush timed out")
         positions.save(root)
