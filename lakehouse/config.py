@@ -216,6 +216,11 @@ _SECTIONS: dict[str, type] = {
 }
 
 
+# the fields that hold a table of settings (spark.conf)
+_SETTINGS_FIELDS = {(section, name) for section, cls in _SECTIONS.items()
+                    for name, hint in typing.get_type_hints(cls).items() if hint == Settings}
+
+
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Convert a value from TOML or the environment to the declared type, or say what is wrong."""
     if typ == Settings:
@@ -444,8 +449,9 @@ def load(
             if not isinstance(values, Mapping):
                 raise C360Error(f"config section [{section}] must be a table of key = value")
             for key, value in values.items():
-                if (section, key) == ("spark", "conf"):  # Spark settings merge key by key across the layers
-                    value = {**_settings(merged[section].get(key, {}), "spark.conf"), **_settings(value, "spark.conf")}
+                if (section, key) in _SETTINGS_FIELDS:  # settings tables merge key by key across the layers
+                    where = f"{section}.{key}"
+                    value = {**_settings(merged[section].get(key, {}), where), **_settings(value, where)}
                 merged[section][key] = value
 
     sections: dict[str, Any] = {}

@@ -33,10 +33,10 @@ def test_a_cluster_master_is_not_pinned_to_localhost_and_gets_the_jars_shipped()
     ("spark://m:7077", ["/j/comet.jar"]),  # the others are shipped with spark.jars
 ])
 def test_comet_settings_keep_the_drivers_class_path(master, class_path):
-    from lakehouse.spark import comet_conf, with_settings
+    from lakehouse.spark import comet_conf
 
-    conf = with_settings(spark_conf(config.load(environ={"C360_SPARK_MASTER": master}),
-                                    ["/j/delta.jar", "/j/comet.jar"]), comet_conf(["/j/comet.jar"], "2g"))
+    conf = spark_conf(config.load(environ={"C360_SPARK_MASTER": master}), ["/j/delta.jar", "/j/comet.jar"],
+                      accelerator=comet_conf(["/j/comet.jar"], "2g"))
     assert conf["spark.driver.extraClassPath"].split(os.pathsep) == class_path
     assert conf["spark.plugins"] == "org.apache.spark.CometPlugin" and conf["spark.sql.extensions"]
 
