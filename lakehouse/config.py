@@ -106,6 +106,7 @@ class SparkConfig:
     bind_address: str
     timezone: str
     class_data_sharing: bool
+    scratch_dir: str  # "": <lake.state_dir>/scratch (lakehouse.scratch)
     conf: Settings  # any other Spark settings (executor memory, a cluster's options, object store connectors)
 
     @property

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from lakehouse import cds
+from lakehouse import cds, scratch
 from lakehouse.config import SECRET_PATTERN, Config
 from lakehouse.errors import C360Error
 from lakehouse.jars import JVM_DIR, ensure_jars, require_tool
@@ -37,10 +37,12 @@ COMET_MIN_GLIBC = (2, 30)
 
 
 def spark_conf(cfg: Config, jars: list[str], java_options: str = "",
-               accelerator: dict[str, str] | None = None) -> dict[str, str]:
+               accelerator: dict[str, str] | None = None, temp_dir: str = "") -> dict[str, str]:
     """The session settings c360 runs with (pure: easy to inspect and test); ``java_options`` go to the driver
-    JVM (the class-data sharing archive, :mod:`lakehouse.cds`); ``accelerator``: :func:`comet_conf`'s settings.
-    The user's ``spark.conf`` comes last (:func:`with_settings`): it wins, and adds to the lists."""
+    JVM (the class-data sharing archive, :mod:`lakehouse.cds`); ``accelerator``: :func:`comet_conf`'s settings;
+    ``temp_dir``: the driver's temporary folder (:mod:`lakehouse.scratch`; Spark's local folder too unless
+    ``spark.local.dir`` is set). The user's ``spark.conf`` comes last (:func:`with_settings`): it wins, and adds to
+    the lists."""
     conf = {
         "spark.master": cfg.spark.master,
         # spark.driver.memory only takes effect before the JVM starts, so it goes in with the first session.
@@ -84,7 +86,8 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "",
         # the UI: Spark redacts any key or value matching this (its default plus JAAS and PEM keys)
         "spark.redaction.regex": SECRET_PATTERN,
         "spark.driver.extraJavaOptions": " ".join(
-            [f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}", *java_options.split()]),
+            [f"-Dlog4j2.configurationFile={JVM_DIR / 'log4j2-spark.properties'}",
+             *([f"-Djava.io.tmpdir={temp_dir}"] if temp_dir else []), *java_options.split()]),
     }
     if cfg.spark.master.startswith("local"):
         # The driver is the only JVM: the jars go on its class path as it starts, where they are. Through spark.jars
@@ -237,11 +240,17 @@ def get_spark(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
     if cfg.spark.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", cfg.spark.bind_address)
     java_options = cds.java_options(cds.archive_path(cfg.lake.state_dir, jars)) if cfg.spark.class_data_sharing else ""
+    try:
+        folder = str(scratch.claim(scratch.root_for(cfg.spark.scratch_dir, cfg.lake.state_dir)))
+    except OSError as exc:
+        folder = ""
+        log.warning("no scratch folder of c360's own (%s): Spark uses the system's temporary folder, where a "
+                    "killed run leaves its files", exc)
     builder = SparkSession.builder.appName(app_name)
     off_heap = cfg.gold.accelerator_memory
     if off_heap == "auto":
         off_heap = auto_off_heap(cfg.spark.driver_memory)
-    conf = spark_conf(cfg, jars, java_options, comet_conf(comet, off_heap) if comet else None)
+    conf = spark_conf(cfg, jars, java_options, comet_conf(comet, off_heap) if comet else None, folder)
     for key, value in conf.items():
         builder = builder.config(key, value)
     log.info("starting Spark (%s, driver memory %s%s)", cfg.spark.master, cfg.spark.driver_memory,

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench.chaos import OPS_TOTALS, comparable
 from c360 import cli
+from lakehouse import scratch
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import SOURCES
 from streaming.anomalies import RULES
@@ -153,17 +154,28 @@ def test_kill_minus_9_at_any_moment_then_restart_gives_the_uninterrupted_tables(
 
     killed = make_config(tmp_path / "killed", kafka.bootstrap).replace("kafka", topic_prefix=base.kafka.topic_prefix,
                                                                        partitions=1)
-    kills = 0
+    scratch_root = tmp_path / "scratch"  # the killed runs' temporary files (spark.scratch_dir)
+    env = dict(_child_env(killed), C360_SPARK_SCRATCH_DIR=str(scratch_root))
+    kills, pids, left = 0, [], []
     for delay in (6, 22):  # during start-up, then mid-stream (`make chaos` kills 20 times at random moments)
-        proc = subprocess.Popen(_stream_cmd(killed), env=_child_env(killed), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(_stream_cmd(killed), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(delay)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver JVM and its Python workers, no goodbye
             kills += 1
         proc.wait()
+        pids.append(proc.pid)
+        left.append([p.name for p in scratch_root.iterdir() if p.is_dir()])
     assert _in_process(killed, _stream_cmd(killed, "--available-now")[3:]) == 0  # the restart that drains Kafka
     assert kills == 2
+    # Each killed run had a scratch folder of its own (named by its pid), where Spark's files stayed when it was
+    # killed; the second run's start removed the first's, and the next start removes the second's
+    (first,), (second,) = left
+    assert [first.split("-")[0], second.split("-")[0]] == [str(pid) for pid in pids]
+    assert list((scratch_root / second).glob("spark-*")) and list((scratch_root / second).glob("blockmgr-*"))
+    assert scratch.sweep(scratch_root) == [scratch_root / second]
+    assert [p.name for p in scratch_root.iterdir()] == [".lock"]
     names = ["bronze_customers", "bronze_logins", "bronze_orders", "silver_customers", "silver_logins",
              "silver_orders", "silver_quarantine", "ops_stream_batches", "stream_login_anomalies",
              "stream_city_hour_logins"]
