@@ -13,7 +13,6 @@ the process dies, however it dies, so the next c360 process that starts Spark re
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
@@ -21,6 +20,11 @@ import secrets
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; Spark keeps the system's temporary folder there
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +82,18 @@ def _sweep(root: Path) -> list[Path]:
 def sweep(root: Path) -> list[Path]:
     """Remove the folders under ``root`` whose process is gone (their lock held by no one, or no lock at all);
     the folders removed. Folders of live processes, and anything not named like a claimed folder, stay."""
-    if not root.is_dir():
+    if fcntl is None or not root.is_dir():
         return []
     with _root_locked(root):
         return _sweep(root)
 
 
-def claim(root: Path) -> Path:
+def claim(root: Path) -> Path | None:
     """A new folder under ``root`` for this process, locked until the process ends; first removes the folders of
-    processes that are gone (:func:`sweep`). Raises OSError when ``root`` cannot be written."""
+    processes that are gone (:func:`sweep`). None where the platform has no ``flock`` (Windows). Raises OSError
+    when ``root`` cannot be written."""
+    if fcntl is None:
+        return None
     with _root_locked(root):
         removed = _sweep(root)
         name = f"{os.getpid()}-{secrets.token_hex(4)}"

@@ -241,7 +241,7 @@ def get_spark(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
         os.environ.setdefault("SPARK_LOCAL_IP", cfg.spark.bind_address)
     java_options = cds.java_options(cds.archive_path(cfg.lake.state_dir, jars)) if cfg.spark.class_data_sharing else ""
     try:
-        folder = str(scratch.claim(scratch.root_for(cfg.spark.scratch_dir, cfg.lake.state_dir)))
+        folder = str(scratch.claim(scratch.root_for(cfg.spark.scratch_dir, cfg.lake.state_dir)) or "")
     except OSError as exc:
         folder = ""
         log.warning("no scratch folder of c360's own (%s): Spark uses the system's temporary folder, where a "

@@ -79,3 +79,11 @@ def test_the_driver_jvm_gets_the_folder_as_its_temporary_folder_and_the_users_op
     assert options.index("-Djava.io.tmpdir=/s/1-0123abcd") < options.index("-Dx=1")
     assert "-Djava.io.tmpdir" not in spark_conf(cfg, [])["spark.driver.extraJavaOptions"]
     assert "spark.local.dir" not in spark_conf(cfg, [], temp_dir="/s/1-0123abcd")  # Spark's default follows it
+
+
+def test_without_file_locks_windows_there_is_no_folder_and_nothing_is_swept(tmp_path, monkeypatch):
+    root = tmp_path / "scratch"
+    (root / "1-0123abcd").mkdir(parents=True)  # would be swept: no lock
+    monkeypatch.setattr(scratch, "fcntl", None)
+    assert scratch.claim(root) is None and scratch.sweep(root) == []
+    assert _names(root) == {"1-0123abcd"}
