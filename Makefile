@@ -13,7 +13,7 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make setup  - venv + packages + JVM jars (the other targets run it)"
 	@echo "make browser - headless Chromium for the dashboard tests (make test runs it)"
-	@echo "make clean  - remove generated data, lake, checkpoints and broker state (keeps venv and jars)"
+	@echo "make clean  - remove generated data, lake, checkpoints and broker state and Spark scratch (keeps venv and jars)"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -69,5 +69,5 @@ kafka-stop: $(VENV)/.installed
 
 clean:
 	-$(BIN)/c360 kafka stop 2>/dev/null
-	rm -rf data lake demo exports dashboard.html test-artifacts .c360/kafka .c360/replay
+	rm -rf data lake demo exports dashboard.html test-artifacts .c360/kafka .c360/replay .c360/scratch
 	find checkpoints -mindepth 1 ! -name README.md -exec rm -rf {} +
