@@ -52,10 +52,11 @@ def _root_locked(root: Path):
 
 
 def _unheld(lock: Path) -> bool:
-    """Whether no process holds ``lock`` (a vanished file counts as held: someone else swept it)."""
+    """Whether no process holds ``lock`` (a vanished file counts as held: someone else swept it; so does one this
+    user may not open: another user's, not c360's to remove)."""
     try:
         fd = os.open(lock, os.O_RDWR)
-    except FileNotFoundError:
+    except OSError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
