@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help setup browser demo test lint bench chaos kafka-start kafka-stop clean
+.PHONY: help setup browser demo test test-cluster lint bench chaos kafka-start kafka-stop clean
 
 help:
 	@echo "make demo   - the whole pipeline on a local Kafka broker and local Delta tables"
 	@echo "make test   - the whole test suite (real Kafka, Spark and Delta)"
+	@echo "make test-cluster - c360 on a Spark standalone cluster started on localhost (not in make test)"
 	@echo "make bench  - speed and memory figures -> bench/results/latest.json"
 	@echo "make chaos  - kill -9 the stream 20 times across a 1M-event replay: lost=0 duplicated=0 (~70 min)"
 	@echo "make lint   - ruff"
@@ -51,6 +52,11 @@ browser:
 TEST_WORKERS ?= 2
 test: setup lint browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The standalone-cluster test (tests/integration/test_cluster.py): a Spark master and worker started on localhost,
+# `c360 stream` and `c360 gold` on them against a local run. Skipped by make test (its 15-minute budget); about 4 min.
+test-cluster: setup
+	C360_TEST_CLUSTER=1 $(BIN)/pytest tests/integration/test_cluster.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
