@@ -2,7 +2,7 @@
 `spark-class`): `c360 stream` and `c360 gold` with `--master spark://...` write the same tables and exports as on
 a local master.
 
-Not in `make test` (about 3-4 minutes more than its 15-minute budget allows): `make test-cluster` runs it
+Not in `make test` (about 4.5 minutes, more than its 15-minute budget allows): `make test-cluster` runs it
 (C360_TEST_CLUSTER=1)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.integration.test_pipeline import _args, _env, _table
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.environ.get("C360_TEST_CLUSTER") != "1",
-                                 reason="the standalone-cluster test runs in `make test-cluster` (about 3-4 min, "
+                                 reason="the standalone-cluster test runs in `make test-cluster` (about 4.5 min, "
                                         "over make test's budget)")]
 
 SOURCES = "customers,logins,orders"
