@@ -229,10 +229,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "config":
         import dataclasses
 
+        from lakehouse.config import SETTINGS_FIELDS
+
         for section, values in dataclasses.asdict(cfg).items():
             print(f"[{section}]")
             for key, value in values.items():
-                if (section, key) == ("spark", "conf"):
+                if (section, key) in SETTINGS_FIELDS:
                     value = dict(value)
                 print(f"{key} = {value!r}")
         return 0

@@ -217,8 +217,8 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-# the fields that hold a table of settings (spark.conf)
-_SETTINGS_FIELDS = {(section, name) for section, cls in _SECTIONS.items()
+# the (section, field) pairs that hold a table of settings (spark.conf): merged key by key, printed as tables
+SETTINGS_FIELDS = {(section, name) for section, cls in _SECTIONS.items()
                     for name, hint in typing.get_type_hints(cls).items() if hint == Settings}
 
 
@@ -450,7 +450,7 @@ def load(
             if not isinstance(values, Mapping):
                 raise C360Error(f"config section [{section}] must be a table of key = value")
             for key, value in values.items():
-                if (section, key) in _SETTINGS_FIELDS:  # settings tables merge key by key across the layers
+                if (section, key) in SETTINGS_FIELDS:  # settings tables merge key by key across the layers
                     where = f"{section}.{key}"
                     value = {**_settings(merged[section].get(key, {}), where), **_settings(value, where)}
                 merged[section][key] = value

@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d+-[0-9a-f]{8})(\.lock)?$")
 _ROOT_LOCK = ".lock"  # held while sweeping and claiming, so two processes starting at once do not race
 
-_held: dict[Path, int] = {}  # this process's claimed folders and their lock's descriptor (kept open: the lock)
-
-
 def root_for(scratch_dir: str, state_dir: str) -> Path:
     """The scratch root: ``scratch_dir``, or ``<state_dir>/scratch`` when it is empty."""
     return Path(scratch_dir or Path(state_dir) / "scratch").absolute()
@@ -72,8 +69,8 @@ def _sweep(root: Path) -> list[Path]:
     removed = []
     for name in sorted(names):
         folder, lock = root / name, root / f"{name}.lock"
-        if folder in _held or (lock.exists() and not _unheld(lock)):
-            continue  # its process is alive
+        if lock.exists() and not _unheld(lock):
+            continue  # its process is alive (this one's too: a second open file's flock waits for the first's)
         shutil.rmtree(folder, ignore_errors=True)
         lock.unlink(missing_ok=True)
         removed.append(folder)
@@ -98,11 +95,11 @@ def claim(root: Path) -> Path | None:
     with _root_locked(root):
         removed = _sweep(root)
         name = f"{os.getpid()}-{secrets.token_hex(4)}"
-        fd = os.open(root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by child processes
+        # left open for the process's life: the lock lives as long as it (not inherited by child processes)
+        fd = os.open(root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else can know the name yet
         folder = root / name
         folder.mkdir(mode=0o700)
-        _held[folder] = fd
     if removed:
         log.info("removed the scratch folders of %d c360 process(es) that ended without cleaning up (in %s)",
                  len(removed), root)
