@@ -18,9 +18,10 @@ STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setu
 
 # Every JVM the tests start (the session's Spark drivers, the Kafka brokers, the CLI's subprocesses) compiles with C1
 # only. On small data C2's optimizing compiles cost more CPU than they save, and two cores are the bottleneck of
-# `make test`: the shared lake's build alone took a third less CPU (279 -> 184 s) and a fifth less time; the suite
-# 702 s instead of 748-750 s (2026-11-25), also against C1 for every JVM but the session's drivers. Semantics are
-# the JVM's either way; the product's own JVMs keep tiered compilation. A JDK_JAVA_OPTIONS of your own wins.
+# `make test`: the shared lake's build alone took a third less CPU (279 -> 184 s) and a fifth less time. The whole
+# suite gained less: pytest 702 s twice against 712 and 748 s without (2026-11-25; the machine's spread is as large).
+# Semantics are the JVM's either way; the product's own JVMs keep tiered compilation. A JDK_JAVA_OPTIONS of your own
+# wins.
 QUICK_JIT = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 os.environ.setdefault("JDK_JAVA_OPTIONS", QUICK_JIT)
 
