@@ -219,7 +219,7 @@ _SECTIONS: dict[str, type] = {
 
 # the (section, field) pairs that hold a table of settings (spark.conf): merged key by key, printed as tables
 SETTINGS_FIELDS = {(section, name) for section, cls in _SECTIONS.items()
-                    for name, hint in typing.get_type_hints(cls).items() if hint == Settings}
+                   for name, hint in typing.get_type_hints(cls).items() if hint == Settings}
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d+-[0-9a-f]{8})(\.lock)?$")
 _ROOT_LOCK = ".lock"  # held while sweeping and claiming, so two processes starting at once do not race
 
+
 def root_for(scratch_dir: str, state_dir: str) -> Path:
     """The scratch root: ``scratch_dir``, or ``<state_dir>/scratch`` when it is empty."""
     return Path(scratch_dir or Path(state_dir) / "scratch").absolute()
@@ -70,7 +71,7 @@ def _sweep(root: Path) -> list[Path]:
     for name in sorted(names):
         folder, lock = root / name, root / f"{name}.lock"
         if lock.exists() and not _unheld(lock):
-            continue  # its process is alive (this one's too: a second open file's flock waits for the first's)
+            continue  # its process is alive (this one's too: a second open file's flock is refused while the first's holds)
         shutil.rmtree(folder, ignore_errors=True)
         lock.unlink(missing_ok=True)
         removed.append(folder)
