@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 
 CODEGEN_CACHE_ENTRIES = 2000
+# JVM options for a short run on small data: C1 compiles only. Half of such a JVM's CPU went into the JIT compilers,
+# most of it C2's optimizing compiles, which do not pay back in a few minutes (docs/performance.md, "JIT"); the bigger
+# code cache is needed (C1's code is larger: without it the JVM ran out of code cache and died). `c360 demo` and
+# the tests run so; the product's other runs keep the JVM's tiered compilation.
+QUICK_JIT = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 PANDAS_STATE_SERIALIZER = "pyspark.sql.pandas.serializers"
 COMET_SHUFFLE_MANAGER = "org.apache.spark.sql.comet.execution.shuffle.CometShuffleManager"
 # Comet's jar carries its native library for these only (org/apache/comet/linux/{amd64,aarch64}/libcomet.so)

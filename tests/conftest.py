@@ -13,6 +13,7 @@ import pytest
 from lakehouse import config
 from lakehouse.jars import PROJECT_ROOT
 from lakehouse.kafka_local import LocalKafka, free_port
+from lakehouse.spark import QUICK_JIT
 
 STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setup)
 
@@ -20,9 +21,8 @@ STATE_DIR = PROJECT_ROOT / ".c360"  # the jar cache `make test` fills (c360 setu
 # only. On small data C2's optimizing compiles cost more CPU than they save, and two cores are the bottleneck of
 # `make test`: the shared lake's build alone took a third less CPU (279 -> 184 s) and a fifth less time. The whole
 # suite gained less: pytest 702 s twice against 712 and 748 s without (2026-11-25; the machine's spread is as large).
-# Semantics are the JVM's either way; the product's own JVMs keep tiered compilation. A JDK_JAVA_OPTIONS of your own
-# wins.
-QUICK_JIT = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
+# Semantics are the JVM's either way; the product's own JVMs keep tiered compilation (but `c360 demo`'s driver). A
+# JDK_JAVA_OPTIONS of your own wins.
 os.environ.setdefault("JDK_JAVA_OPTIONS", QUICK_JIT)
 
 
