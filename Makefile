@@ -75,5 +75,5 @@ kafka-stop: $(VENV)/.installed
 
 clean:
 	-$(BIN)/c360 kafka stop 2>/dev/null
-	rm -rf data lake demo exports dashboard.html test-artifacts .c360/kafka .c360/replay .c360/scratch
+	rm -rf data lake demo exports dashboard.html test-artifacts spark-warehouse .c360/kafka .c360/replay .c360/scratch .c360/spark-warehouse
 	find checkpoints -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -66,6 +66,9 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "",
         # A static setting: it must be there when the session starts.
         "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
         "spark.sql.session.timeZone": cfg.spark.timezone,
+        # c360's tables are Delta tables at paths, never in the catalog; but a statement on a path (forget's REORG)
+        # makes Spark create the catalog's warehouse folder, by default spark-warehouse/ in the working directory
+        "spark.sql.warehouse.dir": str(Path(cfg.lake.state_dir).absolute() / "spark-warehouse"),
         "spark.ui.enabled": str(cfg.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",

@@ -22,6 +22,11 @@ def test_session_settings_follow_the_configuration():
     assert int(conf["spark.sql.codegen.cache.maxEntries"]) >= 1000  # a batch of every source: ~700 classes, not 100
 
 
+def test_the_catalogs_warehouse_folder_is_in_the_state_folder_not_the_working_directory():
+    conf = spark_conf(config.load(environ={"C360_LAKE_STATE_DIR": "/srv/c360"}), [])
+    assert conf["spark.sql.warehouse.dir"] == "/srv/c360/spark-warehouse"
+
+
 def test_a_cluster_master_is_not_pinned_to_localhost_and_gets_the_jars_shipped():
     conf = spark_conf(config.load(environ={"C360_SPARK_MASTER": "spark://m:7077"}), ["/j/a.jar", "/j/b.jar"])
     assert conf["spark.master"] == "spark://m:7077" and "spark.driver.bindAddress" not in conf
