@@ -662,4 +662,7 @@ def write(spark: SparkSession, cfg: Config, path: str | os.PathLike[str] | None 
     write_atomic(out, render(page))
     empty = sum(v.empty is not None for v in page.views)
     log.info("dashboard: %d views (%d without data) -> %s", len(page.views), empty, out)
+    if page.views and empty == len(page.views):
+        log.warning("no gold or stream table exists in the lake (%s) yet, so every view of the dashboard is empty: "
+                    "run `c360 replay` and `c360 stream`, then `c360 gold`", cfg.lake.root)
     return out

@@ -178,8 +178,9 @@ def test_tables_are_escaped():
     assert "<img" not in body and "&lt;img src=x&gt;" in body and "Top &lt;b&gt;" in body and "1,234.50" in body
 
 
-def test_a_fresh_lake_gives_an_explanatory_empty_state_for_every_view(spark, cfg, tmp_path):
+def test_a_fresh_lake_gives_an_explanatory_empty_state_for_every_view(spark, cfg, tmp_path, caplog):
     out = dashboard.write(spark, cfg, tmp_path / "d.html")
+    assert f"no gold or stream table exists in the lake ({cfg.lake.root}) yet" in caplog.text  # said, not only shown
     page = out.read_text()
     data = json.loads(re.search(r'<script id="c360-data" type="application/json">(.*?)</script>', page).group(1))
     views = data["views"]
