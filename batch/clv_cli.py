@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import date
 from pathlib import Path
 
@@ -10,35 +11,55 @@ import pandas as pd
 from batch import clv_model
 from lakehouse.errors import C360Error
 
+SKIP_HINT = "--skip-bad-rows leaves such rows out, counted in the output"
 
-def read_transactions(path: str, columns: list[str]) -> pd.DataFrame:
-    """A CSV (or Parquet, by extension) with at least ``columns``; a clear error for anything else."""
+
+def read_transactions(path: str, columns: list[str], *, skip_bad_rows: bool = False) -> tuple[pd.DataFrame, int]:
+    """A CSV (or Parquet, by extension) with at least ``columns``, and how many of its lines were malformed (a
+    wrong number of fields: skipped with ``skip_bad_rows``, an error otherwise); a clear error for anything else."""
     file = Path(path)
     if not file.is_file():
         raise C360Error(f"transactions file not found: {path}")
+    malformed = 0
     try:
         if file.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(file)
         else:
-            df = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", pd.errors.ParserWarning)
+                df = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""],
+                                 on_bad_lines="warn" if skip_bad_rows else "error")
+            # the C parser reports the lines it skipped in warnings, one "Skipping line N: ..." per line
+            malformed = sum(str(w.message).count("Skipping line") for w in caught
+                            if issubclass(w.category, pd.errors.ParserWarning))
+    except pd.errors.ParserError as exc:
+        raise C360Error(f"cannot read {path}: {str(exc).splitlines()[0]} ({SKIP_HINT})") from None
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise C360Error(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise C360Error(f"{path} has no column {missing[0]!r} (columns: {', '.join(map(str, df.columns))})")
-    return df[columns]
+    return df[columns], malformed
 
 
-def _bad(series: pd.Series, parsed: pd.Series, what: str, col: str) -> None:
+def _bad(series: pd.Series, parsed: pd.Series, what: str, col: str, skip: bool) -> pd.Series:
+    """Which values did not parse; an error unless ``skip`` (they are then left out and counted)."""
     bad = parsed.isna() & series.notna()
-    if bad.any():
-        raise C360Error(f"{int(bad.sum())} value(s) of {col!r} are not {what} (first: {series[bad].iloc[0]!r})")
+    if bad.any() and not skip:
+        raise C360Error(f"{int(bad.sum())} value(s) of {col!r} are not {what} (first: {series[bad].iloc[0]!r}; "
+                        f"{SKIP_HINT})")
+    return bad
 
 
 def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str, date_format: str | None = None,
-             observation_end: date | None = None, time_unit: str = "D") -> dict:
-    df = read_transactions(path, [customer_col, date_col, amount_col])
-    df = df[df[customer_col].notna() & df[date_col].notna()]
+             observation_end: date | None = None, time_unit: str = "D", skip_bad_rows: bool = False) -> dict:
+    """Fit both models to a transaction file: :func:`clv_model.fit_report`'s JSON, plus how many rows were read and
+    why any were left out (none is dropped unsaid)."""
+    df, malformed = read_transactions(path, [customer_col, date_col, amount_col], skip_bad_rows=skip_bad_rows)
+    rows = {"read": int(len(df) + malformed), "malformed": malformed}
+    complete = df[customer_col].notna() & df[date_col].notna()
+    rows["no_customer_or_date"] = int((~complete).sum())
+    df = df[complete]
     if df.empty:
         raise C360Error(f"{path} has no transactions with a customer and a date")
     raw_dates = df[date_col].astype(str)
@@ -46,14 +67,21 @@ def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str, da
         dates = pd.to_datetime(raw_dates, format=date_format or "mixed", errors="coerce")
     except ValueError as exc:
         raise C360Error(f"bad --date-format {date_format!r}: {exc}") from None
-    _bad(raw_dates, dates, "dates" + (f" in format {date_format!r}" if date_format else ""), date_col)
+    bad_date = _bad(raw_dates, dates, "dates" + (f" in format {date_format!r}" if date_format else ""), date_col,
+                    skip_bad_rows)
     amounts = pd.to_numeric(df[amount_col], errors="coerce")
-    _bad(df[amount_col], amounts, "numbers", amount_col)
-    tx = pd.DataFrame({"customer": df[customer_col].astype(str), "date": dates, "amount": amounts.fillna(0.0)})
+    bad_amount = _bad(df[amount_col], amounts, "numbers", amount_col, skip_bad_rows) & ~bad_date
+    rows |= {"bad_date": int(bad_date.sum()), "bad_amount": int(bad_amount.sum())}
+    keep = ~(bad_date | bad_amount)
+    if not keep.any():
+        raise C360Error(f"{path} has no transaction with a readable date and amount")
+    tx = pd.DataFrame({"customer": df[customer_col].astype(str), "date": dates, "amount": amounts.fillna(0.0)})[keep]
     end = pd.Timestamp(observation_end) if observation_end else None
     if end is not None and (tx["date"].dt.normalize() > end).all():
         raise C360Error(f"every transaction is after --observation-end {observation_end}")
     summary = clv_model.summarize(tx, customer_col="customer", date_col="date", amount_col="amount",
                                   observation_end=end, time_unit=time_unit)
     end_day = end if end is not None else tx["date"].max().normalize()
-    return clv_model.fit_report(summary, observation_end=end_day.date().isoformat(), time_unit=time_unit)
+    report = clv_model.fit_report(summary, observation_end=end_day.date().isoformat(), time_unit=time_unit)
+    rows["used"] = int(keep.sum())
+    return {**report, "rows": rows}

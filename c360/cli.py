@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="end of the observation period (default: the last transaction day)")
     clv.add_argument("--time-unit", choices=["D", "W", "d", "w"], default="D",
                      help="D: days; W: weeks = days / 7 (fractional, not whole periods)")
+    clv.add_argument("--skip-bad-rows", action="store_true",
+                     help="leave out malformed lines and unreadable dates or amounts, counted in the output's "
+                          "\"rows\" (default: refuse the file, saying where)")
 
     f = cmd("forget", "erase customers from every bronze, silver and gold table, the exports and the dashboard "
                       "(right to be forgotten), audited in ops_forget_requests")
@@ -344,7 +347,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(json.dumps(clv_cli.fit_file(args.transactions, customer_col=args.customer_col,
                                           date_col=args.date_col, amount_col=args.amount_col,
                                           date_format=args.date_format, observation_end=args.observation_end,
-                                          time_unit=args.time_unit.upper()), indent=2))
+                                          time_unit=args.time_unit.upper(), skip_bad_rows=args.skip_bad_rows),
+                         indent=2))
         return 0
     if args.command == "forget":
         check_writable(cfg.lake.root, "lake", "--lake")

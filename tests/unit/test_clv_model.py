@@ -123,6 +123,30 @@ def test_clv_fit_cli_errors_are_one_line(tmp_path, capsys, content, extra, messa
     assert cli.main([*args, *extra]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert ("--skip-bad-rows" in err) == ("value(s) of" in err)  # the way past a bad value is said
+
+
+def test_clv_fit_cli_refuses_a_malformed_line_unless_told_to_skip_and_count_bad_rows(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text(
+        "cust,date,amt\n"
+        "A,2024-01-01,10\nA,2024-02-01,20\n"  # A: one repeat purchase of 20, 31 days on
+        "B,2024-01-15,5\nB,2024-01-25,7\n"
+        "B,2024-01-20,5,extra\n"  # malformed: four fields
+        ",2024-01-03,7\n"  # no customer
+        "C,someday,9\n"  # bad date
+        "C,2024-03-01,nine\n"  # bad amount
+        "D,never,nothing\n"  # both bad: counted once, as a bad date
+    )
+    args = ["clv", "fit", "--transactions", str(tmp_path / "t.csv"), "--customer-col", "cust", "--date-col", "date",
+            "--amount-col", "amt", "--observation-end", "2024-03-31"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Expected 3 fields in line 6, saw 4" in err and "--skip-bad-rows" in err and len(err.splitlines()) == 1
+    assert cli.main([*args, "--skip-bad-rows"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == {"read": 9, "malformed": 1, "no_customer_or_date": 1, "bad_date": 2, "bad_amount": 1,
+                           "used": 4}
+    assert (out["customers"], out["repeat_customers"]) == (2, 2)  # A and B; C and D had no readable row
 
 
 def test_clv_fit_cli_missing_file(capsys):
