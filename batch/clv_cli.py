@@ -32,10 +32,10 @@ def read_transactions(path: str, columns: list[str], *, skip_bad_rows: bool = Fa
             # the C parser reports the lines it skipped in warnings, one "Skipping line N: ..." per line
             malformed = sum(str(w.message).count("Skipping line") for w in caught
                             if issubclass(w.category, pd.errors.ParserWarning))
-    except pd.errors.ParserError as exc:
-        raise C360Error(f"cannot read {path}: {str(exc).splitlines()[0]} ({SKIP_HINT})") from None
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise C360Error(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+        first = str(exc).splitlines()[0]
+        hint = f" ({SKIP_HINT})" if "Expected" in first and " fields in line " in first else ""  # a wrong field count
+        raise C360Error(f"cannot read {path}: {first}{hint}") from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise C360Error(f"{path} has no column {missing[0]!r} (columns: {', '.join(map(str, df.columns))})")
