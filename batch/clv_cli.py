@@ -51,8 +51,45 @@ def _bad(series: pd.Series, parsed: pd.Series, what: str, col: str, skip: bool) 
     return bad
 
 
-def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str, date_format: str | None = None,
-             observation_end: date | None = None, time_unit: str = "D", skip_bad_rows: bool = False) -> dict:
+# a UTC offset or Z after a time of day: dropped, so a purchase keeps the day (and time) written on it
+_OFFSET = r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def parse_dates(raw: pd.Series, formats: list[str], col: str) -> pd.Series:
+    """``raw`` as naive timestamps (NaT where unreadable), in local time as written (a UTC offset is dropped).
+
+    ``formats`` (strftime) are tried in order, the first that reads a value wins. Without any, ISO 8601 first, then
+    pandas' inference for the rest; a value inference reads differently day-first and month-first (05-01-2024) is
+    refused, not guessed: a file's dates must not depend on which day of the month they fall on.
+    """
+    text = raw.str.strip().str.replace(_OFFSET, r"\1", regex=True)
+    out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    for fmt in formats or ["ISO8601"]:
+        todo = out.isna()
+        if not todo.any():
+            return out
+        try:
+            out[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        except ValueError as exc:
+            raise C360Error(f"bad --date-format {fmt!r}: {exc}") from None
+    rest = out.isna()
+    if formats or not rest.any():
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "could not infer format": the point of inference here
+        month_first = pd.to_datetime(text[rest], format="mixed", errors="coerce")
+        day_first = pd.to_datetime(text[rest], format="mixed", dayfirst=True, errors="coerce")
+    ambiguous = month_first.notna() & day_first.notna() & (month_first != day_first)
+    if ambiguous.any():
+        raise C360Error(f"{int(ambiguous.sum())} date(s) in {col!r} read as different days day-first and month-first "
+                        f"(first: {raw[rest][ambiguous].iloc[0]!r}): give their format with --date-format, e.g. "
+                        "'%d-%m-%Y %H:%M:%S' (repeatable: tried in order)")
+    out[rest] = month_first
+    return out
+
+
+def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str,
+             date_formats: list[str] | None = None, observation_end: date | None = None, time_unit: str = "D", skip_bad_rows: bool = False) -> dict:
     """Fit both models to a transaction file: :func:`clv_model.fit_report`'s JSON, plus how many rows were read and
     why any were left out (none is dropped unsaid)."""
     df, malformed = read_transactions(path, [customer_col, date_col, amount_col], skip_bad_rows=skip_bad_rows)
@@ -63,12 +100,9 @@ def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str, da
     if df.empty:
         raise C360Error(f"{path} has no transactions with a customer and a date")
     raw_dates = df[date_col].astype(str)
-    try:
-        dates = pd.to_datetime(raw_dates, format=date_format or "mixed", errors="coerce")
-    except ValueError as exc:
-        raise C360Error(f"bad --date-format {date_format!r}: {exc}") from None
-    bad_date = _bad(raw_dates, dates, "dates" + (f" in format {date_format!r}" if date_format else ""), date_col,
-                    skip_bad_rows)
+    dates = parse_dates(raw_dates, list(date_formats or []), date_col)
+    what = f" in format {' or '.join(map(repr, date_formats))}" if date_formats else ""
+    bad_date = _bad(raw_dates, dates, f"dates{what}", date_col, skip_bad_rows)
     amounts = pd.to_numeric(df[amount_col], errors="coerce")
     bad_amount = _bad(df[amount_col], amounts, "numbers", amount_col, skip_bad_rows) & ~bad_date
     rows |= {"bad_date": int(bad_date.sum()), "bad_amount": int(bad_amount.sum())}

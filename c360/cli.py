@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     clv.add_argument("--customer-col", required=True, metavar="COL", help="the customer id column")
     clv.add_argument("--date-col", required=True, metavar="COL", help="the transaction date or time column")
     clv.add_argument("--amount-col", required=True, metavar="COL", help="the transaction amount column")
-    clv.add_argument("--date-format", metavar="FMT", help="strftime format of the dates, e.g. %%Y%%m%%d "
-                     "(default: inferred)")
+    clv.add_argument("--date-format", metavar="FMT", action="append",
+                     help="strftime format of the dates, e.g. %%d-%%m-%%Y; repeatable, tried in order (default: ISO "
+                          "8601, else inferred; a date that reads as two days, day-first or month-first, is refused)")
     clv.add_argument("--observation-end", type=_date, metavar="YYYY-MM-DD",
                      help="end of the observation period (default: the last transaction day)")
     clv.add_argument("--time-unit", choices=["D", "W", "d", "w"], default="D",
@@ -346,7 +347,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         print(json.dumps(clv_cli.fit_file(args.transactions, customer_col=args.customer_col,
                                           date_col=args.date_col, amount_col=args.amount_col,
-                                          date_format=args.date_format, observation_end=args.observation_end,
+                                          date_formats=args.date_format, observation_end=args.observation_end,
                                           time_unit=args.time_unit.upper(), skip_bad_rows=args.skip_bad_rows),
                          indent=2))
         return 0

@@ -8,10 +8,11 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from batch import clv_model
+from batch import clv_cli, clv_model
 from batch.clv import model_summary
 from batch.spend import purchase_summary
 from c360 import cli
+from lakehouse.errors import C360Error
 
 TRUE_BG = clv_model.BgNbd(r=0.243, alpha=4.414, a=0.793, b=2.426, log_likelihood=0)  # CDNOW's fit, in weeks
 TRUE_GG = clv_model.GammaGamma(p=6.25, q=3.74, v=15.44, log_likelihood=0)
@@ -113,6 +114,7 @@ def test_clv_fit_cli_recovers_parameters_from_a_transaction_file(tmp_path, capsy
     ("cust,date,amt\nA,2024-01-01,ten\n", [], "value(s) of 'amt' are not numbers"),
     ("cust,date,amt\nA,2024-01-01,10\n", ["--date-format", "%d/%m/%Y"], "not dates in format '%d/%m/%Y'"),
     ("cust,date,amt\nA,2024-01-01,10\n", [], "needs at least 2 customers"),
+    ("cust,date,amt\nA,2024-01-01,10\nB,05-01-2024,10\n", [], "1 date(s) in 'date' read as different days"),
 ])
 def test_clv_fit_cli_errors_are_one_line(tmp_path, capsys, content, extra, message):
     (tmp_path / "t.csv").write_text(content)
@@ -147,6 +149,21 @@ def test_clv_fit_cli_refuses_a_malformed_line_unless_told_to_skip_and_count_bad_
     assert out["rows"] == {"read": 9, "malformed": 1, "no_customer_or_date": 1, "bad_date": 2, "bad_amount": 1,
                            "used": 4}
     assert (out["customers"], out["repeat_customers"]) == (2, 2)  # A and B; C and D had no readable row
+
+
+def test_dates_are_read_the_same_whatever_day_of_the_month_they_fall_on():
+    raw = pd.Series(["2024-05-01 10:00:00", "2024-05-02T23:30:00-05:00", "2024-05-03T01:00:00Z", "20240504",
+                     "13-01-2024 10:00:00", "Jan 5 2024", "soon"])
+    got = clv_cli.parse_dates(raw, [], "d")
+    assert list(got[:6]) == [pd.Timestamp(t) for t in ("2024-05-01 10:00", "2024-05-02 23:30", "2024-05-03 01:00",
+                                                        "2024-05-04", "2024-01-13 10:00", "2024-01-05")]
+    assert pd.isna(got[6])  # unreadable: left to the caller (an error, or skipped and counted)
+    # 05-01-2024 is the 5th of January day-first, the 1st of May month-first: refused, not guessed
+    with pytest.raises(C360Error, match=r"1 date\(s\) in 'd' read as different days .*'05-01-2024 10:00:00'"):
+        clv_cli.parse_dates(pd.Series(["2024-05-01 10:00:00", "05-01-2024 10:00:00"]), [], "d")
+    formats = ["%Y-%m-%d %H:%M:%S", "%d-%m-%Y %H:%M:%S"]  # tried in order; nothing else is inferred
+    got = clv_cli.parse_dates(pd.Series(["2024-05-01 10:00:00", "05-01-2024 10:00:00", "2024/05/01"]), formats, "d")
+    assert list(got[:2]) == [pd.Timestamp("2024-05-01 10:00"), pd.Timestamp("2024-01-05 10:00")] and pd.isna(got[2])
 
 
 def test_clv_fit_cli_missing_file(capsys):
