@@ -89,7 +89,8 @@ def parse_dates(raw: pd.Series, formats: list[str], col: str) -> pd.Series:
 
 
 def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str,
-             date_formats: list[str] | None = None, observation_end: date | None = None, time_unit: str = "D", skip_bad_rows: bool = False) -> dict:
+             date_formats: list[str] | None = None, observation_end: date | None = None, time_unit: str = "D",
+             skip_bad_rows: bool = False) -> dict:
     """Fit both models to a transaction file: :func:`clv_model.fit_report`'s JSON, plus how many rows were read and
     why any were left out (none is dropped unsaid)."""
     df, malformed = read_transactions(path, [customer_col, date_col, amount_col], skip_bad_rows=skip_bad_rows)
