@@ -94,9 +94,8 @@ def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str,
     """Fit both models to a transaction file: :func:`clv_model.fit_report`'s JSON, plus how many rows were read and
     why any were left out (none is dropped unsaid)."""
     df, malformed = read_transactions(path, [customer_col, date_col, amount_col], skip_bad_rows=skip_bad_rows)
-    rows = {"read": int(len(df) + malformed), "malformed": malformed}
+    read = len(df) + malformed
     complete = df[customer_col].notna() & df[date_col].notna()
-    rows["no_customer_or_date"] = int((~complete).sum())
     df = df[complete]
     if df.empty:
         raise C360Error(f"{path} has no transactions with a customer and a date")
@@ -106,7 +105,6 @@ def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str,
     bad_date = _bad(raw_dates, dates, f"dates{what}", date_col, skip_bad_rows)
     amounts = pd.to_numeric(df[amount_col], errors="coerce")
     bad_amount = _bad(df[amount_col], amounts, "numbers", amount_col, skip_bad_rows) & ~bad_date
-    rows |= {"bad_date": int(bad_date.sum()), "bad_amount": int(bad_amount.sum())}
     keep = ~(bad_date | bad_amount)
     if not keep.any():
         raise C360Error(f"{path} has no transaction with a readable date and amount")
@@ -118,5 +116,6 @@ def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str,
                                   observation_end=end, time_unit=time_unit)
     end_day = end if end is not None else tx["date"].max().normalize()
     report = clv_model.fit_report(summary, observation_end=end_day.date().isoformat(), time_unit=time_unit)
-    rows["used"] = int(keep.sum())
+    rows = {"read": read, "malformed": malformed, "no_customer_or_date": int((~complete).sum()),
+            "bad_date": int(bad_date.sum()), "bad_amount": int(bad_amount.sum()), "used": int(keep.sum())}
     return {**report, "rows": rows}

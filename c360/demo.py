@@ -9,7 +9,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from lakehouse.config import Config
-from lakehouse.spark import QUICK_JIT
+from lakehouse.spark import QUICK_JIT, with_settings
 from lakehouse.tables import QUARANTINE, SOURCES, table_path
 from streaming.ops import stream_table_names
 
@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 
 DEMO_AS_OF = date(2025, 1, 1)  # the generated activity ends 2024-12-31
 DEMO_DIR = Path("demo")
-DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def demo_config(cfg: Config) -> Config:
@@ -34,8 +33,7 @@ def demo_config(cfg: Config) -> Config:
                       data_dir=str(DEMO_DIR / "data"))
     cfg = cfg.replace("gold", export_dir=str(DEMO_DIR / "exports"))
     cfg = cfg.replace("dashboard", file=str(DEMO_DIR / "dashboard.html"))
-    own = cfg.spark.settings.get(DRIVER_JAVA_OPTIONS, "")
-    cfg = cfg.replace("spark", conf={DRIVER_JAVA_OPTIONS: f"{QUICK_JIT} {own}".strip()})
+    cfg = cfg.replace("spark", conf=with_settings({"spark.driver.extraJavaOptions": QUICK_JIT}, cfg.spark.settings))
     return cfg.replace("kafka", topic_prefix=prefix)
 
 

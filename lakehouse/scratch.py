@@ -71,7 +71,8 @@ def _sweep(root: Path) -> list[Path]:
     for name in sorted(names):
         folder, lock = root / name, root / f"{name}.lock"
         if lock.exists() and not _unheld(lock):
-            continue  # its process is alive (this one's too: a second open file's flock is refused while the first's holds)
+            # its process is alive (this one's too: a second open file's flock is refused while the first's holds)
+            continue
         shutil.rmtree(folder, ignore_errors=True)
         lock.unlink(missing_ok=True)
         removed.append(folder)
