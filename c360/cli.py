@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lakehouse.config import GOLD_ACCELERATORS
 from lakehouse.errors import C360Error, check_writable, error_text, storage_error
+from lakehouse.quality import RunQuality
 
 EXIT_USAGE = 2
 
@@ -231,16 +232,9 @@ def _print_table(rows: list[tuple], header: tuple) -> None:
 def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if args.command == "config":
-        import dataclasses
+        from lakehouse.config import as_toml
 
-        from lakehouse.config import SETTINGS_FIELDS
-
-        for section, values in dataclasses.asdict(cfg).items():
-            print(f"[{section}]")
-            for key, value in values.items():
-                if (section, key) in SETTINGS_FIELDS:
-                    value = dict(value)
-                print(f"{key} = {value!r}")
+        print(as_toml(cfg), end="")
         return 0
     if args.command == "setup":
         from lakehouse.jars import ensure_jars, jar_dir
@@ -302,17 +296,24 @@ def run_command(args: argparse.Namespace) -> int:
                          speedup=args.speedup, interleave=args.interleave, resume=args.resume,
                          rejects_file=args.rejects, progress=not args.no_progress)
         print(summary.describe())
+        for line in summary.quality_lines():
+            print(f"data quality: {line}", file=sys.stderr)
         if summary.interrupted:
             return 130
+        if summary.unusable:
+            print(f"c360: error: no row of {', '.join(summary.unusable)} could be read (reasons above; the rows are "
+                  f"in {summary.rejects_file}): fix the file or its mapping (docs/input-contract.md)", file=sys.stderr)
+            return 1
         return 1 if summary.failed else 0
     if args.command == "stream":
         from streaming import app
 
         check_writable(cfg.lake.root, "lake", "--lake")
         check_writable(cfg.lake.checkpoint_root, "checkpoints", "--checkpoints")
-        progress = app.run(cfg, available_now=args.available_now, sources=args.sources)
+        quality = RunQuality()
+        progress = app.run(cfg, available_now=args.available_now, sources=args.sources, quality=quality)
         print(f"stream stopped; queries: {', '.join(progress) or 'none'}")
-        return 0
+        return _report_quality(quality, cfg.stream.quarantine_failure_share)
     if args.command == "gold":
         from batch import gold
 
@@ -359,6 +360,21 @@ def run_command(args: argparse.Namespace) -> int:
 
         return demo.run(cfg, scale=args.scale, keep_broker=args.keep_broker)
     raise AssertionError(args.command)
+
+
+def _report_quality(quality, share: float) -> int:
+    """Print what the run quarantined or kept with unlisted values, per source; 1 when a source reached the
+    quarantined share that fails a run (stream.quarantine_failure_share)."""
+    for line in quality.lines():
+        print(f"data quality: {line}", file=sys.stderr)
+    failing = quality.failing(share)
+    if failing:
+        q = quality.sources[failing[0]]
+        what = "all" if q.quarantined == q.read else f"{q.quarantined} of"
+        print(f"c360: error: {what} {q.read} records of {', '.join(failing)} were quarantined: the run could not use "
+              f"that source's data (fix above; stream.quarantine_failure_share = {share:g})", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _forget(cfg, args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from lakehouse.errors import C360Error
+from lakehouse.mappings import Mappings, check_pattern, merge_tables, parse_mappings
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 # Secrets never enter the configuration (it is printed by `c360 config`): read from these variables only.
@@ -124,6 +125,7 @@ class StreamConfig:
     fail_on_data_loss: bool
     unknown_fields: str
     timestamp_formats: tuple[str, ...]
+    quarantine_failure_share: float
     scheduler_pools: bool
     anomaly_watermark: str
     burst_logins: int
@@ -200,6 +202,8 @@ class Config:
     business: BusinessConfig
     gold: GoldConfig
     dashboard: DashboardConfig
+    # [sources.<source>]: the user's source mappings (lakehouse/mappings.py); the built-in ones are implicit
+    sources: Mappings = ()
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with some values of one section changed (values are checked like any other layer)."""
@@ -317,6 +321,7 @@ def _validate(cfg: Config) -> None:
           for key in ("trigger_interval", "derived_trigger_interval", "anomaly_watermark", "city_hour_watermark")],
         (cfg.stream.unknown_fields in UNKNOWN_FIELD_RULES, "stream.unknown_fields must be rescue or quarantine"),
         (bool(cfg.stream.timestamp_formats), "stream.timestamp_formats must name at least one format"),
+        (cfg.stream.quarantine_failure_share > 0, "stream.quarantine_failure_share must be above 0 (above 1: never fail)"),
         (cfg.stream.burst_logins >= 2 and cfg.stream.burst_window_s > 0,
          "stream.burst_logins must be at least 2 and stream.burst_window_s positive"),
         (cfg.stream.short_gap_s >= 0, "stream.short_gap_s must not be negative"),
@@ -367,6 +372,23 @@ def _validate(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise C360Error(f"bad config: {message}")
+    for pattern in cfg.stream.timestamp_formats:
+        check_pattern(pattern, "stream.timestamp_formats")
+
+
+def as_toml(cfg: Config) -> str:
+    """The configuration as TOML that pastes back into a config file (``c360 config``): every section and key,
+    Spark settings as a table, and the user's source mappings as ``[sources.<source>]`` tables."""
+    import tomli_w
+
+    doc: dict[str, Any] = {}
+    for section in _SECTIONS:
+        values = dataclasses.asdict(getattr(cfg, section))
+        doc[section] = {k: dict(v) if (section, k) in SETTINGS_FIELDS else list(v) if isinstance(v, tuple) else v
+                        for k, v in values.items()}
+    if cfg.sources:
+        doc[SOURCES_SECTION] = {m.source: m.as_toml() for m in cfg.sources}
+    return tomli_w.dumps(doc)
 
 
 # a Spark interval as triggers and watermarks take it: "5 seconds", "1 minute 30 seconds", "interval 2 hours"
@@ -408,7 +430,12 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
 
 
 def _as_layers(base: Config) -> dict[str, dict[str, Any]]:
-    return {name: dataclasses.asdict(getattr(base, name)) for name in _SECTIONS}
+    layers = {name: dataclasses.asdict(getattr(base, name)) for name in _SECTIONS}
+    return {**layers, SOURCES_SECTION: {m.source: m.as_toml() for m in base.sources}}
+
+
+# the section of source mappings: a table per source, merged key by key across layers (lakehouse/mappings.py)
+SOURCES_SECTION = "sources"
 
 
 def load(
@@ -443,10 +470,16 @@ def load(
         layers.append({s: {k: v for k, v in vals.items() if v is not None} for s, vals in overrides.items()})
 
     merged: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+    mappings: dict[str, Any] = {}
     for layer in layers:
         for section, values in layer.items():
+            if section == SOURCES_SECTION:
+                if not isinstance(values, Mapping):
+                    raise C360Error("config section [sources] must hold a table per source: [sources.orders]")
+                mappings = merge_tables(mappings, values)
+                continue
             if section not in _SECTIONS:
-                raise C360Error(f"unknown config section [{section}] (known: {', '.join(_SECTIONS)})")
+                raise C360Error(f"unknown config section [{section}] (known: {', '.join(_SECTIONS)}, sources)")
             if not isinstance(values, Mapping):
                 raise C360Error(f"config section [{section}] must be a table of key = value")
             for key, value in values.items():
@@ -472,6 +505,6 @@ def load(
         sections[section] = cls(
             **{k: _coerce(v, hints[k], f"{section}.{k}") for k, v in merged[section].items()}
         )
-    cfg = Config(**sections)
+    cfg = Config(**sections, sources=parse_mappings(mappings))
     _validate(cfg)
     return cfg

@@ -74,7 +74,10 @@ class Field:
     adds ``email_valid`` and ``email_domain``, an invalid email is kept and flagged), ``int``/``long``/``dec``/
     ``double`` (numbers), ``ts`` (any configured timestamp format), ``date``, ``bool`` (true/false, yes/no, 1/0),
     ``enum`` (one of ``values``, matched case-insensitively and written in its canonical spelling).
-    ``required``: a missing value rejects the record; ``min``: a smaller number rejects it.
+    ``required``: a missing value rejects the record; ``min``: a smaller number rejects it. ``closed``: an enum
+    value outside ``values`` rejects the record; an open enum (the default) keeps it as written and counts it as
+    unlisted. The built-in closed ones are those gold's logic branches on (statuses, event types); a source
+    mapping can open or close any enum (lakehouse/mappings.py).
     """
 
     name: str
@@ -83,6 +86,7 @@ class Field:
     required: bool = False
     values: tuple[str, ...] = ()
     min: float | None = None
+    closed: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,8 @@ class SilverSpec:
 
 
 def _f(name: str, raw: str, type_: str = "str", *, req: bool = False, values: tuple[str, ...] = (),
-       min_: float | None = None) -> Field:
-    return Field(name, raw, type_, req, values, min_)
+       min_: float | None = None, closed: bool = False) -> Field:
+    return Field(name, raw, type_, req, values, min_, closed)
 
 
 def _same(*names: str) -> tuple[Field, ...]:
@@ -144,7 +148,7 @@ SILVER_SPECS: dict[str, SilverSpec] = {
         _f("phone", "phone"), _f("city", "city", "city"),
         _f("registration_datetime", "registration_datetime", "ts", req=True),
         _f("last_login_datetime", "last_login_datetime", "ts"),
-        _f("status", "status", "enum", req=True, values=STATUS),
+        _f("status", "status", "enum", req=True, values=STATUS, closed=True),
     ), "customer_id"),
     "logins": SilverSpec("silver_logins", (
         _f("login_id", "login_id", req=True), _f("customer_id", "customer_id", req=True),
@@ -165,10 +169,10 @@ SILVER_SPECS: dict[str, SilverSpec] = {
         _f("unit_price", "unit_price", "dec", min_=0), _f("total_amount", "total_amount", "dec", req=True, min_=0),
         _f("order_datetime", "order_datetime", "ts", req=True),
         _f("order_status", "order_status", "enum", req=True,
-           values=("Placed", "Shipped", "Delivered", "Cancelled", "Returned")),
+           values=("Placed", "Shipped", "Delivered", "Cancelled", "Returned"), closed=True),
         _f("payment_method", "payment_method", "enum", values=PAYMENTS),
         _f("is_subscription", "is_subscription", "bool"),
-        _f("subscription_status", "subscription_status", "enum", values=("Active", "Cancelled")),
+        _f("subscription_status", "subscription_status", "enum", values=("Active", "Cancelled"), closed=True),
         _f("subscription_cancelled_at", "subscription_cancelled_at", "ts"),
     ), "order_id", "order_datetime", "order_date"),
     "refunds": SilverSpec("silver_refunds", (
@@ -180,7 +184,8 @@ SILVER_SPECS: dict[str, SilverSpec] = {
     "clickstream": SilverSpec("silver_clickstream", (
         _f("click_id", "click_id", req=True), _f("session_id", "session_id"),
         _f("customer_id", "customer_id", req=True),
-        _f("event_type", "event_type", "enum", req=True, values=("page_view", "add_to_cart", "purchase")),
+        _f("event_type", "event_type", "enum", req=True, values=("page_view", "add_to_cart", "purchase"),
+           closed=True),
         _f("product_id", "product_id"), _f("page", "page"), _f("event_timestamp", "event_timestamp", "ts", req=True),
         _f("device", "device", "enum", values=DEVICES), _f("campaign", "campaign"),
     ), "click_id", "event_timestamp", "event_date"),
@@ -208,11 +213,11 @@ SILVER_SPECS: dict[str, SilverSpec] = {
     # seed 002: online and in-store transactions unified, with a channel column
     "online_transactions": SilverSpec("silver_transactions", (
         _f("transaction_id", "OrderID", req=True), *_TX_COMMON[:2], _f("store_id", "StoreID"), *_TX_COMMON[2:],
-        _f("status", "Status", "enum", req=True, values=TX_STATUS),
+        _f("status", "Status", "enum", req=True, values=TX_STATUS, closed=True),
     ), "transaction_id", "transaction_datetime", "transaction_date", (("channel", "Online"),)),
     "instore_transactions": SilverSpec("silver_transactions", (
         _f("transaction_id", "TransactionID", req=True), *_TX_COMMON[:2], _f("store_id", "StoreID"),
-        *_TX_COMMON[2:], _f("status", "Status", "enum", values=TX_STATUS),
+        *_TX_COMMON[2:], _f("status", "Status", "enum", values=TX_STATUS, closed=True),
     ), "transaction_id", "transaction_datetime", "transaction_date", (("channel", "In-Store"),)),
     "loyalty_accounts": SilverSpec("silver_loyalty_accounts", (
         _f("loyalty_id", "LoyaltyID", req=True), _f("customer_id", "CustomerID", req=True),
@@ -224,13 +229,14 @@ SILVER_SPECS: dict[str, SilverSpec] = {
         _f("loyalty_txn_id", "LoyaltyTxnID", req=True), _f("loyalty_id", "LoyaltyID"),
         _f("customer_id", "CustomerID", req=True), _f("txn_datetime", "DateTime", "ts", req=True),
         _f("points_change", "PointsChange", "long", req=True),
-        _f("reason", "Reason", "enum", values=("Purchase", "Redemption")),
+        _f("reason", "Reason", "enum", values=("Purchase", "Redemption"), closed=True),
     ), "loyalty_txn_id", "txn_datetime", "txn_date"),
     "service_interactions": SilverSpec("silver_service_interactions", (
         _f("interaction_id", "InteractionID", req=True), _f("customer_id", "CustomerID", req=True),
         _f("agent_id", "AgentID"), _f("interaction_datetime", "DateTime", "ts", req=True),
         _f("channel", "Channel", "enum", values=("Phone", "Email", "Chat")), _f("issue_type", "IssueType"),
-        _f("resolution_status", "ResolutionStatus", "enum", values=("Resolved", "Pending", "Escalated", "Unresolved")),
+        _f("resolution_status", "ResolutionStatus", "enum", values=("Resolved", "Pending", "Escalated", "Unresolved"),
+           closed=True),
         _f("resolution_time_hours", "ResolutionTimeHours", "double", min_=0),
         _f("satisfaction_score", "SatisfactionScore", "int", min_=1),
     ), "interaction_id", "interaction_datetime", "interaction_date"),
@@ -301,6 +307,7 @@ OPS_STREAM_BATCHES = _schema(
     ("updated_rows", LongType()),
     ("processed_at", TimestampType()),
     ("rescued_rows", LongType()),  # of the records written, those with fields kept in _rescued_data (added later)
+    ("unlisted_rows", LongType()),  # of the records written, those with a value outside an open enum's list (later)
 )
 
 # What ``c360 stream`` records of each query's progress reports (StreamingQueryProgress).

@@ -26,7 +26,7 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +36,7 @@ from lakehouse.config import Config
 from lakehouse.errors import C360Error
 from lakehouse.kafka_admin import client_config, ensure_topics, unreachable_hint
 from lakehouse.kafka_security import client_security
+from lakehouse.mappings import SourceMapping, mapping_for
 from lakehouse.tables import SOURCES, Source
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class ReplaySummary:
     rejects_file: str | None = None
     interrupted: bool = False
     positions: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, Counter] = field(default_factory=dict)  # file -> why its rows were skipped
 
     @property
     def total_sent(self) -> int:
@@ -94,6 +96,17 @@ class ReplaySummary:
         if self.interrupted:
             text = "interrupted, everything sent was flushed: " + text + "; continue with --resume"
         return text
+
+    def quality_lines(self) -> list[str]:
+        """One line per file with skipped rows: how many of how many, and why."""
+        return [f"{name}: {n} of {n + self.sent.get(name, 0)} rows skipped ("
+                + ", ".join(f"{r} {c}" for r, c in self.reasons.get(name, Counter()).most_common(3)) + ")"
+                for name, n in self.rejected.items() if n]
+
+    @property
+    def unusable(self) -> list[str]:
+        """The files of which no row could be sent (every row skipped)."""
+        return [name for name, n in self.rejected.items() if n and not self.sent.get(name)]
 
 
 def event_id(source: str, values: list[str]) -> str:
@@ -127,9 +140,13 @@ def parse_event_time(text: str | None) -> float | None:
 
 
 def to_record(source: Source, topic: str, file_name: str, line: int, header: list[str], values: list[str],
-              with_time: bool = False) -> Record:
-    """The Kafka record for one CSV row of a source file (pure)."""
+              with_time: bool = False, id_from: tuple[int, ...] = ()) -> Record:
+    """The Kafka record for one CSV row of a source file (pure). ``header`` holds the contract's field names (the
+    source mapping's renames applied); ``id_from``: positions of the columns whose values, joined by ``|``, are the
+    record's id (a file without an id column)."""
     fields = dict(zip(header, values, strict=True))
+    if id_from:
+        fields[source.id_column] = "|".join(values[i].strip() for i in id_from)
     key = fields.get(source.key_column, "").strip()
     value = {"event_id": event_id(source.name, values), **fields}
     return Record(
@@ -143,7 +160,7 @@ def to_record(source: Source, topic: str, file_name: str, line: int, header: lis
 
 
 def json_to_record(source: Source, topic: str, file_name: str, line: int, text: str,
-                   with_time: bool = False) -> Record | Reject:
+                   with_time: bool = False, layout: Layout | None = None) -> Record | Reject:
     """The Kafka record for one JSON line, or a Reject when the line is not a JSON object."""
     try:
         obj = json.loads(text)
@@ -151,6 +168,8 @@ def json_to_record(source: Source, topic: str, file_name: str, line: int, text: 
         return Reject(file_name, line, f"invalid JSON: {exc.msg} at column {exc.colno}", text[:2000])
     if not isinstance(obj, dict):
         return Reject(file_name, line, "not a JSON object", text[:2000])
+    if layout is not None:
+        obj = layout.rename_object(obj, source)
     key = str(obj.get(source.key_column) or "").strip()
     value = {"event_id": event_id(source.name, [text]), **obj}
     return Record(
@@ -163,12 +182,88 @@ def json_to_record(source: Source, topic: str, file_name: str, line: int, text: 
     )
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How one source's files are read (its source mapping's file side, lakehouse/mappings.py): format, encoding
+    (a byte-order mark is always dropped), CSV delimiter and quote, the file's column for each contract field, and
+    the columns an id is composed of."""
+
+    format: str = "csv"
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    quote: str = '"'
+    rename: tuple[tuple[str, str], ...] = ()  # the file's column -> the contract's field name
+    id_from: tuple[str, ...] = ()
+    mapping_key: str = ""  # sources.<name>, for messages
+
+    @classmethod
+    def of(cls, source: Source, mapping: SourceMapping | None) -> Layout:
+        from lakehouse.schemas import SILVER_SPECS
+
+        if mapping is None:
+            return cls(source.format, mapping_key=f"sources.{source.name}")
+        raw = {f.name: f.raw for f in SILVER_SPECS[source.name].fields}
+        return cls(mapping.format or source.format, mapping.encoding or "utf-8", mapping.delimiter or ",",
+                   mapping.quote or '"', tuple((col, raw[name]) for name, col in mapping.columns), mapping.id_from,
+                   f"sources.{source.name}")
+
+    @property
+    def text_encoding(self) -> str:
+        return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+
+    def header(self, path: Path, source: Source, columns: list[str]) -> tuple[list[str], tuple[int, ...]]:
+        """The contract's names for a CSV header, and the positions of the id's columns; or a one-line error naming
+        the mapping key that fixes a missing column."""
+        from lakehouse.schemas import SILVER_SPECS
+
+        rename = dict(self.rename)
+        named = [rename.get(c, c) for c in columns]
+        repeated = sorted({n for n in named if named.count(n) > 1})
+        if repeated:
+            raise C360Error(f"{path}: two columns give the field {repeated[0]!r} (one mapped with "
+                            f"{self.mapping_key}.columns): rename one of them in the mapping")
+        # id_from names the file's columns, or the contract's names the mapping gives them
+        missing_from = [c for c in self.id_from if c not in columns and c not in named]
+        if missing_from:
+            raise C360Error(f"{path}: {self.mapping_key}.id_from names {missing_from[0]!r}, which the header lacks "
+                            f"(columns: {', '.join(columns)})")
+        id_from = tuple(columns.index(c) if c in columns else named.index(c) for c in self.id_from)
+        have = set(named) | ({source.id_column} if id_from else set())
+        for raw in (source.key_column, source.id_column):
+            if raw not in have:
+                name = next(f.name for f in SILVER_SPECS[source.name].fields if f.raw == raw)
+                hint = (f"; or compose an id from columns: {self.mapping_key}.id_from = [...]"
+                        if raw == source.id_column and raw != source.key_column else "")
+                split = next((d for d in ";\t|" if len(columns) == 1 and d in columns[0]), None)
+                if split:
+                    hint += f"; the header reads as one column: is the file delimited by {split!r}? set " \
+                            f"{self.mapping_key}.delimiter"
+                raise C360Error(f"{path}: no column for {name} ({raw}): map the file's column with "
+                                f"{self.mapping_key}.columns.{name} = \"<column>\"{hint} (docs/input-contract.md)")
+        return named, id_from
+
+    def rename_object(self, obj: dict, source: Source) -> dict:
+        rename = dict(self.rename)
+        out = {rename.get(k, k): v for k, v in obj.items()}
+        if self.id_from:
+            out[source.id_column] = "|".join(str(obj.get(c, out.get(c, ""))).strip() for c in self.id_from)
+        return out
+
+
 def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
-              with_time: bool = False) -> Iterator[Record | Reject]:
-    """The records of one file (after line ``skip_to``), and a Reject for each row that cannot be read."""
-    name = source.file
-    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        if source.format == "jsonl":
+              with_time: bool = False, layout: Layout | None = None, name: str | None = None
+              ) -> Iterator[Record | Reject]:
+    """The records of one file (after line ``skip_to``), and a Reject for each row that cannot be read.
+
+    ``layout``: how the file is read (its source mapping); ``name``: the file's name in records, positions and
+    rejects (default: the source's built-in file name)."""
+    layout = layout or Layout.of(source, None)
+    name = name or source.file
+    encoding = layout.text_encoding
+    errors = "surrogateescape" if encoding == "utf-8-sig" else "strict"
+    not_utf8 = f"not valid UTF-8 (if the file is in another encoding, set {layout.mapping_key}.encoding, e.g. cp1252)"
+    with path.open("r", encoding=encoding, errors=errors, newline="") as fh:
+        if layout.format == "jsonl":
             for line_no, text in enumerate(fh, start=1):
                 if line_no <= skip_to or not text.strip():
                     continue
@@ -176,18 +271,16 @@ def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
                 try:
                     text.encode("utf-8")
                 except UnicodeEncodeError:
-                    yield Reject(name, line_no, "not valid UTF-8", text.encode("utf-8", "replace").decode()[:2000])
+                    yield Reject(name, line_no, not_utf8, text.encode("utf-8", "replace").decode()[:2000])
                     continue
-                yield json_to_record(source, topic, name, line_no, text, with_time)
+                yield json_to_record(source, topic, name, line_no, text, with_time, layout)
             return
-        reader = csv.reader(fh)
+        reader = csv.reader(fh, delimiter=layout.delimiter, quotechar=layout.quote)
         try:
-            header = [h.strip() for h in next(reader)]
+            columns = [h.strip() for h in next(reader)]
         except StopIteration:
             return
-        missing = {source.key_column, source.id_column} - set(header)
-        if missing:
-            raise C360Error(f"{path}: header lacks column(s) {', '.join(sorted(missing))} (see docs/input-contract.md)")
+        header, id_from = layout.header(path, source, columns)
         while True:
             try:
                 values = next(reader)
@@ -203,9 +296,9 @@ def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
                 yield Reject(name, line, f"expected {len(header)} fields, found {len(values)}", ",".join(values))
                 continue
             try:
-                yield to_record(source, topic, name, line, header, values, with_time)
+                yield to_record(source, topic, name, line, header, values, with_time, id_from)
             except UnicodeEncodeError:
-                yield Reject(name, line, "not valid UTF-8", ",".join(values).encode("utf-8", "replace").decode())
+                yield Reject(name, line, not_utf8, ",".join(values).encode("utf-8", "replace").decode())
 
 
 class Positions:
@@ -270,9 +363,25 @@ def _producer(cfg: Config, on_error):
            "error_cb": on_error}))
 
 
-def _records(files, positions: Positions, with_time: bool) -> Iterator[Record | Reject]:
-    for source, path, topic in files:
-        yield from read_rows(path, source, topic, skip_to=positions.done.get(source.file, 0), with_time=with_time)
+@dataclass(frozen=True)
+class InputFile:
+    """One file to replay: its source, where it is, its topic, how it is read and its name (relative to the input
+    folder: records, positions and rejects name it)."""
+
+    source: Source
+    path: Path
+    topic: str
+    layout: Layout
+    name: str
+
+    def rows(self, positions: Positions, with_time: bool) -> Iterator[Record | Reject]:
+        return read_rows(self.path, self.source, self.topic, skip_to=positions.done.get(self.name, 0),
+                         with_time=with_time, layout=self.layout, name=self.name)
+
+
+def _records(files: list[InputFile], positions: Positions, with_time: bool) -> Iterator[Record | Reject]:
+    for f in files:
+        yield from f.rows(positions, with_time)
 
 
 def _count_lines(path: Path) -> int:
@@ -280,33 +389,45 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
-def _interleaved(files, positions: Positions) -> Iterator[Record | Reject]:
+def _interleaved(files: list[InputFile], positions: Positions) -> Iterator[Record | Reject]:
     """Every file at once, each in proportion to its length: a row is sent when its file is as far through (in
     lines) as the others are."""
-    def keyed(source, path, topic):
-        total = max(1, _count_lines(path))
-        for item in read_rows(path, source, topic, skip_to=positions.done.get(source.file, 0), with_time=False):
+    def keyed(f: InputFile):
+        total = max(1, _count_lines(f.path))
+        for item in f.rows(positions, with_time=False):
             yield item.line / total, item
 
-    yield from (item for _, item in heapq.merge(*(keyed(*f) for f in files), key=lambda pair: pair[0]))
+    yield from (item for _, item in heapq.merge(*(keyed(f) for f in files), key=lambda pair: pair[0]))
 
 
-def _event_time_order(files, positions: Positions) -> Iterator[Record | Reject]:
+def _event_time_order(files: list[InputFile], positions: Positions) -> Iterator[Record | Reject]:
     """Files without an event time first, then every timed record of all files merged by event time (a record
     that is late in its file is sent when it is reached: it arrives late, as it would in production)."""
-    untimed = [f for f in files if f[0].time_column is None]
-    timed = [f for f in files if f[0].time_column is not None]
+    untimed = [f for f in files if f.source.time_column is None]
+    timed = [f for f in files if f.source.time_column is not None]
     yield from _records(untimed, positions, with_time=False)
 
-    def keyed(f):
+    def keyed(f: InputFile):
         clock = float("-inf")
-        for item in read_rows(f[1], f[0], f[2], skip_to=positions.done.get(f[0].file, 0), with_time=True):
+        for item in f.rows(positions, with_time=True):
             if isinstance(item, Record) and item.event_time is not None:
                 clock = max(clock, item.event_time)
             yield clock, item
 
     streams = [keyed(f) for f in timed]
     yield from (item for _, item in heapq.merge(*streams, key=lambda pair: pair[0]))
+
+
+def source_files(cfg: Config, root: Path, name: str) -> list[InputFile]:
+    """The files of source ``name`` under ``root``: its mapping's ``file`` (a path or a glob), else the built-in
+    file name."""
+    source = SOURCES[name]
+    mapping = mapping_for(cfg.sources, name)
+    pattern = mapping.file or source.file
+    paths = sorted(p for p in root.glob(pattern) if p.is_file()) if any(c in pattern for c in "*?[") else (
+        [root / pattern] if (root / pattern).is_file() else [])
+    layout = Layout.of(source, mapping if mapping != SourceMapping(name) else None)
+    return [InputFile(source, p, cfg.kafka.topic(name), layout, p.relative_to(root).as_posix()) for p in paths]
 
 
 def replay(
@@ -350,22 +471,25 @@ def replay(
     unknown = [s for s in names if s not in SOURCES]
     if unknown:
         raise C360Error(f"unknown source {unknown[0]!r} (known: {', '.join(SOURCES)})")
-    present = [s for s in names if (root / SOURCES[s].file).is_file()]
+    found = {s: source_files(cfg, root, s) for s in names}
+    present = [s for s in names if found[s]]
     if sources and len(present) < len(names):
-        missing = [SOURCES[s].file for s in names if s not in present]
-        raise C360Error(f"missing file(s) in {root}: {', '.join(missing)}")
+        missing = [mapping_for(cfg.sources, s).file or SOURCES[s].file for s in names if s not in present]
+        raise C360Error(f"missing file(s) in {root}: {', '.join(missing)} (a source's file is set by "
+                        "sources.<source>.file in your config)")
     if not present:
-        raise C360Error(f"no source files in {root} (expected any of: {', '.join(s.file for s in SOURCES.values())})")
-    files = [(SOURCES[s], root / SOURCES[s].file, cfg.kafka.topic(s)) for s in present]
+        raise C360Error(f"no source files in {root} (expected any of: {', '.join(s.file for s in SOURCES.values())}; "
+                        "files of other names are mapped with sources.<source>.file: docs/input-contract.md)")
+    files = [f for s in present for f in found[s]]
 
     state_path = Positions.path_for(cfg.lake.state_dir, root)
     positions = Positions.load(state_path, root) if resume else Positions(state_path, {})
-    ensure_topics(cfg.kafka.bootstrap_servers, [t for _, _, t in files], partitions=cfg.kafka.partitions,
+    ensure_topics(cfg.kafka.bootstrap_servers, sorted({f.topic for f in files}), partitions=cfg.kafka.partitions,
                   retention_hours=cfg.kafka.retention_hours, timeout_s=cfg.kafka.connect_timeout_s,
                   embedded=cfg.kafka.embedded, security=client_security(cfg.kafka))
     fatal: list[str] = []
     producer = _producer(cfg, lambda err: fatal.append(err.str()) if err.fatal() else log.debug("kafka: %s", err))
-    summary = ReplaySummary(sent={s.file: 0 for s, _, _ in files}, rejected={s.file: 0 for s, _, _ in files},
+    summary = ReplaySummary(sent={f.name: 0 for f in files}, rejected={f.name: 0 for f in files},
                             resumed_after={f: n for f, n in positions.done.items() if n})
     failures: list[str] = []
 
@@ -405,6 +529,7 @@ def replay(
                     reject_fh = reject_path.open("a", encoding="utf-8")
                 reject_fh.write(json.dumps(item.__dict__) + "\n")
                 summary.rejected[item.file] += 1
+                summary.reasons.setdefault(item.file, Counter())[item.reason] += 1
                 positions.sent(item.file, item.line)
                 positions.finished(item.file, item.line)
                 continue

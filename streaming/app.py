@@ -15,6 +15,7 @@ from lakehouse.delta import QueryRun
 from lakehouse.errors import C360Error, error_text, storage_error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.kafka_security import client_security, spark_security
+from lakehouse.quality import RunQuality
 from lakehouse.spark import get_spark
 from lakehouse.tables import SOURCES, checkpoint_path, table_path
 from streaming.anomalies import AnomalyRules, transform_login_anomalies
@@ -133,12 +134,12 @@ def _start(writer, spark, cfg: Config, query: str, *, available_now: bool, inter
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
 
 
-def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool):
+def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool, quality: RunQuality | None = None):
     """The ingest query: every source's topic -> bronze -> silver, one micro-batch for all of them."""
     query = ingest_query_name(sources)
     targets = [source_target(cfg, n, query) for n in sources]
     writer = (kafka_stream(spark, cfg, [t.topic for t in targets]).writeStream
-              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources)))
+              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality)))
     return _start(writer, spark, cfg, query, available_now=available_now, pool=INGEST_POOL)
 
 
@@ -197,14 +198,14 @@ def _failure(query) -> str | None:
 
 
 def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None = None,
-        stop_event: threading.Event | None = None) -> dict[str, dict]:
+        stop_event: threading.Event | None = None, quality: RunQuality | None = None) -> dict[str, dict]:
     """Run every streaming query until stopped (or, with ``available_now``, until Kafka is drained).
 
     One Spark application: the ingest query (every source's topic -> bronze -> silver), and, when logins are
     streamed, the login-anomaly and city x hour queries over silver_logins. With ``available_now`` the ingest
     queries drain Kafka first, then the derived queries process what silver holds.
     Stops gracefully on SIGTERM/SIGINT or ``stop_event``: the batch in flight is finished first.
-    Returns the last progress of each query.
+    Returns the last progress of each query; ``quality`` collects what the run did with each source's records.
 
     Raises:
         C360Error: a query failed, the broker is unreachable, or another app holds the checkpoints.
@@ -229,7 +230,7 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
         handlers = _install_stop_handlers(stop)
         queries: list = []
         try:
-            queries = [start_ingest(spark, cfg, names, available_now=available_now)]
+            queries = [start_ingest(spark, cfg, names, available_now=available_now, quality=quality)]
             if derived and not available_now:
                 queries += start_derived_queries(spark, cfg, available_now=False)
             if maintenance:
@@ -241,7 +242,7 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
                 # more: it resumes from the committed batch like any restart.
                 log.warning("ingest stopped on Spark's Kafka metrics bug after recovering a batch; restarting it")
                 progress.flush(queries)
-                queries[0] = start_ingest(spark, cfg, names, available_now=available_now)
+                queries[0] = start_ingest(spark, cfg, names, available_now=available_now, quality=quality)
                 _supervise(queries, stop, available_now, progress)
             if derived and available_now and not stop.is_set() and not any(_failure(q) for q in queries):
                 phase2 = start_derived_queries(spark, cfg, available_now=True)

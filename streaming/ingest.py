@@ -30,11 +30,21 @@ from lakehouse.delta import (
     retry,
     txn_tag,
 )
+from lakehouse.mappings import DEFAULT_PARSE, ParseOptions, mapping_for
+from lakehouse.quality import RunQuality
 from lakehouse.schemas import SILVER_SPECS, SilverSpec
 from lakehouse.spark import in_threads
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
-from streaming.silver import REPLACES, RESCUED, first_per_key, latest_per_key, split_valid, transform_source
+from streaming.silver import (
+    REPLACES,
+    RESCUED,
+    UNLISTED,
+    first_per_key,
+    latest_per_key,
+    split_valid,
+    transform_source,
+)
 
 # Small files are compacted as they are written (Delta auto compaction, after a commit leaves enough of them);
 # the app's maintenance also OPTIMIZEs and VACUUMs on a schedule.
@@ -54,6 +64,7 @@ class IngestTarget:
     timestamp_formats: tuple[str, ...]
     topic: str
     unknown_fields: str = "rescue"
+    parse: ParseOptions = DEFAULT_PARSE  # the source mapping's vocabularies, booleans, id clean-up
 
     def path(self, name: str) -> str:
         return table_path(self.lake_root, name)
@@ -155,13 +166,26 @@ class _Clock:
         return " ".join(f"{k}={v}s" for k, v in self.steps.items())
 
 
-def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, *, spark, new: bool
-                   ) -> tuple[dict[str, int], DataFrame | None, _Clock]:
-    """Bronze append, parse and silver merge of one source's records in a batch (in ``spark``, this thread's
-    session; ``new``: see :func:`append_idempotent`).
+@dataclass
+class _SourceResult:
+    """What one source's part of a batch did: its counters, its rejected rows (quarantine schema, persisted: the
+    caller writes the quarantine of all sources at once, then unpersists them; or None), the time of its steps,
+    its quarantine reasons (reason -> (count, a few raw records)) and its values outside open vocabularies."""
 
-    Returns its counters, its rejected rows (quarantine schema, persisted: the caller writes the quarantine
-    of all sources at once, then unpersists them; or None) and the time of its steps."""
+    counts: dict[str, int]
+    rejected: DataFrame | None
+    clock: _Clock
+    reasons: dict[str, tuple[int, list[str]]]
+    unlisted: dict[str, dict[str, int]]
+
+
+# raw records kept per quarantine reason for the run's report (the fix it proposes reads them)
+REASON_SAMPLES = 20
+
+
+def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, *, spark, new: bool) -> _SourceResult:
+    """Bronze append, parse and silver merge of one source's records in a batch (in ``spark``, this thread's
+    session; ``new``: see :func:`append_idempotent`)."""
     clock = _Clock()
     source = target.source
     app = f"{target.query}:{source.name}"
@@ -170,7 +194,7 @@ def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, *, sp
     clock(f"{source.name}.bronze")
     # parsed once and kept: the counts, the quarantine and the silver rows all come from it
     parsed = transform_source(bronze, source.name, timestamp_formats=target.timestamp_formats,
-                              unknown_fields_rule=target.unknown_fields).localCheckpoint()
+                              unknown_fields_rule=target.unknown_fields, parse=target.parse).localCheckpoint()
     time_col = target.spec.event_time
     is_valid = F.col("_reject_reason").isNull()
     valid_time = F.when(is_valid, F.col(time_col)) if time_col else None
@@ -179,20 +203,26 @@ def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, *, sp
         F.count_if(is_valid & F.col(RESCUED).isNotNull()).alias("rescued"),
         F.count("_unknown_fields").alias("drifted"),
         F.array_sort(F.array_distinct(F.flatten(F.collect_set("_unknown_fields")))).alias("unknown"),
+        F.count_if(is_valid & F.col(UNLISTED).isNotNull()).alias("unlisted"),
         *([F.date_format(F.min(valid_time), TS_TEXT).alias("lo"),
            F.date_format(F.max(valid_time), TS_TEXT).alias("hi")] if time_col else [])).first()
     read, quarantined, rescued = int(stats["read"]), int(stats["rejected"]), int(stats["rescued"])
+    unlisted_rows = int(stats["unlisted"])
     if stats["unknown"]:
         log.warning("%s batch %d: %d records carry fields the %s contract does not name: %s (%s)", target.query,
                     batch_id, stats["drifted"], source.name,
                     ", ".join(stats["unknown"][:10]),
                     "kept in _rescued_data" if target.unknown_fields == "rescue" else "quarantined")
     clock(f"{source.name}.parse")
+    unlisted = _unlisted_values(parsed, target) if unlisted_rows else {}
     valid, rejected = split_valid(parsed, source.name)
+    reasons: dict[str, tuple[int, list[str]]] = {}
     try:
-        if quarantined:  # few rows: kept apart so that the parsed batch can go now
+        if quarantined:  # few rows: kept apart so that the parsed batch can go now; counted by reason as they are
             rejected = rejected.persist()
-            rejected.count()
+            reasons = {r["reason"]: (int(r["n"]), list(r["samples"])) for r in rejected.groupBy("reason").agg(
+                F.count(F.lit(1)).alias("n"),
+                F.slice(F.collect_list("raw_value"), 1, REASON_SAMPLES).alias("samples")).collect()}
         inserted = updated = 0
         if read > quarantined:
             pick = latest_per_key if source.kind != "event" else first_per_key
@@ -208,8 +238,24 @@ def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, *, sp
         "inserted_rows": inserted,
         "updated_rows": updated,
         "rescued_rows": rescued,
+        "unlisted_rows": unlisted_rows,
     }
-    return counts, (rejected if quarantined else None), clock
+    return _SourceResult(counts, rejected if quarantined else None, clock, reasons, unlisted)
+
+
+def _unlisted_values(parsed: DataFrame, target: IngestTarget) -> dict[str, dict[str, int]]:
+    """Per open enum, the values outside its list and how often (only run when a batch has any)."""
+    fields = [f for f in target.spec.fields if f.type == "enum"]
+    rows = (parsed.where(F.col("_reject_reason").isNull() & F.col(UNLISTED).isNotNull())
+            .select(F.explode(UNLISTED).alias("field"),
+                    *[F.col(f.name).alias(f"v_{f.name}") for f in fields])
+            .select("field", F.coalesce(*[F.when(F.col("field") == f.name, F.col(f"v_{f.name}")) for f in fields])
+                    .alias("value"))
+            .groupBy("field", "value").count().collect())
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        out.setdefault(r["field"], {})[r["value"]] = int(r["count"])
+    return out
 
 
 class _Sessions:
@@ -236,8 +282,8 @@ class _Sessions:
 
 
 def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFrame, batch_id: int, *,
-                  new: bool = False, workers: int = 1, sessions: _Sessions | None = None
-                  ) -> dict[str, dict[str, int]]:
+                  new: bool = False, workers: int = 1, sessions: _Sessions | None = None,
+                  quality: RunQuality | None = None) -> dict[str, dict[str, int]]:
     """Write one micro-batch of Kafka records (of one or several topics) to bronze, silver and quarantine, and
     count what happened per source.
 
@@ -247,6 +293,7 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
     a time (each source's tables are its own, so they never conflict; with 2 cores, two at once overlap one
     source's Delta commit bookkeeping with another's row work); the quarantine and the counters of all of them in
     one commit each. ``new``: the caller knows this batch id was never written (:func:`append_idempotent`).
+    ``quality`` collects the run's counters, quarantine reasons and unlisted values per source (the run's report).
     """
     targets = [targets] if isinstance(targets, IngestTarget) else targets
     by_topic = {t.topic: t for t in targets}
@@ -272,7 +319,7 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
         for t in todo:
             tasks.setdefault(t.silver, []).append(t)
 
-        def run(group: list[IngestTarget]) -> list[tuple[dict[str, int], DataFrame | None, _Clock]]:
+        def run(group: list[IngestTarget]) -> list[_SourceResult]:
             with sessions.lease() as session:
                 return [_ingest_source(t, batch.where(F.col("topic") == t.topic) if len(present) > 1 else batch,
                                        batch_id, spark=session, new=new) for t in group]
@@ -288,11 +335,11 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
         done = {t.source.name: r for g, out in zip(groups, outs, strict=True) for t, r in zip(g, out, strict=True)}
         results: dict[str, dict[str, int]] = {}
         for target in todo:  # in registry order
-            counts, rejected, steps = done[target.source.name]
-            results[target.source.name] = counts
-            clock.steps.update(steps.steps)
-            if rejected is not None:
-                kept.append(rejected)
+            out = done[target.source.name]
+            results[target.source.name] = out.counts
+            clock.steps.update(out.clock.steps)
+            if out.rejected is not None:
+                kept.append(out.rejected)
         clock("sources")
         if kept:
             append_idempotent(reduce(DataFrame.unionByName, kept), targets[0].path(QUARANTINE),
@@ -310,6 +357,11 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
             clock("ops")
         for name, c in results.items():
             log.info("%s batch %d %s: %s", query, batch_id, name, c)
+            if c["read_rows"] and c["quarantined_rows"] == c["read_rows"]:
+                log.error("%s batch %d: every one of the %d %s records was quarantined (%s)", query, batch_id,
+                          c["read_rows"], name, ", ".join(done[name].reasons))
+            if quality is not None:
+                quality.add(name, c, done[name].reasons, done[name].unlisted)
         log.info("%s batch %d timings: %s", query, batch_id, clock)
         return results
     finally:
@@ -322,15 +374,16 @@ class IngestRun(QueryRun):
     """The foreachBatch function of one run of the ingest query (:class:`~lakehouse.delta.QueryRun`): the batches
     after its first append without the check for an earlier commit."""
 
-    def __init__(self, targets: list[IngestTarget], workers: int = 1):
+    def __init__(self, targets: list[IngestTarget], workers: int = 1, quality: RunQuality | None = None):
         super().__init__(self._write)
-        self.targets, self.workers = targets, workers
+        self.targets, self.workers, self.quality = targets, workers, quality
         self.sessions: _Sessions | None = None
 
     def _write(self, kafka_batch: DataFrame, batch_id: int, new: bool) -> None:
         if self.sessions is None:
             self.sessions = _Sessions(kafka_batch.sparkSession)
-        process_batch(self.targets, kafka_batch, batch_id, new=new, workers=self.workers, sessions=self.sessions)
+        process_batch(self.targets, kafka_batch, batch_id, new=new, workers=self.workers, sessions=self.sessions,
+                      quality=self.quality)
 
 
 def ingest_query_name(sources: list[str]) -> str:
@@ -341,5 +394,9 @@ def ingest_query_name(sources: list[str]) -> str:
 
 
 def source_target(cfg, name: str, query: str | None = None) -> IngestTarget:
+    """How the ingest query writes and parses source ``name``: its source mapping's timestamp formats (before or
+    instead of stream.timestamp_formats) and parse options."""
+    mapping = mapping_for(cfg.sources, name)
     return IngestTarget(SOURCES[name], query or ingest_query_name([name]), cfg.lake.root,
-                        cfg.stream.timestamp_formats, cfg.kafka.topic(name), cfg.stream.unknown_fields)
+                        mapping.formats(cfg.stream.timestamp_formats), cfg.kafka.topic(name), cfg.stream.unknown_fields,
+                        mapping.parse)

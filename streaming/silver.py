@@ -13,12 +13,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
 from lakehouse.config import UNKNOWN_FIELD_RULES
+from lakehouse.mappings import DEFAULT_PARSE, ParseOptions
 from lakehouse.schemas import DECIMAL, RAW_FIELDS, SILVER, SILVER_SPECS, TIERS, Field
 
 NULL_TOKENS = ("", "null", "none", "n/a", "na", "nan", "nat", "-")
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 CORRUPT = "_corrupt_record"
 RESCUED = "_rescued_data"
+UNLISTED = "_unlisted"  # the open enums of a record whose value is outside their list (kept, counted)
 
 
 def clean_text(col: Column) -> Column:
@@ -93,9 +95,12 @@ _TRUE = ("true", "yes", "y", "1", "t")
 _FALSE = ("false", "no", "n", "0", "f")
 
 
-def _parse_field(f: Field, text: Column, timestamp_formats: Sequence[str]) -> Column:
+def _parse_field(f: Field, text: Column, timestamp_formats: Sequence[str], parse: ParseOptions = DEFAULT_PARSE
+                 ) -> Column:
     """The typed value of one field (null when the text does not parse)."""
     if f.type in ("str",):
+        if parse.integer_ids and f.name.endswith("_id"):  # 13085.0 -> 13085: an id a spreadsheet wrote as a float
+            return F.regexp_replace(text, r"^(-?[0-9]+)[.]0+$", "$1")
         return text
     if f.type == "city":
         return F.initcap(text)
@@ -111,21 +116,39 @@ def _parse_field(f: Field, text: Column, timestamp_formats: Sequence[str]) -> Co
         return F.to_date(parse_timestamp(text, ("yyyy-MM-dd", *timestamp_formats)))
     if f.type == "bool":
         low = F.lower(text)
-        return F.when(low.isin(*_TRUE), F.lit(True)).when(low.isin(*_FALSE), F.lit(False))
+        return (F.when(low.isin(*_TRUE, *parse.true_values), F.lit(True))
+                .when(low.isin(*_FALSE, *parse.false_values), F.lit(False)))
     if f.type == "enum":
-        canonical = F.create_map(*[F.lit(x) for v in f.values for x in (v.lower(), v)])
-        return F.try_element_at(canonical, F.lower(text))
+        listed = _listed(f, parse)
+        return listed if _closed(f, parse) else F.coalesce(listed, text)
     raise ValueError(f"unknown field type {f.type!r}")
 
 
-def _checks(f: Field, text: Column, value: Column) -> list[tuple[Column, str]]:
+def _closed(f: Field, parse: ParseOptions) -> bool:
+    vocab = parse.vocabulary(f.name)
+    return f.closed if vocab.closed is None else vocab.closed
+
+
+def _listed(f: Field, parse: ParseOptions) -> Column:
+    """An enum's value in its canonical spelling when the text is one of its values (built-in or the mapping's)
+    or a synonym of one, matched case-insensitively; null otherwise."""
+    vocab = parse.vocabulary(f.name)
+    values = (*f.values, *vocab.extra)
+    canonical = {v.lower(): v for v in values}
+    canonical |= {k.lower(): canonical[v.lower()] for k, v in vocab.synonyms}
+    text = clean_text(F.col(f"raw.{f.raw}"))
+    return F.try_element_at(F.create_map(*[F.lit(x) for kv in canonical.items() for x in kv]), F.lower(text))
+
+
+def _checks(f: Field, text: Column, value: Column, parse: ParseOptions = DEFAULT_PARSE
+            ) -> list[tuple[Column, str]]:
     """(failed, reason) rules of one field, in the order they are reported (after ``type_changed_<field>``)."""
     rules = []
     if f.required:
         rules.append((text.isNull(), f"missing_{f.name}"))
     if f.type in ("int", "long", "double", "dec", "ts", "date", "bool"):
         rules.append((text.isNotNull() & value.isNull(), f"unparseable_{f.name}"))
-    elif f.type == "enum":
+    elif f.type == "enum" and _closed(f, parse):
         rules.append((text.isNotNull() & value.isNull(), f"invalid_{f.name}"))
     if f.min is not None:
         rules.append((value < F.lit(f.min), f"negative_{f.name}" if f.min == 0 else f"out_of_range_{f.name}"))
@@ -158,7 +181,7 @@ def _derived(table: str, c: dict[str, Column]) -> list[Column]:
 
 
 def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Sequence[str],
-                     unknown_fields_rule: str = "rescue") -> DataFrame:
+                     unknown_fields_rule: str = "rescue", parse: ParseOptions = DEFAULT_PARSE) -> DataFrame:
     """Bronze records of ``source`` -> typed silver rows plus ``_reject_reason`` (null for valid rows).
 
     Built from the source's spec (``lakehouse.schemas.SILVER_SPECS``, documented in docs/input-contract.md):
@@ -168,7 +191,9 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
     and in-store transactions share one schema with a ``channel`` (seed 002). Blank values and placeholders
     (``NULL``, ``N/A``...) are missing values (seed 000: missing logins). A record is rejected, with the reason of
     the first failed check, when it is not a JSON object, misses a required field, has a value that does not
-    parse, an unknown enum value, or a negative amount.
+    parse, a value outside a closed enum's list, or a negative amount. An open enum keeps a value outside its list
+    as written and lists the field in ``_unlisted`` (counted). ``parse`` carries the source mapping's vocabularies,
+    boolean spellings and id clean-up (lakehouse/mappings.py).
 
     Schema drift (docs/input-contract.md, "Schema evolution"): a field that arrives as a JSON object or array is
     a changed type and rejects the record (``type_changed_<field>``); numbers and booleans are read as their
@@ -181,7 +206,7 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
     """
     if unknown_fields_rule not in UNKNOWN_FIELD_RULES:
         raise ValueError(f"unknown_fields_rule must be one of {UNKNOWN_FIELD_RULES}, not {unknown_fields_rule!r}")
-    raw, out = _source_columns(source, tuple(timestamp_formats), unknown_fields_rule)
+    raw, out = _source_columns(source, tuple(timestamp_formats), unknown_fields_rule, parse)
     return bronze.withColumn("raw", raw).select(*out)
 
 
@@ -207,8 +232,8 @@ def _per_application(build):
 
 
 @_per_application
-def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fields_rule: str
-                    ) -> tuple[Column, tuple[Column, ...]]:
+def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fields_rule: str,
+                    parse: ParseOptions = DEFAULT_PARSE) -> tuple[Column, tuple[Column, ...]]:
     """The parsed JSON (``raw``) and the output columns of :func:`transform_source`."""
     spec = SILVER_SPECS[source]
     typed: dict[str, Column] = {}
@@ -217,13 +242,16 @@ def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fie
     if unknown_fields_rule == "quarantine":
         rules.append((F.coalesce(F.size(extra) > 0, F.lit(False)), F.concat(F.lit("unknown_field_"), extra[0])))
     out: list[Column] = []
+    unlisted: list[Column] = []
     for f in spec.fields:
         sent = F.col(f"raw.{f.raw}")
         text = clean_text(sent)
-        value = _parse_field(f, text, timestamp_formats)
+        value = _parse_field(f, text, timestamp_formats, parse)
         typed[f.name] = value
         rules.append((type_changed(sent, F.col("value"), f.raw), f"type_changed_{f.name}"))
-        rules += _checks(f, text, value)
+        rules += _checks(f, text, value, parse)
+        if f.type == "enum" and not _closed(f, parse):
+            unlisted.append(F.when(text.isNotNull() & _listed(f, parse).isNull(), F.lit(f.name)))
         out.append(value.alias(f.name))
         if f.type == "email":
             valid = F.coalesce(value.rlike(EMAIL_PATTERN), F.lit(False))
@@ -242,9 +270,18 @@ def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fie
         F.current_timestamp().alias("_updated_at"),
         F.when(F.size(extra) > 0, rescued_data(F.col("value"), source)).alias(RESCUED),
         F.when(F.size(extra) > 0, extra).alias("_unknown_fields"),
+        _names_or_null(unlisted).alias(UNLISTED),
         _reason(*rules).alias("_reject_reason"),
         F.col("key"), F.col("value"),
     )
+
+
+def _names_or_null(names: list[Column]) -> Column:
+    """The non-null names as an array, or null when there are none."""
+    if not names:
+        return F.lit(None).cast("array<string>")
+    present = F.array_compact(F.array(*names))  # not filter(): a lambda keeps the projection out of codegen
+    return F.when(F.size(present) > 0, present)
 
 
 def transform_customers(bronze: DataFrame, *, timestamp_formats: Sequence[str]) -> DataFrame:

@@ -8,6 +8,8 @@ from lakehouse.errors import C360Error
 from lakehouse.tables import SOURCES
 from producers.replay import (
     PACE_S,
+    InputFile,
+    Layout,
     Positions,
     Record,
     Reject,
@@ -92,7 +94,8 @@ def test_unreadable_rows_are_rejected_with_reason(tmp_path):
 def test_header_without_key_column_is_a_clear_error(tmp_path):
     f = tmp_path / "customers.csv"
     f.write_text("id,name\n1,x\n")
-    with pytest.raises(C360Error, match="header lacks column"):
+    with pytest.raises(C360Error, match=r"no column for customer_id \(customer_id\): map the file's column with "
+                                        r"sources.customers.columns.customer_id"):
         list(read_rows(f, SOURCES["customers"], "t"))
 
 
@@ -139,12 +142,14 @@ def test_interleave_sends_every_file_at_once_in_proportion_to_its_length(tmp_pat
                                                          for i in range(rows)))
         return path
 
-    files = [(SOURCES["customers"], write("a.csv", 10), "t.a"), (SOURCES["customers"], write("b.csv", 100), "t.b")]
+    layout = Layout.of(SOURCES["customers"], None)
+    files = [InputFile(SOURCES["customers"], write("a.csv", 10), "t.a", layout, "a.csv"),
+             InputFile(SOURCES["customers"], write("b.csv", 100), "t.b", layout, "b.csv")]
     order = [r.topic for r in _interleaved(files, Positions(tmp_path / "pos.json", {}))]
     assert order.count("t.a") == 10 and order.count("t.b") == 100
     # a record of the short file about every 10 of the long one, from the start to the end
     gaps = [i for i, t in enumerate(order) if t == "t.a"]
     assert gaps[0] <= 20 and gaps[-1] >= 95 and max(b - a for a, b in zip(gaps, gaps[1:], strict=False)) <= 12
-    resumed = [r.line for r in _interleaved(files, Positions(tmp_path / "pos.json", {"customers.csv": 6}))
+    resumed = [r.line for r in _interleaved(files, Positions(tmp_path / "pos.json", {"a.csv": 6}))
                if r.topic == "t.a"]
     assert resumed == [7, 8, 9, 10, 11]

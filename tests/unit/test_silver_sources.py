@@ -96,7 +96,7 @@ def test_orders_are_typed_with_canonical_enums_and_decimal_amounts(spark):
     ({"customer_id": " "}, "missing_customer_id"),
     ({"quantity": "0"}, "out_of_range_quantity"),
     ({"is_subscription": "maybe"}, "unparseable_is_subscription"),
-    ({"payment_method": "Barter"}, "invalid_payment_method"),
+    ({"subscription_status": "Paused"}, "invalid_subscription_status"),
 ])
 def test_each_broken_rule_quarantines_the_order_with_its_reason(spark, change, reason):
     assert _silver(spark, "orders", [order(**change)])[0]._reject_reason == reason
