@@ -1,10 +1,13 @@
 """``gold_campaign_performance`` (seed 002, use case 4): one row per campaign source.
 
-- ``sessions``: distinct clickstream sessions of the campaign (``silver_clickstream``; no campaign = Direct);
-  ``conversions``: those with a purchase event; ``conversion_rate`` = conversions / sessions.
-- From ``silver_customer_insights`` (seed 002's one row per converted session): ``orders``, ``revenue``
-  (price x quantity), ``profit`` ((price - cost) x quantity), ``avg_order_value`` = revenue / orders,
-  ``returns`` and ``return_rate`` = returns / orders, ``customers`` (distinct).
+- ``sessions``: distinct clickstream sessions of the campaign (``silver_clickstream``; no campaign = Direct),
+  plus the ``silver_customer_insights`` sessions that carry their own funnel (``order_confirmed`` set: an export of
+  every session, converted or not); ``conversions``: the clickstream sessions with a purchase event plus the
+  funnel sessions whose order was confirmed; ``conversion_rate`` = conversions / sessions.
+- From ``silver_customer_insights``' converted sessions (seed 002's file: every row, it holds converted sessions
+  only; an export with a funnel: the rows with ``order_confirmed``): ``orders``, ``revenue`` (price x quantity),
+  ``profit`` ((price - cost) x quantity), ``avg_order_value`` = revenue / orders, ``returns`` and ``return_rate``
+  = returns / orders, ``customers`` (distinct). An unconverted session is never an order.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ DIRECT = "Direct"
 
 def transform_campaign_performance(clickstream: DataFrame, insights: DataFrame) -> DataFrame:
     campaign = F.coalesce(F.col("campaign"), F.lit(DIRECT)).alias("campaign_source")
-    sessions = (clickstream.groupBy(campaign, "session_id")
-                .agg(F.max(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).alias("converted"))
-                .groupBy("campaign_source")
+    clicks = (clickstream.groupBy(campaign, "session_id")
+              .agg(F.max(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).alias("converted"))
+              .select("campaign_source", "converted"))
+    funnel = (insights.where(F.col("order_confirmed").isNotNull())
+              .select(campaign, F.col("order_confirmed").cast("int").alias("converted")))
+    sessions = (clicks.unionByName(funnel).groupBy("campaign_source")
                 .agg(F.count(F.lit(1)).alias("sessions"), F.sum("converted").cast("long").alias("conversions")))
     revenue = F.col("price") * F.col("quantity")
-    sales = insights.groupBy(campaign).agg(
+    sales = insights.where(F.coalesce(F.col("order_confirmed"), F.lit(True))).groupBy(campaign).agg(
         F.count(F.lit(1)).alias("orders"),
         F.countDistinct("customer_id").alias("customers"),
         F.sum(revenue).cast("decimal(18,2)").alias("revenue"),

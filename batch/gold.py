@@ -19,6 +19,7 @@ from functools import cached_property
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from batch import (
     activity,
@@ -78,10 +79,16 @@ class SilverSnapshot:
             log.warning("silver tables not written yet, read as empty: %s", ", ".join(self.missing))
 
     def read(self, name: str) -> DataFrame:
+        """The table at its pinned version; columns a table written by an older c360 lacks read as null (the
+        stream adds them to the table when it next starts)."""
+        schema = _schema_of(name)
         if name in self.missing:
-            return self.spark.createDataFrame([], _schema_of(name))
-        return (self.spark.read.format("delta").option("versionAsOf", self.versions[name])
-                .load(table_path(self.lake_root, name)))
+            return self.spark.createDataFrame([], schema)
+        df = (self.spark.read.format("delta").option("versionAsOf", self.versions[name])
+              .load(table_path(self.lake_root, name)))
+        have = set(df.columns)
+        lacking = [f for f in schema.fields if f.name not in have]
+        return df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in lacking}) if lacking else df
 
 
 def _schema_of(table: str):

@@ -250,6 +250,10 @@ SILVER_SPECS: dict[str, SilverSpec] = {
         _f("quantity", "Quantity", "int", min_=1), _f("campaign", "CampaignSchema"),
         _f("payment_method", "PaymentMethod", "enum", values=PAYMENTS), _f("order_return", "OrderReturn", "bool"),
         _f("return_reason", "ReturnReason"),
+        # the session's own funnel, when the export carries it (CUSTOMER_INSIGHTS_FUNNEL): gold then counts sessions
+        # and conversions from it (docs/gold.md, gold_campaign_performance)
+        _f("cart_added_at", "CartAdditionTime", "ts"), _f("order_confirmed", "OrderConfirmation", "bool"),
+        _f("order_confirmed_at", "OrderConfirmationTime", "ts"), _f("session_end", "SessionEnd", "ts"),
     ), "session_id", "session_start", "session_date"),
     "shopping_behaviour": SilverSpec("silver_shopping_behaviour", (
         _f("customer_id", "customer_id", req=True), _f("age", "age", "int", min_=0), *_same("age_group"),
@@ -261,6 +265,12 @@ SILVER_SPECS: dict[str, SilverSpec] = {
         _f("frequency_of_purchases_days", "frequency_of_purchases_days", "int", min_=0),
     ), "customer_id"),
 }
+
+# Fields of a source that its generated file does not carry but real exports do: customer_insights' session funnel
+# (seed 002's file holds converted sessions only; the Customer360Insights export holds every session, with its cart,
+# confirmation and end times)
+OPTIONAL_RAW_FIELDS = {"customer_insights": ("CartAdditionTime", "OrderConfirmation", "OrderConfirmationTime",
+                                             "SessionEnd")}
 
 # Columns derived from the parsed ones (seed 002's enrichments), in the silver schema after the parsed fields.
 DERIVED: dict[str, tuple[tuple[str, object], ...]] = {

@@ -37,7 +37,8 @@ def test_replaying_a_batch_adds_no_table_version(spark, cfg):
     batch = kafka_rows(spark, [customer(), customer(event_id="e2", customer_id="C2"), customer(customer_id="")])
     counts = process_batch(target, batch, 0)["customers"]
     assert counts == {"read_rows": 3, "quarantined_rows": 1, "duplicate_rows": 0, "inserted_rows": 2,
-                      "updated_rows": 0, "rescued_rows": 0}
+                      "updated_rows": 0, "rescued_rows": 0,
+                      "unlisted_rows": 0}
     tables = ["bronze_customers", "silver_customers", QUARANTINE, OPS_BATCHES]
     before = _versions(spark, cfg, tables)
     process_batch(target, batch, 0)  # the same batch again, as after a crash before the checkpoint commit
@@ -91,7 +92,8 @@ def test_a_crash_between_the_silver_merge_and_the_counters_keeps_the_counts_righ
     monkeypatch.setattr(ingest, "append_idempotent", real_append)
     counts = process_batch(target, batch, 0)["customers"]  # the restart re-runs the batch: the MERGE is skipped
     assert counts == {"read_rows": 3, "quarantined_rows": 1, "duplicate_rows": 0, "inserted_rows": 2,
-                      "updated_rows": 0, "rescued_rows": 0}
+                      "updated_rows": 0, "rescued_rows": 0,
+                      "unlisted_rows": 0}
     ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES)).collect()
     assert [(r.inserted_rows, r.duplicate_rows) for r in ops] == [(2, 0)]
     assert spark.read.format("delta").load(target.silver).count() == 2

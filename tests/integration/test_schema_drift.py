@@ -32,18 +32,19 @@ def _produce(cfg, records: list[dict]) -> None:
     assert producer.flush(30) == 0 and errors == []
 
 
-def _without(schema: StructType, name: str) -> StructType:
-    return StructType([f for f in schema.fields if f.name != name])
+def _without(schema: StructType, *names: str) -> StructType:
+    return StructType([f for f in schema.fields if f.name not in names])
 
 
 def test_new_fields_are_rescued_changed_types_quarantined_and_an_older_lake_is_upgraded(
         spark, kafka_cfg, monkeypatch):
     cfg = kafka_cfg
     _env(monkeypatch, cfg)
-    # a lake written by a c360 that had neither _rescued_data nor rescued_rows
+    # a lake written by a c360 that had neither _rescued_data nor rescued_rows and unlisted_rows
     silver_path = table_path(cfg.lake.root, "silver_customers")
     ensure_table(spark, silver_path, _without(schemas.SILVER["customers"], "_rescued_data"))
-    ensure_table(spark, table_path(cfg.lake.root, OPS_BATCHES), _without(schemas.OPS_STREAM_BATCHES, "rescued_rows"))
+    ensure_table(spark, table_path(cfg.lake.root, OPS_BATCHES), _without(schemas.OPS_STREAM_BATCHES, "rescued_rows",
+                                                                                 "unlisted_rows"))
 
     _produce(cfg, [
         customer(event_id="e1", customer_id="C1"),
@@ -60,8 +61,9 @@ def test_new_fields_are_rescued_changed_types_quarantined_and_an_older_lake_is_u
     quarantine = _table(spark, cfg, "silver_quarantine").collect()
     assert [(q.reason, json.loads(q.raw_value)["customer_id"]) for q in quarantine] == [("type_changed_city", "C3")]
     ops = _table(spark, cfg, OPS_BATCHES).agg(*[F.sum(c).alias(c) for c in (
-        "read_rows", "inserted_rows", "quarantined_rows", "rescued_rows")]).first()
-    assert (ops.read_rows, ops.inserted_rows, ops.quarantined_rows, ops.rescued_rows) == (3, 2, 1, 1)
+        "read_rows", "inserted_rows", "quarantined_rows", "rescued_rows", "unlisted_rows")]).first()
+    assert (ops.read_rows, ops.inserted_rows, ops.quarantined_rows, ops.rescued_rows, ops.unlisted_rows) == (
+        3, 2, 1, 1, 0)
 
     # stricter: new fields reject the record, with a reason naming the field
     monkeypatch.setenv("C360_STREAM_UNKNOWN_FIELDS", "quarantine")

@@ -137,16 +137,21 @@ def test_campaign_performance(spark):
         ("s1", "Google-ads", "page_view"), ("s1", "Google-ads", "purchase"), ("s2", "Google-ads", "page_view"),
         ("s3", None, "add_to_cart"), ("s4", "Google-ads", "page_view"), ("s5", "Google-ads", "page_view"),
     ], "session_id string, campaign string, event_type string")
-    insights = spark.createDataFrame([
-        ("C1", "Google-ads", d(100), d(60), 2, True), ("C1", "Google-ads", d(50), d(50), 1, False),
+    insights = spark.createDataFrame([  # seed 002's rows (converted sessions, no funnel), then an export's funnel
+        ("C1", "Google-ads", d(100), d(60), 2, True, None), ("C1", "Google-ads", d(50), d(50), 1, False, None),
+        ("C2", "Instagram-ads", d(80), d(50), 2, False, True), ("C3", "Instagram-ads", d(20), d(5), 1, True, True),
+        ("C4", "Instagram-ads", d(999), d(1), 3, None, False),  # not converted: a session, never an order
     ], "customer_id string, campaign string, price decimal(18,2), cost decimal(18,2), quantity int, "
-       "order_return boolean")
+       "order_return boolean, order_confirmed boolean")
     out = {r.campaign_source: r for r in campaigns.transform_campaign_performance(clicks, insights).collect()}
     g = out["Google-ads"]
     assert (g.sessions, g.conversions, g.conversion_rate) == (4, 1, 0.25)
     assert (g.orders, g.customers, g.revenue, g.profit, g.avg_order_value) == (2, 1, d(250), d(80), d(125))
     assert (g.returns, g.return_rate) == (1, 0.5)
     assert (out["Direct"].sessions, out["Direct"].conversions, out["Direct"].orders) == (1, 0, 0)
+    i = out["Instagram-ads"]  # by hand: 3 sessions, 2 confirmed; revenue 80x2 + 20x1, profit 30x2 + 15x1
+    assert (i.sessions, i.conversions, i.conversion_rate, i.orders, i.customers) == (3, 2, 0.6667, 2, 2)
+    assert (i.revenue, i.profit, i.avg_order_value, i.returns, i.return_rate) == (d(180), d(75), d(90), 1, 0.5)
 
 
 def test_retention_cohorts_by_calendar_month(spark):

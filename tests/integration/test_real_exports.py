@@ -1,0 +1,102 @@
+"""Real exports nobody here wrote (../shared/real-data/), through replay -> stream -> gold with nothing but a source
+mapping (examples/), against figures computed independently from the original file with pandas."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from c360 import cli
+from tests.integration.test_pipeline import _args, _env, _table
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT.parent / "shared" / "real-data"
+SESSIONS = REAL / "customer360insights_sessions.csv"
+SESSIONS_MAPPING = ROOT / "examples" / "customer360insights_sessions.toml"
+
+
+def _sessions() -> pd.DataFrame:
+    df = pd.read_csv(SESSIONS, dtype=str, keep_default_na=False)
+    df.columns = [c.strip() for c in df.columns]
+    return df
+
+
+def test_the_session_export_lands_whole_and_its_funnel_drives_campaign_performance(spark, kafka_cfg, monkeypatch):
+    cfg = kafka_cfg
+    _env(monkeypatch, cfg)
+    config = ["--config", str(SESSIONS_MAPPING)]
+    assert cli.main(["replay", *config, "--input", str(REAL), "--sources", "customer_insights", "--no-progress",
+                     *_args(cfg)]) == 0
+    assert cli.main(["stream", *config, "--available-now", "--sources", "customer_insights", *_args(cfg)]) == 0
+
+    src = _sessions()
+    silver = _table(spark, cfg, "silver_customer_insights").toPandas()
+    assert _table(spark, cfg, "silver_quarantine").count() == 0
+    assert len(silver) == len(src) == 2000  # every session, converted or not, each its own row
+    got = silver.set_index("session_id").sort_index()
+    want = src.assign(session_id=src.CustomerID + "|" + src.SessionStart).set_index("session_id").sort_index()
+    assert list(got.index) == list(want.index)
+    assert list(got.customer_id) == list(want.CustomerID)
+    assert list(got.session_start) == list(pd.to_datetime(want.SessionStart))
+    assert list(got.price) == [Decimal(v) for v in want.Price]
+    assert list(got.quantity) == [int(v) for v in want.Quantity]
+    assert list(got.campaign) == list(want.CampaignSchema)
+    assert list(got.order_confirmed) == [v == "TRUE" for v in want.OrderConfirmation]
+    assert list(got.order_return) == [{"TRUE": True, "FALSE": False}.get(v) for v in want.OrderReturn]
+    assert list(got.payment_method.fillna("")) == [  # c360's spelling where listed, else as written
+        {"Cash On Delivery": "Cash on Delivery"}.get(v, v) for v in want.PaymentMethod]
+    assert list(got.session_end) == list(pd.to_datetime(want.SessionEnd))
+    ops = _table(spark, cfg, "ops_stream_batches").groupBy().sum("read_rows", "unlisted_rows").first()
+    assert (ops[0], ops[1]) == (2000, (src.PaymentMethod == "Paypal").sum())  # Paypal: kept and counted
+
+    assert cli.main(["gold", *config, "--only", "gold_campaign_performance", "--no-exports", "--no-dashboard",
+                     *_args(cfg)]) == 0
+    gold = _table(spark, cfg, "gold_campaign_performance").toPandas().set_index("campaign_source").sort_index()
+    converted = src[src.OrderConfirmation == "TRUE"]
+    revenue = converted.Price.astype(float) * converted.Quantity.astype(float)
+    by = src.groupby("CampaignSchema")
+    assert list(gold.index) == sorted(src.CampaignSchema.unique())
+    assert list(gold.sessions) == list(by.size())
+    assert list(gold.conversions) == list(by.OrderConfirmation.apply(lambda s: (s == "TRUE").sum()))
+    assert list(gold.orders) == list(converted.groupby("CampaignSchema").size())
+    assert [float(v) for v in gold.revenue] == pytest.approx(list(revenue.groupby(converted.CampaignSchema).sum()))
+    returns = converted.groupby("CampaignSchema").OrderReturn.apply(lambda s: (s == "TRUE").sum())
+    assert list(gold.returns) == list(returns)
+    assert list(gold.return_rate) == [round(r / o, 4) for r, o in zip(returns, gold.orders, strict=True)]
+
+
+def test_times_no_format_reads_fail_the_run_loudly_with_the_fix_and_the_fix_lets_them_in(
+        spark, kafka_cfg, monkeypatch, tmp_path, capsys):
+    cfg = kafka_cfg
+    _env(monkeypatch, cfg)
+    # the first 40 sessions with their times written month first without zeros (1/13/2019 2:42), as a US export
+    src = _sessions().head(40)
+    start = pd.to_datetime(src.SessionStart)
+    us = src.assign(SessionStart=[f"{t.month}/{t.day}/{t.year} {t.hour}:{t.minute:02d}" for t in start])
+    data = tmp_path / "in"
+    data.mkdir()
+    us.to_csv(data / SESSIONS.name, index=False)
+    config = ["--config", str(SESSIONS_MAPPING)]
+    replay = ["replay", *config, "--input", str(data), "--sources", "customer_insights", "--no-progress", *_args(cfg)]
+    assert cli.main(replay) == 0
+    capsys.readouterr()
+    assert cli.main(["stream", *config, "--available-now", "--sources", "customer_insights", *_args(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert ("customer_insights: 40 of 40 records quarantined (unparseable_session_start 40); fix: add "
+            "'M/d/yyyy H:mm' to sources.customer_insights.timestamp_formats") in err
+    assert "c360: error: all 40 records of customer_insights were quarantined" in err
+    assert _table(spark, cfg, "silver_quarantine").count() == 40  # every raw record kept, with its reason
+
+    fixed = tmp_path / "fixed.toml"
+    fixed.write_text(SESSIONS_MAPPING.read_text() + 'timestamp_formats = ["M/d/yyyy H:mm"]\n')
+    config = ["--config", str(fixed)]
+    assert cli.main(["replay", *config, "--input", str(data), "--sources", "customer_insights", "--no-progress",
+                     *_args(cfg)]) == 0
+    assert cli.main(["stream", *config, "--available-now", "--sources", "customer_insights", *_args(cfg)]) == 0
+    silver = _table(spark, cfg, "silver_customer_insights").toPandas().sort_values("session_start")
+    assert list(silver.session_start) == sorted(start)
