@@ -2,7 +2,11 @@
 
 Customers are those of ``silver_customers`` (seed 000) and ``silver_crm_customers`` (seed 002), matched on
 ``customer_id`` (the seed 000 record wins for name, email, phone and city). Records of customers neither master
-knows (dirty ids) stay out of this table; they still count in daily metrics and product figures.
+knows (dirty ids) stay out of this table; they still count in daily metrics and product figures. A lake without
+any master customer (a user who brings only transactions, order lines, sessions or logins) takes every customer
+seen in purchases, refunds, sessions or logins instead (``business.customer_360_population``: ``auto``; ``all``
+always adds them, ``masters`` never); what such a customer lacks stays null, and their name, gender and place come
+from their latest session when ``silver_customer_insights`` has one.
 
 - Spend (``batch.spend``): ``total_spend`` (online + in-store purchases net of refunds), ``order_count``,
   ``avg_order_value``, ``preferred_channel`` (Online / In-Store / Omnichannel), first and last purchase.
@@ -47,6 +51,22 @@ def customers_master(customers: DataFrame, crm: DataFrame) -> DataFrame:
         F.coalesce("registration_datetime", F.col("_crm_join").cast("timestamp")).alias("registration_datetime"),
         "status",
     )
+
+
+def seen_customers(master: DataFrame, spend: DataFrame, logins: DataFrame, insights: DataFrame) -> DataFrame:
+    """The master's customers plus every customer seen in purchases and refunds (``spend``), logins or sessions,
+    in the master's columns: a customer the master lacks gets the name, gender and place of their latest session
+    (``silver_customer_insights``), else nulls."""
+    latest = F.struct("session_start", "session_id")
+    sessions = insights.groupBy("customer_id").agg(
+        *[F.max_by(c, latest).alias(f"_s_{c}") for c in ("full_name", "gender", "city", "state", "country")])
+    ids = (spend.select("customer_id").unionByName(logins.select("customer_id"))
+           .unionByName(insights.select("customer_id")).where(F.col("customer_id").isNotNull()).distinct())
+    extra = ids.join(master.select("customer_id"), "customer_id", "left_anti").join(sessions, "customer_id", "left")
+    renamed = extra.select("customer_id", F.col("_s_full_name").alias("customer_name"),
+                           F.col("_s_city").alias("city"), F.col("_s_state").alias("state"),
+                           F.col("_s_country").alias("country"), F.col("_s_gender").alias("gender"))
+    return master.unionByName(renamed, allowMissingColumns=True)
 
 
 def transform_customer_360(master: DataFrame, spend: DataFrame, loyalty: DataFrame, accounts: DataFrame,

@@ -31,6 +31,7 @@ from batch import (
     daily,
     engagement,
     export,
+    lines,
     products,
     quality,
     rfm,
@@ -116,15 +117,41 @@ class Context:
             df.unpersist()
 
     @cached_property
+    def order_lines(self) -> DataFrame | None:
+        """``silver_order_lines`` when it holds any line (a user's line-level export), else None: gold then reads
+        the orders, purchases and refunds it builds from them (batch/lines.py) with the other sources' rows."""
+        if "silver_order_lines" not in self.snap.versions:
+            return None
+        df = self.read("silver_order_lines")
+        return None if df.isEmpty() else df
+
+    @cached_property
+    def transactions(self) -> DataFrame:
+        """Purchases: ``silver_transactions``, and one per order of the order lines."""
+        txn = self.read("silver_transactions")
+        return txn if self.order_lines is None else lines.transaction_rows(txn, self.order_lines)
+
+    @cached_property
+    def orders(self) -> DataFrame:
+        """Seed 001's orders: ``silver_orders``, and one row per sold order line."""
+        orders = self.read("silver_orders")
+        return orders if self.order_lines is None else lines.order_rows(orders, self.order_lines)
+
+    @cached_property
+    def refunds(self) -> DataFrame:
+        """``silver_refunds``, and one per returned order line."""
+        refunds = self.read("silver_refunds")
+        return refunds if self.order_lines is None else lines.refund_rows(refunds, self.order_lines)
+
+    @cached_property
     def purchase_summary(self) -> DataFrame:
         """Purchases per customer (spend, the CLV model's summary, cohort months): one shuffle of the biggest
         table most gold tables need, instead of one per table."""
-        return self._keep(spend.purchase_summary(self.read("silver_transactions"), observation_end=self.as_of,
-                                                         days=self.days))
+        return self._keep(spend.purchase_summary(self.transactions, observation_end=self.as_of, days=self.days))
 
     @cached_property
     def spend(self) -> DataFrame:
-        return self._keep(spend.customer_spend(self.purchase_summary, self.read("silver_refunds"),
+        return self._keep(spend.customer_spend(self.purchase_summary, self.refunds,
                                                as_of=self.as_of, omnichannel_min_share=self.b.omnichannel_min_share))
 
     @cached_property
@@ -179,13 +206,18 @@ class Context:
 
     @cached_property
     def churn(self) -> DataFrame:
-        return self._keep(churn.transform_churn(self.activity, self.read("silver_orders"), self.spend,
+        return self._keep(churn.transform_churn(self.activity, self.orders, self.spend,
                                                 as_of=self.as_of, purchase_churn_days=self.b.purchase_churn_days))
 
 
 def _customer_360(ctx: Context) -> DataFrame:
+    master = customer_360.customers_master(ctx.read("silver_customers"), ctx.read("silver_crm_customers"))
+    population = ctx.b.customer_360_population
+    if population == "all" or (population == "auto" and master.isEmpty()):
+        master = customer_360.seen_customers(master, ctx.spend, ctx.read("silver_logins"),
+                                             ctx.read("silver_customer_insights"))
     return customer_360.transform_customer_360(
-        customer_360.customers_master(ctx.read("silver_customers"), ctx.read("silver_crm_customers")),
+        master,
         ctx.spend, ctx.read("silver_loyalty_accounts"), ctx.read("silver_accounts"),
         ctx.read("silver_service_interactions"), ctx.activity, ctx.rfm, ctx.clv, ctx.engagement, as_of=ctx.as_of,
         purchase_churn_days=ctx.b.purchase_churn_days, churned_days=ctx.b.churn_churned_days)
@@ -200,7 +232,7 @@ class Product:
     partition_by: tuple[str, ...] = ()
 
 
-_TXN = ("silver_transactions", "silver_refunds")
+_TXN = ("silver_transactions", "silver_refunds", "silver_order_lines")
 _LOGIN = ("silver_customers", "silver_logins")
 PRODUCTS: dict[str, Product] = {
     rfm.TABLE: Product(_TXN, lambda c: c.rfm),
@@ -215,21 +247,23 @@ PRODUCTS: dict[str, Product] = {
     churn.TABLE: Product((*_LOGIN, *_TXN, "silver_orders"), lambda c: c.churn),
     churn.SUMMARY_TABLE: Product((*_LOGIN, *_TXN, "silver_orders"), lambda c: churn.transform_churn_summary(
         c.churn, never_label=c.b.never_logged_in_label)),
-    tiers.TABLE: Product(("silver_orders", "silver_refunds", "silver_customers"), lambda c: tiers.transform_spend_tiers(
-        c.read("silver_orders"), c.read("silver_refunds"), c.read("silver_customers"),
+    tiers.TABLE: Product(("silver_orders", "silver_refunds", "silver_order_lines", "silver_customers"), lambda c: tiers.transform_spend_tiers(
+        c.orders, c.refunds, c.read("silver_customers"),
         gold_above=c.b.spend_tier_gold_above, silver_above=c.b.spend_tier_silver_above), tuple(tiers.PARTITION_BY)),
-    products.TABLE: Product(("silver_clickstream", "silver_orders", "silver_refunds", "silver_products"),
+    products.TABLE: Product(("silver_clickstream", "silver_orders", "silver_refunds", "silver_order_lines",
+                             "silver_products"),
                             lambda c: products.transform_product_performance(
-                                c.read("silver_clickstream"), c.read("silver_orders"), c.read("silver_refunds"),
+                                c.read("silver_clickstream"), c.orders, c.refunds,
                                 c.read("silver_products"))),
     campaigns.TABLE: Product(("silver_clickstream", "silver_customer_insights"),
                              lambda c: campaigns.transform_campaign_performance(
                                  c.read("silver_clickstream"), c.read("silver_customer_insights"))),
     daily.TABLE: Product((*_TXN, "silver_logins"), lambda c: daily.transform_daily_metrics(
-        c.read("silver_transactions"), c.read("silver_refunds"), c.purchase_summary, c.login_summary)),
-    cohorts.TABLE: Product(("silver_transactions",), lambda c: cohorts.transform_retention_cohorts(c.purchase_summary)),
+        c.transactions, c.refunds, c.purchase_summary, c.login_summary)),
+    cohorts.TABLE: Product(("silver_transactions", "silver_order_lines"), lambda c: cohorts.transform_retention_cohorts(c.purchase_summary)),
     customer_360.TABLE: Product((*_LOGIN, *_TXN, "silver_crm_customers", "silver_loyalty_accounts",
-                                 "silver_accounts", "silver_service_interactions"), _customer_360),
+                                 "silver_accounts", "silver_service_interactions", "silver_customer_insights"),
+                                _customer_360),
     quality.TABLE: Product(tuple(SILVER_TABLES), lambda c: _data_quality(c)),
 }
 

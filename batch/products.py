@@ -4,7 +4,9 @@
   ``abandoned_carts``: sessions with an add-to-cart of the product and no purchase of it in the same session.
 - From ``silver_orders``: ``orders`` (not Cancelled), ``units``, ``revenue``; ``cancelled_orders``;
   ``active_subscriptions`` / ``cancelled_subscriptions`` (subscription orders by ``subscription_status``).
-- From ``silver_refunds``: ``refunds``, ``refunded_amount``; ``refund_rate`` = refunds / orders.
+- From ``silver_refunds``: ``refunds``, ``refunded_amount``; ``refund_rate`` = refunds / orders. A refund
+  without a product is attributed through its order, when that order is of one product (else it stays
+  unattributed: a row without a product).
 - Name, category, brand and price from ``silver_products`` (seed 002's catalogue), else the order's own.
 """
 
@@ -38,6 +40,10 @@ def transform_product_performance(clickstream: DataFrame, orders: DataFrame, ref
         F.count_if(sub & (F.col("subscription_status") == "Cancelled")).alias("cancelled_subscriptions"),
         F.first("product_name", ignorenulls=True).alias("_order_name"),
         F.first("category", ignorenulls=True).alias("_order_category"))
+    single = (orders.groupBy("order_id").agg(F.min("product_id").alias("_p"), F.max("product_id").alias("_q"))
+              .where(F.col("_p") == F.col("_q")).select("order_id", F.col("_p").alias("_order_product")))
+    refunds = (refunds.join(single, "order_id", "left")
+               .withColumn("product_id", F.coalesce(F.col("product_id"), F.col("_order_product"))))
     refunded = refunds.groupBy("product_id").agg(F.count(F.lit(1)).alias("refunds"),
                                                  F.sum("refund_amount").cast("decimal(18,2)").alias("refunded_amount"))
     df = (funnel.join(abandoned, "product_id", "full").join(sales, "product_id", "full")

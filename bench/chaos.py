@@ -124,7 +124,7 @@ def compare(spark, ref_lake: Path, killed_lake: Path, names: list[str], kafka: d
 def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_delay: float, max_delay: float,
               workdir: Path) -> tuple[list[dict], bool]:
     from lakehouse.kafka_local import LocalKafka, free_port
-    from lakehouse.tables import SOURCES
+    from lakehouse.tables import GENERATED, SOURCES
     from producers.generate import GenerateParams, generate
 
     rng = random.Random(seed)
@@ -194,7 +194,7 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_del
             if done.returncode != 0:
                 raise RuntimeError(f"c360 stream --available-now ({run}) failed:\n{out[-3000:]}")
             print(f"chaos: {run} run drained Kafka in {time.monotonic() - t0:.0f}s", flush=True)
-        topics = [f"chaos.{s}" for s in SOURCES]
+        topics = [f"chaos.{s}" for s in GENERATED]
         kafka = kafka_counts(broker.bootstrap, topics)
     finally:
         broker.stop()
@@ -207,7 +207,7 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_del
     result = compare(spark, workdir / "lake-reference", workdir / "lake-killed", names, kafka)
     lost, duplicated = sum(result["lost"].values()), sum(result["duplicated"].values())
     sent = sum(kafka.values())
-    params = {"events": sent, "sources": len(SOURCES), "kills": len(moments),
+    params = {"events": sent, "sources": len(GENERATED), "kills": len(moments),
               "moments": {m: moments.count(m) for m in sorted(set(moments))}, "delays_s": delays,
               "kill_phase_s": round(kill_phase), "replay_rate_eps": rate, "max_offsets_per_trigger": batch,
               "batches_committed_by_killed_runs": committed_by_kills, "seed": seed,

@@ -235,7 +235,7 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
     sink (same topics, same batch size, same run); anomaly quality against the labels; p95 latency at 5k ev/s."""
     from lakehouse import config
     from lakehouse.kafka_local import LocalKafka, free_port
-    from lakehouse.tables import SOURCES
+    from lakehouse.tables import GENERATED
     from producers.generate import GenerateParams, generate
 
     data = workdir / "stream-data"
@@ -246,7 +246,7 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
         env = _env(broker.bootstrap, workdir, "tput.")
         _c360("replay", "--input", str(data), "--no-progress", env=env)
         # the peer: Spark reading the same topics into a noop sink
-        proc = subprocess.run([sys.executable, "-c", NOOP_PEER, ",".join(SOURCES), str(workdir / "ck-noop")],
+        proc = subprocess.run([sys.executable, "-c", NOOP_PEER, ",".join(GENERATED), str(workdir / "ck-noop")],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=True)
         noop = json.loads(proc.stdout.strip().splitlines()[-1])
         started = time.monotonic()
@@ -313,7 +313,7 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
         broker.stop()
     p95 = measured["p95_s"] if measured["p95_s"] is not None else float("nan")
     cfg = config.load(environ={})
-    params = {"customers": scale, "records": rows, "sources": len(SOURCES), "batches": len(batches),
+    params = {"customers": scale, "records": rows, "sources": len(GENERATED), "batches": len(batches),
               "max_offsets_per_trigger": cfg.stream.max_offsets_per_trigger,
               "parallel_sources": cfg.stream.parallel_sources, "after_first_batch_events_per_s": round(steady),
               "wall_seconds_incl_startup_and_derived": round(wall, 1)}
@@ -322,7 +322,7 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
                     "value": round(noop["rows"] / noop["seconds"])},
                    (rows / seconds) / (noop["rows"] / noop["seconds"])),
             figure("stream_p95_latency_s_at_5k_eps", p95, "s",
-                   {"rate_eps": 5000, "sources_at_once": len(SOURCES), "warmup_seconds": warmup_seconds,
+                   {"rate_eps": 5000, "sources_at_once": len(GENERATED), "warmup_seconds": warmup_seconds,
                     "seconds": latency_seconds,
                     "rows_measured": measured["rows"], "p50_s": measured["p50_s"], "trigger": "1 second",
                     "all_records_caught_up": caught_up, "incl_warmup_p95_s": whole["p95_s"],

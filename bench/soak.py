@@ -187,7 +187,7 @@ def trend_ms_per_min(points: list[tuple[float, float]]) -> float:
 
 def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
     from lakehouse.kafka_local import LocalKafka, free_port
-    from lakehouse.tables import SOURCES
+    from lakehouse.tables import GENERATED
     from producers.generate import GenerateParams, generate
 
     data = workdir / "soak-data"
@@ -215,7 +215,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
             time.sleep(1)  # the first (empty) batch: the app is up
         if app.poll() is not None or _batches(checkpoint)[1] < 0:
             raise RuntimeError(f"c360 stream did not start: see {workdir / 'soak-stream.log'}")
-        topics = [f"soak.{s}" for s in SOURCES]
+        topics = [f"soak.{s}" for s in GENERATED]
         stop = threading.Event()
         started = time.monotonic()
 
@@ -267,7 +267,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
     finally:
         broker.stop()
 
-    counts = [bronze_offsets(spark, lake, name) for name in SOURCES]
+    counts = [bronze_offsets(spark, lake, name) for name in GENERATED]
     lost = sum(kafka.values()) - sum(distinct for _, distinct in counts)
     doubled = sum(rows - distinct for rows, distinct in counts)
     lat = sorted(silver_latencies(spark, lake).latency_s.tolist())

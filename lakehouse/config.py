@@ -166,6 +166,7 @@ class BusinessConfig:
     engagement_weight_status: float
     engagement_logins_per_month_target: float
     engagement_registration_horizon_days: int
+    customer_360_population: str
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,8 @@ def _validate(cfg: Config) -> None:
         (1 <= cfg.business.clv_months <= 120, "business.clv_months must be between 1 and 120"),
         (0 <= cfg.business.clv_annual_discount < 1, "business.clv_annual_discount must be in [0, 1)"),
         (cfg.business.clv_time_unit in ("D", "W"), "business.clv_time_unit must be D or W"),
+        (cfg.business.customer_360_population in ("auto", "masters", "all"),
+         "business.customer_360_population must be auto, masters or all"),
         (cfg.business.clv_fit_sample >= 0, "business.clv_fit_sample must not be negative"),
         (min(cfg.business.engagement_weight_registration, cfg.business.engagement_weight_login_frequency,
              cfg.business.engagement_weight_activity_gap, cfg.business.engagement_weight_status) >= 0

@@ -83,6 +83,7 @@ class SourceMapping:
     false_values: tuple[str, ...] = ()
     integer_ids: bool = True
     vocabularies: tuple[tuple[str, Vocabulary], ...] = field(default=())
+    grain: str | None = None  # one of GRAINS; None: the source's own (lines for order_lines, else one row per id)
 
     @property
     def parse(self) -> ParseOptions:
@@ -96,8 +97,8 @@ class SourceMapping:
 
     def as_toml(self) -> dict[str, Any]:
         """The mapping as the TOML table it came from (``c360 config`` prints it; config layers merge it)."""
-        out: dict[str, Any] = {k: getattr(self, k) for k in ("file", "format", "encoding", "delimiter", "quote")
-                               if getattr(self, k) is not None}
+        out: dict[str, Any] = {k: getattr(self, k) for k in ("file", "format", "encoding", "delimiter", "quote",
+                                                             "grain") if getattr(self, k) is not None}
         if self.id_from:
             out["id_from"] = list(self.id_from)
         if self.timestamp_formats or self.replace_timestamp_formats:
@@ -127,7 +128,10 @@ class SourceMapping:
 
 Mappings = tuple[SourceMapping, ...]
 FORMATS = ("csv", "jsonl")
-_KEYS = ("file", "format", "encoding", "delimiter", "quote", "columns", "id_from", "timestamp_formats",
+# a file's grain: one row per id (a repeat with other values next to it is refused: lines, not versions), versions
+# (an id may repeat: a later row is a newer version), or lines (order_lines: several rows per order)
+GRAINS = ("record", "versions", "lines")
+_KEYS = ("file", "format", "encoding", "delimiter", "quote", "grain", "columns", "id_from", "timestamp_formats",
          "replace_timestamp_formats", "true_values", "false_values", "integer_ids", "vocabularies")
 _VOCAB_KEYS = ("values", "synonyms", "closed")
 # letters a Spark datetime pattern may use (quoted text aside); anything else is a typo worth a message
@@ -194,9 +198,15 @@ def parse_mappings(raw: Mapping[str, Any]) -> Mappings:
         spec = SILVER_SPECS[name]
         fields = {f.name: f for f in spec.fields}
         kw: dict[str, Any] = {}
-        for key in ("file", "encoding", "delimiter", "quote", "format"):
+        for key in ("file", "encoding", "delimiter", "quote", "format", "grain"):
             if key in table:
                 kw[key] = _text(table[key], f"{where}.{key}")
+        lines = SOURCES[name].line_of is not None
+        if kw.get("grain") not in (None, *GRAINS) or (kw.get("grain") == "lines") != lines and "grain" in kw:
+            raise C360Error(f"bad config value for {where}.grain: {kw['grain']!r} ("
+                            + ("order_lines is always lines" if lines else
+                               f"record or versions; a file of order lines maps to [sources.order_lines], not "
+                               f"[{where}]") + ")")
         if kw.get("format", "csv") not in FORMATS:
             raise C360Error(f"bad config value for {where}.format: {kw['format']!r} (csv or jsonl)")
         if "encoding" in kw:

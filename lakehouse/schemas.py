@@ -175,6 +175,19 @@ SILVER_SPECS: dict[str, SilverSpec] = {
         _f("subscription_status", "subscription_status", "enum", values=("Active", "Cancelled"), closed=True),
         _f("subscription_cancelled_at", "subscription_cancelled_at", "ts"),
     ), "order_id", "order_datetime", "order_date"),
+    # order lines (any retail export: an invoice with several products), one row per line; gold builds the orders,
+    # their totals and product sales from them (batch/lines.py). A negative quantity or amount is a return or a
+    # credit note (is_return).
+    "order_lines": SilverSpec("silver_order_lines", (
+        _f("line_id", "line_id", req=True), _f("order_id", "order_id", req=True),
+        _f("customer_id", "customer_id", req=True), *_same("product_id", "product_name", "category"),
+        _f("quantity", "quantity", "int"), _f("unit_price", "unit_price", "dec", min_=0),
+        _f("line_amount", "line_amount", "dec", req=True), _f("discount", "discount", "double", min_=0),
+        _f("order_datetime", "order_datetime", "ts", req=True),
+        _f("order_status", "order_status", "enum", values=("Placed", "Shipped", "Delivered", "Cancelled", "Returned")),
+        _f("payment_method", "payment_method", "enum", values=PAYMENTS),
+        _f("channel", "channel", "enum", values=("Online", "In-Store")),
+    ), "line_id", "order_datetime", "order_date"),
     "refunds": SilverSpec("silver_refunds", (
         _f("refund_id", "refund_id", req=True), _f("order_id", "order_id", req=True),
         _f("customer_id", "customer_id", req=True), _f("product_id", "product_id"),
@@ -274,6 +287,7 @@ OPTIONAL_RAW_FIELDS = {"customer_insights": ("CartAdditionTime", "OrderConfirmat
 
 # Columns derived from the parsed ones (seed 002's enrichments), in the silver schema after the parsed fields.
 DERIVED: dict[str, tuple[tuple[str, object], ...]] = {
+    "silver_order_lines": (("is_return", BooleanType()),),
     "silver_transactions": (("transaction_year", IntegerType()), ("transaction_month", IntegerType()),
                             ("transaction_hour", IntegerType())),
     "silver_loyalty_accounts": (("tier_rank", IntegerType()),),

@@ -26,6 +26,9 @@ class Source:
         time_column: the event time, used by event-time replay (``--speedup``); None: sent before the events.
         seed: the seed document the file comes from.
         format: ``csv`` (with a header row) or ``jsonl`` (one JSON object per line).
+        line_of: a source of lines: the column of what they are lines of (``order_id``). A file without a line id
+            gets its lines numbered within their order, in file order (``<order>#1``, ``<order>#2``...).
+        generated: ``c360 generate`` writes this source's file (order lines come only from users' exports).
     """
 
     name: str
@@ -37,10 +40,12 @@ class Source:
     time_column: str | None
     seed: str
     format: str = "csv"
+    line_of: str | None = None
+    generated: bool = True
 
 
-def _src(name, file, key, id_, kind, columns, time, seed, fmt="csv") -> Source:
-    return Source(name, file, key, id_, kind, tuple(columns.split()), time, seed, fmt)
+def _src(name, file, key, id_, kind, columns, time, seed, fmt="csv", line_of=None, generated=True) -> Source:
+    return Source(name, file, key, id_, kind, tuple(columns.split()), time, seed, fmt, line_of, generated)
 
 
 SOURCES: dict[str, Source] = {
@@ -61,6 +66,11 @@ SOURCES: dict[str, Source] = {
              "order_id customer_id product_id product_name category quantity unit_price total_amount "
              "order_datetime order_status payment_method is_subscription subscription_status "
              "subscription_cancelled_at", "order_datetime", "001"),
+        # any retail export's order lines (no seed file: c360 generate writes one row per order)
+        _src("order_lines", "order_lines.csv", "customer_id", "line_id", "entity",
+             "line_id order_id customer_id product_id product_name category quantity unit_price line_amount discount "
+             "order_datetime order_status payment_method channel", "order_datetime", "001", line_of="order_id",
+             generated=False),
         _src("refunds", "refunds_large.csv", "customer_id", "refund_id", "event",
              "refund_id order_id customer_id product_id refund_amount refund_datetime reason",
              "refund_datetime", "001"),
@@ -97,6 +107,8 @@ SOURCES: dict[str, Source] = {
              "subscription_status shipping_type discount_applied frequency_of_purchases_days", None, "002"),
     )
 }
+
+GENERATED = [name for name, s in SOURCES.items() if s.generated]  # the sources `c360 generate` writes
 
 QUARANTINE = "silver_quarantine"
 OPS_BATCHES = "ops_stream_batches"

@@ -140,13 +140,15 @@ def parse_event_time(text: str | None) -> float | None:
 
 
 def to_record(source: Source, topic: str, file_name: str, line: int, header: list[str], values: list[str],
-              with_time: bool = False, id_from: tuple[int, ...] = ()) -> Record:
+              with_time: bool = False, id_from: tuple[int, ...] = (), record_id: str | None = None) -> Record:
     """The Kafka record for one CSV row of a source file (pure). ``header`` holds the contract's field names (the
     source mapping's renames applied); ``id_from``: positions of the columns whose values, joined by ``|``, are the
-    record's id (a file without an id column)."""
+    record's id (a file without an id column); ``record_id``: the id itself (a numbered line)."""
     fields = dict(zip(header, values, strict=True))
     if id_from:
         fields[source.id_column] = "|".join(values[i].strip() for i in id_from)
+    if record_id is not None:
+        fields[source.id_column] = record_id
     key = fields.get(source.key_column, "").strip()
     value = {"event_id": event_id(source.name, values), **fields}
     return Record(
@@ -195,25 +197,28 @@ class Layout:
     rename: tuple[tuple[str, str], ...] = ()  # the file's column -> the contract's field name
     id_from: tuple[str, ...] = ()
     mapping_key: str = ""  # sources.<name>, for messages
+    grain: str = "record"  # lakehouse.mappings.GRAINS
 
     @classmethod
     def of(cls, source: Source, mapping: SourceMapping | None) -> Layout:
         from lakehouse.schemas import SILVER_SPECS
 
+        grain = "lines" if source.line_of else "record"
         if mapping is None:
-            return cls(source.format, mapping_key=f"sources.{source.name}")
+            return cls(source.format, mapping_key=f"sources.{source.name}", grain=grain)
         raw = {f.name: f.raw for f in SILVER_SPECS[source.name].fields}
         return cls(mapping.format or source.format, mapping.encoding or "utf-8", mapping.delimiter or ",",
                    mapping.quote or '"', tuple((col, raw[name]) for name, col in mapping.columns), mapping.id_from,
-                   f"sources.{source.name}")
+                   f"sources.{source.name}", mapping.grain or grain)
 
     @property
     def text_encoding(self) -> str:
         return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
 
-    def header(self, path: Path, source: Source, columns: list[str]) -> tuple[list[str], tuple[int, ...]]:
-        """The contract's names for a CSV header, and the positions of the id's columns; or a one-line error naming
-        the mapping key that fixes a missing column."""
+    def header(self, path: Path, source: Source, columns: list[str]) -> tuple[list[str], tuple[int, ...], int | None]:
+        """The contract's names for a CSV header, the positions of the id's columns, and (a file of lines without a
+        line id) the position of the column the lines are numbered within; or a one-line error naming the mapping
+        key that fixes a missing column."""
         from lakehouse.schemas import SILVER_SPECS
 
         rename = dict(self.rename)
@@ -228,7 +233,10 @@ class Layout:
             raise C360Error(f"{path}: {self.mapping_key}.id_from names {missing_from[0]!r}, which the header lacks "
                             f"(columns: {', '.join(columns)})")
         id_from = tuple(columns.index(c) if c in columns else named.index(c) for c in self.id_from)
-        have = set(named) | ({source.id_column} if id_from else set())
+        number_by = None
+        if source.line_of and not id_from and source.id_column not in named and source.line_of in named:
+            number_by = named.index(source.line_of)  # lines numbered within their order: <order>#1, #2...
+        have = set(named) | ({source.id_column} if id_from or number_by is not None else set())
         for raw in (source.key_column, source.id_column):
             if raw not in have:
                 name = next(f.name for f in SILVER_SPECS[source.name].fields if f.raw == raw)
@@ -240,7 +248,7 @@ class Layout:
                             f"{self.mapping_key}.delimiter"
                 raise C360Error(f"{path}: no column for {name} ({raw}): map the file's column with "
                                 f"{self.mapping_key}.columns.{name} = \"<column>\"{hint} (docs/input-contract.md)")
-        return named, id_from
+        return named, id_from, number_by
 
     def rename_object(self, obj: dict, source: Source) -> dict:
         rename = dict(self.rename)
@@ -280,7 +288,8 @@ def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
             columns = [h.strip() for h in next(reader)]
         except StopIteration:
             return
-        header, id_from = layout.header(path, source, columns)
+        header, id_from, number_by = layout.header(path, source, columns)
+        numbered: dict[str, int] = {}  # lines seen per order (a file of lines without a line id)
         while True:
             try:
                 values = next(reader)
@@ -290,13 +299,20 @@ def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
                 yield Reject(name, reader.line_num, f"unreadable CSV: {exc}", "")
                 continue
             line = reader.line_num
-            if line <= skip_to or not values:
+            if not values:
+                continue
+            record_id = None
+            if number_by is not None and len(values) == len(header):  # counted on resume too: the same numbers
+                owner = values[number_by].strip()
+                numbered[owner] = numbered.get(owner, 0) + 1
+                record_id = f"{owner}#{numbered[owner]}"
+            if line <= skip_to:
                 continue
             if len(values) != len(header):
                 yield Reject(name, line, f"expected {len(header)} fields, found {len(values)}", ",".join(values))
                 continue
             try:
-                yield to_record(source, topic, name, line, header, values, with_time, id_from)
+                yield to_record(source, topic, name, line, header, values, with_time, id_from, record_id)
             except UnicodeEncodeError:
                 yield Reject(name, line, not_utf8, ",".join(values).encode("utf-8", "replace").decode())
 
@@ -418,6 +434,36 @@ def _event_time_order(files: list[InputFile], positions: Positions) -> Iterator[
     yield from (item for _, item in heapq.merge(*streams, key=lambda pair: pair[0]))
 
 
+# rows of each file the grain check reads before anything is sent
+GRAIN_CHECK_ROWS = 10_000
+
+
+def check_grain(f: InputFile, rows: int = GRAIN_CHECK_ROWS) -> None:
+    """Refuse a file whose id repeats on neighbouring rows with other values, for a source that keeps one row per
+    id: those rows are lines of something (an invoice with several products), and an upsert on the id would keep
+    one of them and lose the rest without a word. Versions of a record are not neighbours in an export (they come
+    from later days), so a file of them passes; a mapping can say grain = "versions" to skip the check."""
+    if f.layout.grain != "record":
+        return
+    previous: tuple[str, bytes, int] | None = None
+    for n, item in enumerate(read_rows(f.path, f.source, f.topic, layout=f.layout, name=f.name)):
+        if n >= rows:
+            return
+        if not isinstance(item, Record):
+            continue
+        value = json.loads(item.value)
+        rid = str(value.get(f.source.id_column) or "").strip()
+        content = json.dumps({k: v for k, v in value.items() if k != "event_id"}, sort_keys=True).encode()
+        if rid and previous and previous[0] == rid and previous[1] != content:
+            raise C360Error(
+                f"{f.name}: {f.source.id_column} {rid!r} is on lines {previous[2]} and {item.line} with other values: "
+                f"the file holds lines of something, and {f.source.name} keeps one row per {f.source.id_column}, so "
+                f"all but one would be lost. Map the file to [sources.order_lines] (docs/input-contract.md, 'Order "
+                f"lines'); or, if the rows are versions of one record, set {f.layout.mapping_key}.grain = "
+                f"\"versions\"")
+        previous = (rid, content, item.line)
+
+
 def source_files(cfg: Config, root: Path, name: str) -> list[InputFile]:
     """The files of source ``name`` under ``root``: its mapping's ``file`` (a path or a glob), else the built-in
     file name."""
@@ -481,6 +527,8 @@ def replay(
         raise C360Error(f"no source files in {root} (expected any of: {', '.join(s.file for s in SOURCES.values())}; "
                         "files of other names are mapped with sources.<source>.file: docs/input-contract.md)")
     files = [f for s in present for f in found[s]]
+    for f in files:
+        check_grain(f)
 
     state_path = Positions.path_for(cfg.lake.state_dir, root)
     positions = Positions.load(state_path, root) if resume else Positions(state_path, {})

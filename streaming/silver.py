@@ -161,6 +161,8 @@ def _derived(table: str, c: dict[str, Column]) -> list[Column]:
         ts = c["transaction_datetime"]
         return [F.year(ts).alias("transaction_year"), F.month(ts).alias("transaction_month"),
                 F.hour(ts).alias("transaction_hour")]
+    if table == "silver_order_lines":
+        return [((c["quantity"] < 0) | (c["line_amount"] < 0)).alias("is_return")]
     if table == "silver_loyalty_accounts":
         rank = F.create_map(*[F.lit(x) for i, t in enumerate(TIERS, 1) for x in (t, i)])
         return [F.try_element_at(rank, c["tier_level"]).cast("int").alias("tier_rank")]

@@ -3,7 +3,7 @@ mapping (examples/), against figures computed independently from the original fi
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -100,3 +100,54 @@ def test_times_no_format_reads_fail_the_run_loudly_with_the_fix_and_the_fix_lets
     assert cli.main(["stream", *config, "--available-now", "--sources", "customer_insights", *_args(cfg)]) == 0
     silver = _table(spark, cfg, "silver_customer_insights").toPandas().sort_values("session_start")
     assert list(silver.session_start) == sorted(start)
+
+
+SUPERSTORE = REAL / "superstore_orders.csv"
+SUPERSTORE_MAPPING = ROOT / "examples" / "superstore_orders.toml"
+AS_OF = "2023-01-01"
+
+
+def _cents(text: str) -> Decimal:
+    """An amount as silver keeps it: to the cent, half up (16.448 -> 16.45)."""
+    return Decimal(text).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def test_order_lines_land_line_by_line_and_gold_builds_orders_spend_and_products_from_them(spark, kafka_cfg,
+                                                                                          monkeypatch):
+    cfg = kafka_cfg
+    _env(monkeypatch, cfg)
+    config = ["--config", str(SUPERSTORE_MAPPING)]
+    assert cli.main(["replay", *config, "--input", str(REAL), "--sources", "order_lines", "--no-progress",
+                     *_args(cfg)]) == 0
+    assert cli.main(["stream", *config, "--available-now", "--sources", "order_lines", *_args(cfg)]) == 0
+
+    src = pd.read_csv(SUPERSTORE, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    src["amount"] = src.Sales.map(_cents)
+    src["day"] = pd.to_datetime(src["Order Date"], format="%d/%m/%y")
+    assert _table(spark, cfg, "silver_quarantine").count() == 0
+    silver = _table(spark, cfg, "silver_order_lines").toPandas().set_index("line_id").sort_index()
+    want = src.set_index("Row ID").sort_index()
+    assert len(silver) == len(src) == 10194  # every line, none collapsed into its order
+    assert list(silver.index) == list(want.index)
+    assert list(silver.order_id) == list(want["Order ID"]) and list(silver.customer_id) == list(want["Customer ID"])
+    assert list(silver.line_amount) == list(want.amount) and list(silver.quantity) == list(want.Quantity.astype(int))
+    assert list(silver.order_datetime) == list(want.day)  # 03/01/19 is 3 January 2019
+
+    assert cli.main(["gold", *config, "--as-of", AS_OF, "--only", "gold_customer_360,gold_product_performance",
+                     "--no-exports", "--no-dashboard", *_args(cfg)]) == 0
+    # per customer: spend, orders, first and last purchase (RFM's inputs); no master customers: every buyer is one
+    c360 = _table(spark, cfg, "gold_customer_360").toPandas().set_index("customer_id").sort_index()
+    by = src.groupby("Customer ID")
+    assert list(c360.index) == sorted(src["Customer ID"].unique())
+    assert list(c360.total_spend) == list(by.amount.sum())
+    assert list(c360.order_count) == list(by["Order ID"].nunique())
+    assert list(c360.last_purchase_at) == list(by.day.max()) and list(c360.first_purchase_at) == list(by.day.min())
+    assert list(c360.days_since_last_purchase) == [(pd.Timestamp(AS_OF) - t).days for t in by.day.max()]
+    assert list(c360.customer_name.isna()) == [True] * len(c360)  # unmapped attributes stay null
+    # per product: revenue, units and orders (an order with the product on two lines is one order of it)
+    products = _table(spark, cfg, "gold_product_performance").toPandas().set_index("product_id").sort_index()
+    per_product = src.assign(q=src.Quantity.astype(int)).groupby("Product ID")
+    assert list(products.index) == sorted(src["Product ID"].unique())
+    assert list(products.revenue) == list(per_product.amount.sum())
+    assert list(products.units) == list(per_product.q.sum())
+    assert list(products.orders) == list(per_product["Order ID"].nunique())

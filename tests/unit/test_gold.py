@@ -113,12 +113,15 @@ def test_product_performance_counts_abandoned_carts_per_session(spark):
         ("s4", "P2", "page_view"),  # viewed only
     ], "session_id string, product_id string, event_type string")
     orders = spark.createDataFrame([
-        ("P1", "Lamp", "Home", 2, d(200), "Delivered", True, "Active"),
-        ("P1", "Lamp", "Home", 1, d(100), "Cancelled", True, "Cancelled"),
-        ("P3", "Book", "Books", 1, d(10), "Delivered", False, None),
-    ], "product_id string, product_name string, category string, quantity int, total_amount decimal(18,2), "
-       "order_status string, is_subscription boolean, subscription_status string")
-    refs = spark.createDataFrame([("P1", d(50))], "product_id string, refund_amount decimal(18,2)")
+        ("O1", "P1", "Lamp", "Home", 2, d(200), "Delivered", True, "Active"),
+        ("O2", "P1", "Lamp", "Home", 1, d(100), "Cancelled", True, "Cancelled"),
+        ("O3", "P3", "Book", "Books", 1, d(10), "Delivered", False, None),
+        ("O4", "P3", "Book", "Books", 1, d(10), "Delivered", False, None),  # O4: two products, two lines
+        ("O4", "P2", "Pen", "Office", 1, d(5), "Delivered", False, None),
+    ], "order_id string, product_id string, product_name string, category string, quantity int, "
+       "total_amount decimal(18,2), order_status string, is_subscription boolean, subscription_status string")
+    refs = spark.createDataFrame([("O1", "P1", d(50)), ("O3", None, d(10)), ("O4", None, d(5))],
+                                 "order_id string, product_id string, refund_amount decimal(18,2)")
     catalogue = spark.createDataFrame([("P2", "Pen", "Office", "Acme", d(5))],
                                       "product_id string, name string, category string, brand string, "
                                       "price decimal(18,2)")
@@ -128,8 +131,11 @@ def test_product_performance_counts_abandoned_carts_per_session(spark):
     assert (p1.orders, p1.units, p1.revenue, p1.cancelled_orders) == (1, 2, d(200), 1)
     assert (p1.active_subscriptions, p1.cancelled_subscriptions, p1.refunds, p1.refund_rate) == (1, 1, 1, 1.0)
     assert (p1.product_name, p1.category) == ("Lamp", "Home")
-    assert (out["P2"].product_name, out["P2"].page_views, out["P2"].orders, out["P2"].refund_rate) == ("Pen", 1, 0, None)
-    assert (out["P3"].orders, out["P3"].page_views, out["P3"].abandoned_carts) == (1, 0, 0)
+    assert (out["P2"].product_name, out["P2"].page_views, out["P2"].orders, out["P2"].refund_rate) == ("Pen", 1, 1, 0.0)
+    assert (out["P3"].orders, out["P3"].page_views, out["P3"].abandoned_carts) == (2, 0, 0)
+    # a refund without a product: O3's product (one product); O4 has two, so its refund stays unattributed
+    assert (out["P3"].refunds, out["P3"].refunded_amount, out[None].refunds, out[None].refunded_amount) == (
+        1, d(10), 1, d(5))
 
 
 def test_campaign_performance(spark):
