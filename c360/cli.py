@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--append", action="store_true",
                      help="add one new day of activity to an earlier output of the same parameters")
 
+    prof = cmd("profile", "read a sample of your export(s) and propose the source mapping that reads them "
+                          "(TOML on stdout, or --out FILE)")
+    prof.add_argument("files", nargs="+", metavar="FILE", help="CSV or JSON-lines files")
+    prof.add_argument("--out", metavar="FILE", help="write the proposed mapping(s) here (a config file to edit)")
+    prof.add_argument("--rows", type=_positive_int, default=20_000, help="rows sampled per file (default 20000)")
+    prof.add_argument("--source", metavar="NAME", help="map onto this c360 source instead of the likeliest")
+
     r = cmd("replay", "send source files to Kafka (one JSON record per row, key = customer id)")
     r.add_argument("--input", metavar="DIR", help="directory of source files (default: lake.data_dir)")
     r.add_argument("--sources", type=_csv_list, metavar="A,B", help="only these sources (e.g. customers,logins)")
@@ -288,6 +295,20 @@ def run_command(args: argparse.Namespace) -> int:
                                                start=args.start, end=args.end), append=args.append)
         print(f"wrote {sum(summary.rows.values())} rows ({summary.events} events) in {len(summary.rows)} files "
               f"to {out}; ground truth in {Path(out) / '_labels'}")
+        return 0
+    if args.command == "profile":
+        from producers.profile import profile
+
+        found = profile(args.files, rows=args.rows, source=args.source, out=args.out,
+                        defaults=cfg.stream.timestamp_formats)
+        for p in found:
+            print(p.describe(), file=sys.stderr)
+            for question in p.questions:
+                print(f"to decide: {p.path.name}: {question}", file=sys.stderr)
+        if args.out:
+            print(f"proposed mapping written to {args.out}: edit it, then pass it with --config", file=sys.stderr)
+        else:
+            print("\n".join(p.toml() for p in found), end="")
         return 0
     if args.command == "replay":
         from producers.replay import replay
