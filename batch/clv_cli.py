@@ -88,12 +88,18 @@ def parse_dates(raw: pd.Series, formats: list[str], col: str) -> pd.Series:
     return out
 
 
-def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str,
+def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str | None = None,
+             quantity_col: str | None = None, price_col: str | None = None,
              date_formats: list[str] | None = None, observation_end: date | None = None, time_unit: str = "D",
              skip_bad_rows: bool = False) -> dict:
     """Fit both models to a transaction file: :func:`clv_model.fit_report`'s JSON, plus how many rows were read and
-    why any were left out (none is dropped unsaid)."""
-    df, malformed = read_transactions(path, [customer_col, date_col, amount_col], skip_bad_rows=skip_bad_rows)
+    why any were left out (none is dropped unsaid). The amount is ``amount_col``, or ``quantity_col`` x
+    ``price_col`` (order lines: the lines of one day are one purchase of their summed amount)."""
+    pair = quantity_col is not None and price_col is not None
+    if bool(amount_col) == pair or (not pair and (quantity_col or price_col)):
+        raise C360Error("give --amount-col, or --quantity-col with --price-col (amount = quantity x price)")
+    amount_cols = [amount_col] if amount_col else [quantity_col, price_col]
+    df, malformed = read_transactions(path, [customer_col, date_col, *amount_cols], skip_bad_rows=skip_bad_rows)
     read = len(df) + malformed
     complete = df[customer_col].notna() & df[date_col].notna()
     df = df[complete]
@@ -103,8 +109,14 @@ def fit_file(path: str, *, customer_col: str, date_col: str, amount_col: str,
     dates = parse_dates(raw_dates, list(date_formats or []), date_col)
     what = f" in format {' or '.join(map(repr, date_formats))}" if date_formats else ""
     bad_date = _bad(raw_dates, dates, f"dates{what}", date_col, skip_bad_rows)
-    amounts = pd.to_numeric(df[amount_col], errors="coerce")
-    bad_amount = _bad(df[amount_col], amounts, "numbers", amount_col, skip_bad_rows) & ~bad_date
+    bad_amount = pd.Series(False, index=df.index)
+    amounts = pd.Series(1.0, index=df.index)
+    for col in amount_cols:  # one amount, or a quantity and a price multiplied
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad_amount |= _bad(df[col], values, "numbers", col, skip_bad_rows) & ~bad_date
+        amounts = amounts * values
+    if not amount_col:  # a blank quantity or price is a blank amount, like a blank amount column
+        amounts = amounts.where(df[quantity_col].notna() & df[price_col].notna())
     keep = ~(bad_date | bad_amount)
     if not keep.any():
         raise C360Error(f"{path} has no transaction with a readable date and amount")

@@ -299,8 +299,36 @@ def simulate_transactions(bg: BgNbd, gg: GammaGamma, customers: int, *, observat
     return pd.DataFrame({"customer": who, "date": when, "amount": amount})
 
 
+# a parameter whose log reached this is at (or, after Nelder-Mead's polish, past) the fit's bound of e^±12
+AT_BOUND_LOG = 11.9
+# the mean dropout probability after a purchase, a / (a + b), below which the data shows no dropout
+NO_DROPOUT = 1e-3
+
+
+def fit_warnings(bg: BgNbd, gg: GammaGamma) -> list[str]:
+    """What a fit that lands on a parameter bound (or a degenerate corner) means for its predictions."""
+    out = []
+    dropout = bg.a / (bg.a + bg.b)
+    if dropout < NO_DROPOUT:
+        out.append(f"BG/NBD: no dropout observed (a / (a + b) = {dropout:.1e}): P(alive) ~ 1 for everyone and the "
+                   "predicted CLV assumes nobody leaves; estimating churn needs customers who stopped buying (a "
+                   "longer history)")
+    meaning = {"r": "purchase rates barely vary between customers", "alpha": "purchase rates barely vary between "
+               "customers", "a": "the dropout rate is not identified", "b": "the dropout rate is not identified",
+               "p": "spend per purchase is not identified", "q": "every customer's expected spend per purchase is "
+               "~ the population mean", "v": "every customer's expected spend per purchase is ~ the population mean"}
+    for model, params in (("BG/NBD", {"r": bg.r, "alpha": bg.alpha, "a": bg.a, "b": bg.b}),
+                          ("Gamma-Gamma", {"p": gg.p, "q": gg.q, "v": gg.v})):
+        for name, value in params.items():
+            if abs(math.log(value)) >= AT_BOUND_LOG:
+                out.append(f"{model} parameter {name} = {value:.3g} reached the fit's bound (e^±12): the data cannot "
+                           f"pin it down; {meaning[name]}")
+    return out
+
+
 def fit_report(summary: pd.DataFrame, *, observation_end: str, time_unit: str) -> dict:
-    """``c360 clv fit``'s JSON: the parameters and log-likelihood of both models and the customer counts."""
+    """``c360 clv fit``'s JSON: the parameters and log-likelihood of both models, the customer counts, and what a
+    fit on a bound means (``warnings``, empty when none)."""
     bg = fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
     gg = fit_gamma_gamma(summary["frequency"], summary["monetary"])
     return {
@@ -310,4 +338,5 @@ def fit_report(summary: pd.DataFrame, *, observation_end: str, time_unit: str) -
         "time_unit": time_unit.upper(),
         "bg_nbd": asdict(bg),
         "gamma_gamma": asdict(gg),
+        "warnings": fit_warnings(bg, gg),
     }

@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     clv.add_argument("--transactions", metavar="FILE", required=True, help="a CSV (or .parquet) of transactions")
     clv.add_argument("--customer-col", required=True, metavar="COL", help="the customer id column")
     clv.add_argument("--date-col", required=True, metavar="COL", help="the transaction date or time column")
-    clv.add_argument("--amount-col", required=True, metavar="COL", help="the transaction amount column")
+    clv.add_argument("--amount-col", metavar="COL", help="the transaction amount column")
+    clv.add_argument("--quantity-col", metavar="COL", help="instead of --amount-col: a quantity column, with ...")
+    clv.add_argument("--price-col", metavar="COL", help="... a unit price column (amount = quantity x price)")
     clv.add_argument("--date-format", metavar="FMT", action="append",
                      help="strftime format of the dates, e.g. %%d-%%m-%%Y; repeatable, tried in order (default: ISO "
                           "8601, else inferred; a date that reads as two days, day-first or month-first, is refused)")
@@ -367,11 +369,13 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "clv":
         from batch import clv_cli
 
-        print(json.dumps(clv_cli.fit_file(args.transactions, customer_col=args.customer_col,
-                                          date_col=args.date_col, amount_col=args.amount_col,
-                                          date_formats=args.date_format, observation_end=args.observation_end,
-                                          time_unit=args.time_unit.upper(), skip_bad_rows=args.skip_bad_rows),
-                         indent=2))
+        report = clv_cli.fit_file(args.transactions, customer_col=args.customer_col, date_col=args.date_col,
+                                  amount_col=args.amount_col, quantity_col=args.quantity_col, price_col=args.price_col,
+                                  date_formats=args.date_format, observation_end=args.observation_end,
+                                  time_unit=args.time_unit.upper(), skip_bad_rows=args.skip_bad_rows)
+        print(json.dumps(report, indent=2))
+        for warning in report["warnings"]:
+            print(f"c360: warning: {warning}", file=sys.stderr)
         return 0
     if args.command == "forget":
         check_writable(cfg.lake.root, "lake", "--lake")

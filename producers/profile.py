@@ -143,23 +143,25 @@ def _encoding(head: bytes, truncated: bool) -> str:
 
 
 def _column(name: str, values: list[str]) -> Column:
-    filled = [v.strip() for v in values if v is not None and v.strip().lower() not in _NULLS]
-    distinct = len(set(filled))
-    example = filled[0] if filled else ""
+    filled = [v.strip() for v in values if v]
+    filled = [v for v in filled if v.lower() not in _NULLS]
     if not filled:
         return Column(name, "empty", 0, 0)
-    low = {v.lower() for v in filled}
-    if low <= _TRUE | _FALSE and not all(_INT.match(v) for v in filled):
+    unique = list(dict.fromkeys(filled))  # every check reads each value once
+    distinct, example = len(unique), unique[0]
+    low = {v.lower() for v in unique}
+    ints = all(_INT.match(v) for v in unique)
+    if low <= _TRUE | _FALSE and not ints:
         return Column(name, "bool", len(filled), distinct, example=example)
-    if all(_INT.match(v) for v in filled):
+    if ints:
         return Column(name, "int", len(filled), distinct, example=example)
-    if all(_INT.match(v) or _FLOAT_INT.match(v) for v in filled) and any(_FLOAT_INT.match(v) for v in filled):
+    if all(_INT.match(v) or _FLOAT_INT.match(v) for v in unique):
         return Column(name, "id_float", len(filled), distinct, example=example)
-    if all(_NUMBER.match(v) for v in filled):
+    if all(_NUMBER.match(v) for v in unique):
         return Column(name, "number", len(filled), distinct, example=example)
-    patterns, ambiguous = timestamp_patterns(filled)
+    patterns, ambiguous = timestamp_patterns(unique)
     if patterns:
-        return Column(name, "timestamp", len(filled), distinct, patterns, ambiguous, example, filled)
+        return Column(name, "timestamp", len(filled), distinct, patterns, ambiguous, example, unique)
     return Column(name, "text", len(filled), distinct, example=example)
 
 

@@ -170,3 +170,34 @@ def test_clv_fit_cli_missing_file(capsys):
     assert cli.main(["clv", "fit", "--transactions", "/nonexistent.csv", "--customer-col", "c", "--date-col", "d",
                      "--amount-col", "a"]) == 1
     assert "transactions file not found" in capsys.readouterr().err
+
+
+def test_quantity_times_price_is_the_amount_and_a_fit_without_dropout_says_so(tmp_path, capsys):
+    # 60 customers who buy every 5-14 days until the end: nobody drops out, which the fit can only put on a bound
+    rng = pd.Series(range(60))
+    rows = [(f"C{c}", pd.Timestamp("2024-01-01") + pd.Timedelta(days=d), q, round(p, 2))
+            for c, start, step in zip(rng, rng.mul(7).mod(60), rng.mod(10).add(5), strict=True)
+            for d, q, p in zip(range(start, 365, step), [1, 2, 3] * 200, [9.99, 4.5, 20.25, 7.0] * 150,
+                               strict=False)]
+    lines = pd.DataFrame(rows, columns=["cust", "day", "qty", "price"])
+    lines.assign(amount=lines.qty * lines.price).to_csv(tmp_path / "tx.csv", index=False)
+    base = ["clv", "fit", "--transactions", str(tmp_path / "tx.csv"), "--customer-col", "cust", "--date-col", "day"]
+    assert cli.main([*base, "--amount-col", "amount"]) == 0
+    by_amount = json.loads(capsys.readouterr().out)
+    assert cli.main([*base, "--quantity-col", "qty", "--price-col", "price"]) == 0
+    out = capsys.readouterr()
+    by_lines = json.loads(out.out)
+    assert by_lines == by_amount
+    dropout = by_lines["bg_nbd"]["a"] / (by_lines["bg_nbd"]["a"] + by_lines["bg_nbd"]["b"])
+    assert dropout < clv_model.NO_DROPOUT
+    assert by_lines["warnings"][0].startswith("BG/NBD: no dropout observed")
+    assert "c360: warning: BG/NBD: no dropout observed" in out.err and "P(alive) ~ 1 for everyone" in out.err
+    assert cli.main([*base, "--quantity-col", "qty"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "c360: error: give --amount-col, or --quantity-col with --price-col (amount = quantity x price)")
+
+
+def test_a_fit_inside_its_bounds_has_no_warnings():
+    s = clv_model.simulate(TRUE_BG, TRUE_GG, 5_000, T=pd.Series(range(5_000)).mod(33).add(20).to_numpy(), seed=5)
+    report = clv_model.fit_report(s, observation_end="2024-12-31", time_unit="W")
+    assert report["warnings"] == []
