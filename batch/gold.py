@@ -338,6 +338,33 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
     return results
 
 
+def quality_lines(cfg: Config) -> list[str]:
+    """What the lake's silver left out, per source (since the lake began: ``ops_stream_batches`` and
+    ``silver_quarantine``): records quarantined, with the top reasons and the fix, and records kept with values
+    outside an open vocabulary. ``c360 gold`` ends with them, so partial gold is never read without knowing why."""
+    from lakehouse.quality import RunQuality
+    from lakehouse.spark import get_spark
+    from streaming.ingest import REASON_SAMPLES
+
+    spark = get_spark(cfg, "c360-gold")
+    ops = _optional(spark, table_path(cfg.lake.root, OPS_BATCHES))
+    if ops is None:
+        return []
+    counters = [c for c in ("read_rows", "quarantined_rows", "duplicate_rows", "unlisted_rows") if c in ops.columns]
+    totals = ops.groupBy("source").agg(*[F.sum(c).alias(c) for c in counters]).collect()
+    reasons: dict[str, dict[str, tuple[int, list[str]]]] = {}
+    quarantine = _optional(spark, table_path(cfg.lake.root, QUARANTINE))
+    if quarantine is not None and any(r["quarantined_rows"] for r in totals):
+        for r in quarantine.groupBy("source", "reason").agg(
+                F.count(F.lit(1)).alias("n"),
+                F.slice(F.collect_list("raw_value"), 1, REASON_SAMPLES).alias("samples")).collect():
+            reasons.setdefault(r["source"], {})[r["reason"]] = (int(r["n"]), list(r["samples"]))
+    report = RunQuality()
+    for r in sorted(totals, key=lambda row: row["source"]):
+        report.add(r["source"], {c: int(r[c] or 0) for c in counters}, reasons.get(r["source"]))
+    return report.lines()
+
+
 def refresh_dashboard(cfg: Config):
     """Rewrite the dashboard (``dashboard.file``) after a refresh, in the refresh's Spark session."""
     from batch import dashboard

@@ -350,6 +350,8 @@ def run_command(args: argparse.Namespace) -> int:
                      ("table", "rows", "took", "path"))
         exported = "" if args.no_exports else f"; exports in {cfg.gold.export_dir}"
         print(f"{len(results)} gold tables refreshed in {time.monotonic() - started:.1f}s{exported}", flush=True)
+        for line in gold.quality_lines(cfg):
+            print(f"data quality (silver, since the lake began): {line}", file=sys.stderr)
         if refresh:
             print(f"dashboard refreshed: {gold.refresh_dashboard(cfg).resolve()}")
         return 0

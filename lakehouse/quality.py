@@ -68,7 +68,7 @@ class RunQuality:
                            + "; every record is kept in silver_quarantine with its reason")
             if q.unlisted:
                 values = "; ".join(f"{name}: " + ", ".join(repr(v) for v, _ in c.most_common(3))
-                                   for name, c in q.unlisted_values.items())
+                                   for name, c in q.unlisted_values.items()) or "unlisted_rows in ops_stream_batches"
                 out.append(f"{source}: {q.unlisted} records kept with values outside c360's lists ({values}); "
                            f"map them with sources.{source}.vocabularies.<field>.synonyms, or close a list with "
                            f".closed = true")

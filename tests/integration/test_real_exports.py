@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from batch import gold
 from c360 import cli
 from tests.integration.test_pipeline import _args, _env, _table
 
@@ -91,6 +92,9 @@ def test_times_no_format_reads_fail_the_run_loudly_with_the_fix_and_the_fix_lets
             "'M/d/yyyy H:mm' to sources.customer_insights.timestamp_formats") in err
     assert "c360: error: all 40 records of customer_insights were quarantined" in err
     assert _table(spark, cfg, "silver_quarantine").count() == 40  # every raw record kept, with its reason
+    # c360 gold ends with the same line, read back from the lake
+    assert [line.split("; fix: ")[0] for line in gold.quality_lines(cfg)] == [
+        "customer_insights: 40 of 40 records quarantined (unparseable_session_start 40)"]
 
     fixed = tmp_path / "fixed.toml"
     fixed.write_text(SESSIONS_MAPPING.read_text() + 'timestamp_formats = ["M/d/yyyy H:mm"]\n')
