@@ -45,12 +45,18 @@ def _time_pattern(text: str) -> str | None:
     return pattern + (" a" if ampm else "")
 
 
+_COMPACT = re.compile(r"^(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")
+
+
 def timestamp_candidates(text: str) -> list[str]:
     """The Spark patterns that read ``text`` (a date, or a date and a time), most likely first; two when the day
-    and month can be swapped (``05/01/2024``); none when it is not a date this recognises."""
+    and month can be swapped (``05/01/2024``); none when it is not a date this recognises. A compact date
+    (``19970101``) is read year first, as ISO 8601's basic format writes it."""
     text = text.strip()
     if not text:
         return []
+    if _COMPACT.match(text):
+        return ["yyyyMMdd"]
     date_part, _, time_part = text.partition("T" if re.match(r"^\d{4}-\d{2}-\d{2}T", text) else " ")
     m = _DATE.match(date_part)
     if not m:

@@ -76,7 +76,9 @@ class SourceMapping:
     delimiter: str | None = None
     quote: str | None = None
     columns: Pairs = ()
+    header: tuple[str, ...] = ()  # the column names of a file without a header row (its first row is data)
     id_from: tuple[str, ...] = ()
+    compose: tuple[tuple[str, tuple[str, ...]], ...] = ()  # field -> the columns its value is joined from
     timestamp_formats: tuple[str, ...] = ()
     replace_timestamp_formats: bool = False
     true_values: tuple[str, ...] = ()
@@ -99,8 +101,12 @@ class SourceMapping:
         """The mapping as the TOML table it came from (``c360 config`` prints it; config layers merge it)."""
         out: dict[str, Any] = {k: getattr(self, k) for k in ("file", "format", "encoding", "delimiter", "quote",
                                                              "grain") if getattr(self, k) is not None}
+        if self.header:
+            out["header"] = list(self.header)
         if self.id_from:
             out["id_from"] = list(self.id_from)
+        if self.compose:
+            out["compose"] = {name: list(cols) for name, cols in self.compose}
         if self.timestamp_formats or self.replace_timestamp_formats:
             out["timestamp_formats"] = list(self.timestamp_formats)
             out["replace_timestamp_formats"] = self.replace_timestamp_formats
@@ -131,7 +137,8 @@ FORMATS = ("csv", "jsonl")
 # a file's grain: one row per id (a repeat with other values next to it is refused: lines, not versions), versions
 # (an id may repeat: a later row is a newer version), or lines (order_lines: several rows per order)
 GRAINS = ("record", "versions", "lines")
-_KEYS = ("file", "format", "encoding", "delimiter", "quote", "grain", "columns", "id_from", "timestamp_formats",
+WHITESPACE = "whitespace"  # a delimiter: fields separated by runs of spaces or tabs (no quoting)
+_KEYS = ("file", "format", "encoding", "delimiter", "quote", "grain", "header", "columns", "id_from", "compose", "timestamp_formats",
          "replace_timestamp_formats", "true_values", "false_values", "integer_ids", "vocabularies")
 _VOCAB_KEYS = ("values", "synonyms", "closed")
 # letters a Spark datetime pattern may use (quoted text aside); anything else is a typo worth a message
@@ -216,8 +223,9 @@ def parse_mappings(raw: Mapping[str, Any]) -> Mappings:
                 raise C360Error(f"bad config value for {where}.encoding: {kw['encoding']!r} is not an encoding "
                                 "Python knows (e.g. utf-8, cp1252, latin-1)") from None
         for key in ("delimiter", "quote"):
-            if key in kw and len(kw[key]) != 1:
-                raise C360Error(f"bad config value for {where}.{key}: one character, got {kw[key]!r}")
+            if key in kw and len(kw[key]) != 1 and not (key == "delimiter" and kw[key] == WHITESPACE):
+                raise C360Error(f"bad config value for {where}.{key}: one character"
+                                + (' (or "whitespace")' if key == "delimiter" else "") + f", got {kw[key]!r}")
         columns = _table(table.get("columns", {}), f"{where}.columns")
         for target, column in columns.items():
             if target not in fields:
@@ -229,6 +237,18 @@ def parse_mappings(raw: Mapping[str, Any]) -> Mappings:
         kw["columns"] = tuple(sorted(columns.items()))
         if "id_from" in table:
             kw["id_from"] = _texts(table["id_from"], f"{where}.id_from")
+        if "header" in table:
+            kw["header"] = _texts(table["header"], f"{where}.header")
+            if len(set(kw["header"])) < len(kw["header"]):
+                raise C360Error(f"bad config value for {where}.header: a column name is there twice")
+        compose = _table(table.get("compose", {}), f"{where}.compose")
+        for target in compose:
+            if target not in fields:
+                raise C360Error(f"bad config key {where}.compose.{target}: {name} has no field {target} "
+                                f"(fields: {', '.join(fields)})")
+        kw["compose"] = tuple(sorted((t, _texts(c, f"{where}.compose.{t}")) for t, c in compose.items()))
+        if spec.id in dict(kw["compose"]) and kw.get("id_from"):
+            raise C360Error(f"bad config: {where}.id_from and {where}.compose.{spec.id} both give the id: keep one")
         if "timestamp_formats" in table:
             kw["timestamp_formats"] = tuple(check_pattern(p, f"{where}.timestamp_formats")
                                             for p in _texts(table["timestamp_formats"], f"{where}.timestamp_formats"))

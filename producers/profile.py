@@ -29,6 +29,7 @@ from pathlib import Path
 
 from lakehouse.errors import C360Error
 from lakehouse.infer import timestamp_patterns
+from lakehouse.mappings import WHITESPACE
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import SOURCES
 
@@ -38,6 +39,7 @@ _TRUE, _FALSE = {"true", "yes", "y", "t", "1"}, {"false", "no", "n", "f", "0"}
 _NULLS = {"", "null", "none", "n/a", "na", "nan", "nat", "-"}
 _INT = re.compile(r"^-?\d+$")
 _FLOAT_INT = re.compile(r"^-?\d+\.0+$")
+_COMPACT_DATE = re.compile(r"^(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")
 _NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 # how exports commonly name c360's fields (normalised: lower case, letters and digits only)
@@ -48,7 +50,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "line_id": ("rowid", "lineid", "lineno", "linenumber", "orderlineid", "itemno"),
     "product_id": ("productid", "sku", "stockcode", "itemid", "articleid", "productcode"),
     "product_name": ("productname", "description", "itemname", "item", "product", "title"),
-    "quantity": ("quantity", "qty", "units", "unitssold"),
+    "quantity": ("quantity", "qty", "units", "unitssold", "numberofitems", "numberofunits", "cds"),
     "unit_price": ("unitprice", "price", "priceeach", "itemprice"),
     "line_amount": ("sales", "amount", "linetotal", "total", "revenue", "lineamount", "totalprice", "value"),
     "amount": ("amount", "sales", "total", "revenue", "totalamount", "value"),
@@ -98,6 +100,7 @@ class Profile:
     timestamp_formats: list[str] = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
     id_from: list[str] = field(default_factory=list)
+    compose: dict[str, list[str]] = field(default_factory=dict)
 
     def toml(self) -> str:
         """The proposed mapping as TOML, what was not decided as comments."""
@@ -118,6 +121,9 @@ class Profile:
         if self.mapping:
             lines += ["", f"[sources.{name}.columns]"]
             lines += [f"{target} = {json.dumps(col)}" for target, col in self.mapping.items()]
+        if self.compose:
+            lines += ["", f"[sources.{name}.compose]"]
+            lines += [f"{target} = {json.dumps(cols)}" for target, cols in self.compose.items()]
         return "\n".join(lines) + "\n"
 
     def describe(self) -> str:
@@ -151,6 +157,8 @@ def _column(name: str, values: list[str]) -> Column:
     distinct, example = len(unique), unique[0]
     low = {v.lower() for v in unique}
     ints = all(_INT.match(v) for v in unique)
+    if ints and all(_COMPACT_DATE.match(v) for v in unique):  # 19970101: a date, not a number
+        return Column(name, "timestamp", len(filled), distinct, ["yyyyMMdd"], False, example, unique)
     if low <= _TRUE | _FALSE and not ints:
         return Column(name, "bool", len(filled), distinct, example=example)
     if ints:
@@ -192,6 +200,13 @@ def _read_sample(path: Path, rows: int) -> tuple[str, str, str, list[str], list[
         delimiter = ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = [h.strip() for h in next(reader, [])]
+    if len(header) == 1:  # one column: fields separated by runs of spaces (fixed-width, scientific exports)?
+        head_lines = [ln.split() for ln in itertools.islice(io.StringIO(text), 100) if ln.strip()]
+        if len(head_lines[0]) > 1 and all(len(r) == len(head_lines[0]) for r in head_lines):
+            lines = (ln.split() for ln in io.StringIO(text) if ln.strip())
+            header = next(lines)
+            return encoding, "csv", WHITESPACE, header, [r for r in itertools.islice(lines, rows)
+                                                         if len(r) == len(header)]
     body = [r for r in itertools.islice(reader, rows) if len(r) == len(header)]
     return encoding, "csv", delimiter, header, body
 
@@ -230,9 +245,14 @@ def _score(source: str, names: set[str]) -> float:
 
 def _match(field_name: str, raw: str, names: set[str]) -> str | None:
     """The normalised column name that is this field: its own names first, then the usual export spellings."""
-    for candidate in (_norm(field_name), _norm(raw), *ALIASES.get(field_name, ())):
+    candidates = (_norm(field_name), _norm(raw), *ALIASES.get(field_name, ()))
+    for candidate in candidates:
         if candidate in names:
             return candidate
+    for candidate in candidates[2:]:  # an alias ending a longer name: dollarvalue, totalsales
+        found = sorted(n for n in names if len(candidate) >= 3 and n.endswith(candidate))
+        if found:
+            return found[0]
     close = difflib.get_close_matches(_norm(field_name), list(names), n=1, cutoff=0.9)
     return close[0] if close else None
 
@@ -270,31 +290,19 @@ def profile_file(path: str | Path, *, rows: int = SAMPLE_ROWS, source: str | Non
     prof.source = source
     if source is None:
         return prof
-    spec = SILVER_SPECS[source]
-    used: set[str] = set()
-    for f in spec.fields:
-        found = _match(f.name, f.raw, names - used)
-        if found is None:
-            if f.required and f.name != spec.id:  # the id: below
-                prof.questions.append(f"the column holding {f.name} (required): none found; add "
-                                      f"{f.name} = \"<column>\" under [sources.{source}.columns]")
-            continue
-        used.add(found)
-        if by_norm[found].name != f.raw:
-            prof.mapping[f.name] = by_norm[found].name
-    if spec.id not in prof.mapping and _norm(SOURCES[source].id_column) not in names:
-        if source == "order_lines":
-            prof.questions.append("no line id column: c360 numbers each order's lines in file order "
-                                  "(<order>#1, #2...), which holds while the export keeps its row order")
-        else:
-            times = [c.name for c in columns if c.kind == "timestamp"]
-            customer = prof.mapping.get("customer_id") or SOURCES[source].key_column
-            prof.id_from = [customer, *times[:1]] if _norm(customer) in names else []
-            prof.questions.append(
-                f"no {spec.id} column: the proposal composes one from {', '.join(prof.id_from)} (id_from); check "
-                "that they identify a record" if prof.id_from else
-                f"the column holding {spec.id} (required): none found; map it under [sources.{source}.columns] or "
-                f"compose it with id_from")
+    _map_fields(prof, source, names, by_norm, columns, body, header)
+    if prof.id_from and source != "order_lines" and "order_lines" in SOURCES and _score("order_lines", names):
+        positions = [header.index(c) for c in prof.id_from]
+        keys = [tuple(r[i] for i in positions) for r in body]
+        if len(set(keys)) < len(keys):  # not an id: rows sharing it are lines of one purchase
+            prof.questions = [q for q in prof.questions if "(id_from)" not in q]
+            prof.source, prof.mapping, composed = "order_lines", {}, prof.id_from
+            prof.id_from = []
+            _map_fields(prof, "order_lines", names, by_norm, columns, body, header)
+            prof.compose = {"order_id": composed}
+            prof.questions = [q for q in prof.questions if "order_id (required)" not in q]
+            prof.questions.append(f"no id column, and {', '.join(composed)} repeat across rows: the proposal reads "
+                                  f"the file as order lines, an order per {', '.join(composed)} (compose.order_id)")
     for c in columns:
         if c.kind != "timestamp":
             continue
@@ -308,6 +316,37 @@ def profile_file(path: str | Path, *, rows: int = SAMPLE_ROWS, source: str | Non
         prof.questions.append(f"{', '.join(prof.repeating)} repeats across rows: the file holds lines; "
                               "map it to [sources.order_lines] rather than one row per id")
     return prof
+
+
+def _map_fields(prof: Profile, source: str, names: set[str], by_norm: dict[str, Column], columns: list[Column],
+                body: list[list[str]], header: list[str]) -> None:
+    """The source's fields mapped to the file's columns, and its id (a column, numbered lines, or composed)."""
+    spec = SILVER_SPECS[source]
+    used: set[str] = set()
+    for f in spec.fields:
+        found = _match(f.name, f.raw, names - used)
+        if found is None:
+            if f.required and f.name != spec.id:  # the id: below
+                prof.questions.append(f"the column holding {f.name} (required): none found; add "
+                                      f"{f.name} = \"<column>\" under [sources.{source}.columns]")
+            continue
+        used.add(found)
+        if by_norm[found].name != f.raw:
+            prof.mapping[f.name] = by_norm[found].name
+    if spec.id in prof.mapping or _norm(SOURCES[source].id_column) in names:
+        return
+    if source == "order_lines":
+        prof.questions.append("no line id column: c360 numbers each order's lines in file order "
+                              "(<order>#1, #2...), which holds while the export keeps its row order")
+        return
+    times = [c.name for c in columns if c.kind == "timestamp"]
+    customer = prof.mapping.get("customer_id") or SOURCES[source].key_column
+    prof.id_from = [customer, *times[:1]] if customer in header else []
+    prof.questions.append(
+        f"no {spec.id} column: the proposal composes one from {', '.join(prof.id_from)} (id_from); check "
+        "that they identify a record" if prof.id_from else
+        f"the column holding {spec.id} (required): none found; map it under [sources.{source}.columns] or "
+        f"compose it with id_from")
 
 
 def profile(paths: list[str], *, rows: int = SAMPLE_ROWS, source: str | None = None,

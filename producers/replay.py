@@ -36,7 +36,7 @@ from lakehouse.config import Config
 from lakehouse.errors import C360Error
 from lakehouse.kafka_admin import client_config, ensure_topics, unreachable_hint
 from lakehouse.kafka_security import client_security
-from lakehouse.mappings import SourceMapping, mapping_for
+from lakehouse.mappings import WHITESPACE, SourceMapping, mapping_for
 from lakehouse.tables import SOURCES, Source
 
 log = logging.getLogger(__name__)
@@ -140,13 +140,14 @@ def parse_event_time(text: str | None) -> float | None:
 
 
 def to_record(source: Source, topic: str, file_name: str, line: int, header: list[str], values: list[str],
-              with_time: bool = False, id_from: tuple[int, ...] = (), record_id: str | None = None) -> Record:
+              with_time: bool = False, compose: tuple[tuple[str, tuple[int, ...]], ...] = (),
+              record_id: str | None = None) -> Record:
     """The Kafka record for one CSV row of a source file (pure). ``header`` holds the contract's field names (the
-    source mapping's renames applied); ``id_from``: positions of the columns whose values, joined by ``|``, are the
-    record's id (a file without an id column); ``record_id``: the id itself (a numbered line)."""
+    source mapping's renames applied); ``compose``: (field, positions of the columns whose values, joined by ``|``,
+    are its value), e.g. the id of a file without an id column; ``record_id``: the id itself (a numbered line)."""
     fields = dict(zip(header, values, strict=True))
-    if id_from:
-        fields[source.id_column] = "|".join(values[i].strip() for i in id_from)
+    for name, positions in compose:
+        fields[name] = _joined(values, positions)
     if record_id is not None:
         fields[source.id_column] = record_id
     key = fields.get(source.key_column, "").strip()
@@ -184,6 +185,10 @@ def json_to_record(source: Source, topic: str, file_name: str, line: int, text: 
     )
 
 
+def _joined(values: list[str], positions: tuple[int, ...]) -> str:
+    return "|".join(values[i].strip() for i in positions)
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one source's files are read (its source mapping's file side, lakehouse/mappings.py): format, encoding
@@ -195,9 +200,10 @@ class Layout:
     delimiter: str = ","
     quote: str = '"'
     rename: tuple[tuple[str, str], ...] = ()  # the file's column -> the contract's field name
-    id_from: tuple[str, ...] = ()
+    compose: tuple[tuple[str, tuple[str, ...]], ...] = ()  # contract field name -> the columns joined into it
     mapping_key: str = ""  # sources.<name>, for messages
     grain: str = "record"  # lakehouse.mappings.GRAINS
+    names: tuple[str, ...] = ()  # the columns of a file without a header row
 
     @classmethod
     def of(cls, source: Source, mapping: SourceMapping | None) -> Layout:
@@ -207,18 +213,22 @@ class Layout:
         if mapping is None:
             return cls(source.format, mapping_key=f"sources.{source.name}", grain=grain)
         raw = {f.name: f.raw for f in SILVER_SPECS[source.name].fields}
+        compose = tuple((raw[name], cols) for name, cols in mapping.compose)
+        if mapping.id_from:
+            compose += ((source.id_column, mapping.id_from),)
         return cls(mapping.format or source.format, mapping.encoding or "utf-8", mapping.delimiter or ",",
-                   mapping.quote or '"', tuple((col, raw[name]) for name, col in mapping.columns), mapping.id_from,
-                   f"sources.{source.name}", mapping.grain or grain)
+                   mapping.quote or '"', tuple((col, raw[name]) for name, col in mapping.columns), compose,
+                   f"sources.{source.name}", mapping.grain or grain, mapping.header)
 
     @property
     def text_encoding(self) -> str:
         return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
 
-    def header(self, path: Path, source: Source, columns: list[str]) -> tuple[list[str], tuple[int, ...], int | None]:
-        """The contract's names for a CSV header, the positions of the id's columns, and (a file of lines without a
-        line id) the position of the column the lines are numbered within; or a one-line error naming the mapping
-        key that fixes a missing column."""
+    def header(self, path: Path, source: Source, columns: list[str]
+               ) -> tuple[list[str], tuple[tuple[str, tuple[int, ...]], ...], tuple[int, ...] | None]:
+        """The contract's names for a CSV header, the composed fields with their columns' positions, and (a file of
+        lines without a line id) the positions of the columns the lines are numbered within; or a one-line error
+        naming the mapping key that fixes a missing column."""
         from lakehouse.schemas import SILVER_SPECS
 
         rename = dict(self.rename)
@@ -227,17 +237,24 @@ class Layout:
         if repeated:
             raise C360Error(f"{path}: two columns give the field {repeated[0]!r} (one mapped with "
                             f"{self.mapping_key}.columns): rename one of them in the mapping")
-        # id_from names the file's columns, or the contract's names the mapping gives them
-        missing_from = [c for c in self.id_from if c not in columns and c not in named]
-        if missing_from:
-            raise C360Error(f"{path}: {self.mapping_key}.id_from names {missing_from[0]!r}, which the header lacks "
-                            f"(columns: {', '.join(columns)})")
-        id_from = tuple(columns.index(c) if c in columns else named.index(c) for c in self.id_from)
+        # composed from the file's columns, or the contract's names the mapping gives them
+        compose = []
+        for target, cols in self.compose:
+            missing = [c for c in cols if c not in columns and c not in named]
+            if missing:
+                key = "id_from" if target == source.id_column else "compose"
+                raise C360Error(f"{path}: {self.mapping_key}.{key} names {missing[0]!r}, which the header lacks "
+                                f"(columns: {', '.join(columns)})")
+            compose.append((target, tuple(columns.index(c) if c in columns else named.index(c) for c in cols)))
+        composed = dict(compose)
         number_by = None
-        if source.line_of and not id_from and source.id_column not in named and source.line_of in named:
-            number_by = named.index(source.line_of)  # lines numbered within their order: <order>#1, #2...
-        have = set(named) | ({source.id_column} if id_from or number_by is not None else set())
-        for raw in (source.key_column, source.id_column):
+        if source.line_of and source.id_column not in named and source.id_column not in composed:
+            if source.line_of in composed:  # lines numbered within their order: <order>#1, #2...
+                number_by = composed[source.line_of]
+            elif source.line_of in named:
+                number_by = (named.index(source.line_of),)
+        have = set(named) | set(composed) | ({source.id_column} if number_by is not None else set())
+        for raw in (source.key_column, source.id_column, *([source.line_of] if source.line_of else [])):
             if raw not in have:
                 name = next(f.name for f in SILVER_SPECS[source.name].fields if f.raw == raw)
                 hint = (f"; or compose an id from columns: {self.mapping_key}.id_from = [...]"
@@ -248,14 +265,30 @@ class Layout:
                             f"{self.mapping_key}.delimiter"
                 raise C360Error(f"{path}: no column for {name} ({raw}): map the file's column with "
                                 f"{self.mapping_key}.columns.{name} = \"<column>\"{hint} (docs/input-contract.md)")
-        return named, id_from, number_by
+        return named, tuple(compose), number_by
 
     def rename_object(self, obj: dict, source: Source) -> dict:
         rename = dict(self.rename)
         out = {rename.get(k, k): v for k, v in obj.items()}
-        if self.id_from:
-            out[source.id_column] = "|".join(str(obj.get(c, out.get(c, ""))).strip() for c in self.id_from)
+        for target, cols in self.compose:
+            out[target] = "|".join(str(obj.get(c, out.get(c, ""))).strip() for c in cols)
         return out
+
+
+class _WhitespaceReader:
+    """Rows of a file whose fields are separated by runs of spaces or tabs (``delimiter = "whitespace"``: fixed-width
+    and scientific exports such as CDNOW's); ``line_num`` like ``csv.reader``'s."""
+
+    def __init__(self, fh):
+        self.fh, self.line_num = fh, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list[str]:
+        line = next(self.fh)
+        self.line_num += 1
+        return line.split()
 
 
 def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
@@ -283,12 +316,16 @@ def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
                     continue
                 yield json_to_record(source, topic, name, line_no, text, with_time, layout)
             return
-        reader = csv.reader(fh, delimiter=layout.delimiter, quotechar=layout.quote)
-        try:
-            columns = [h.strip() for h in next(reader)]
-        except StopIteration:
-            return
-        header, id_from, number_by = layout.header(path, source, columns)
+        reader = _WhitespaceReader(fh) if layout.delimiter == WHITESPACE else csv.reader(
+            fh, delimiter=layout.delimiter, quotechar=layout.quote)
+        if layout.names:  # a file without a header row: its first row is data
+            columns = list(layout.names)
+        else:
+            try:
+                columns = [h.strip() for h in next(reader)]
+            except StopIteration:
+                return
+        header, compose, number_by = layout.header(path, source, columns)
         numbered: dict[str, int] = {}  # lines seen per order (a file of lines without a line id)
         while True:
             try:
@@ -303,7 +340,7 @@ def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
                 continue
             record_id = None
             if number_by is not None and len(values) == len(header):  # counted on resume too: the same numbers
-                owner = values[number_by].strip()
+                owner = _joined(values, number_by)
                 numbered[owner] = numbered.get(owner, 0) + 1
                 record_id = f"{owner}#{numbered[owner]}"
             if line <= skip_to:
@@ -312,7 +349,7 @@ def read_rows(path: Path, source: Source, topic: str, *, skip_to: int = 0,
                 yield Reject(name, line, f"expected {len(header)} fields, found {len(values)}", ",".join(values))
                 continue
             try:
-                yield to_record(source, topic, name, line, header, values, with_time, id_from, record_id)
+                yield to_record(source, topic, name, line, header, values, with_time, compose, record_id)
             except UnicodeEncodeError:
                 yield Reject(name, line, not_utf8, ",".join(values).encode("utf-8", "replace").decode())
 

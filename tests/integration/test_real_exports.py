@@ -3,6 +3,8 @@ mapping (examples/), against figures computed independently from the original fi
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -155,3 +157,45 @@ def test_order_lines_land_line_by_line_and_gold_builds_orders_spend_and_products
     assert list(products.revenue) == list(per_product.amount.sum())
     assert list(products.units) == list(per_product.q.sum())
     assert list(products.orders) == list(per_product["Order ID"].nunique())
+
+
+CDNOW_COLUMNS = ["customer_id", "customer_index", "date", "number_of_cds", "dollar_value"]
+
+
+def _lifetimes_datasets() -> Path:
+    """The data files of the `lifetimes` wheel (a dev dependency: only its files are read, it is never imported)."""
+    spec = importlib.util.find_spec("lifetimes")
+    assert spec is not None, "the lifetimes wheel is missing: `make test` installs it (pyproject's dev extra)"
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets"
+
+
+def test_the_cdnow_purchase_history_goes_the_same_way_and_rfm_inputs_equal_pandas(spark, kafka_cfg, monkeypatch,
+                                                                                   tmp_path):
+    cfg = kafka_cfg
+    _env(monkeypatch, cfg)
+    # examples/cdnow_purchases.toml maps CDNOW_master.txt; its 1/10 sample (the paper's 2,357 customers) has no
+    # header row and one more column: the same mapping, with the file and its column names
+    mapping = (ROOT / "examples" / "cdnow_purchases.toml").read_text().replace(
+        'file = "CDNOW_master.txt"', f'file = "CDNOW_sample.txt"\nheader = {json.dumps(CDNOW_COLUMNS)}')
+    (tmp_path / "cdnow.toml").write_text(mapping)
+    config = ["--config", str(tmp_path / "cdnow.toml")]
+    data = _lifetimes_datasets()
+    assert cli.main(["replay", *config, "--input", str(data), "--sources", "order_lines", "--no-progress",
+                     *_args(cfg)]) == 0
+    assert cli.main(["stream", *config, "--available-now", "--sources", "order_lines", *_args(cfg)]) == 0
+    src = pd.read_csv(data / "CDNOW_sample.txt", sep=r"\s+", header=None, names=CDNOW_COLUMNS,
+                      dtype={"customer_id": str, "date": str, "dollar_value": str})
+    src["amount"] = src.dollar_value.map(_cents)
+    src["day"] = pd.to_datetime(src.date, format="%Y%m%d")
+    assert _table(spark, cfg, "silver_quarantine").count() == 0
+    assert _table(spark, cfg, "silver_order_lines").count() == len(src) == 6919  # two purchases of a day: 2 lines
+
+    as_of = "1998-07-01"
+    assert cli.main(["gold", *config, "--as-of", as_of, "--only", "gold_rfm_segments", "--no-exports",
+                     "--no-dashboard", *_args(cfg)]) == 0
+    rfm = _table(spark, cfg, "gold_rfm_segments").toPandas().set_index("customer_id").sort_index()
+    by = src.groupby("customer_id")
+    assert list(rfm.index) == sorted(src.customer_id.unique())
+    assert list(rfm.frequency) == list(by.date.nunique())  # a customer's purchases of one day: one order
+    assert list(rfm.monetary) == list(by.amount.sum())
+    assert list(rfm.recency_days) == [(pd.Timestamp(as_of) - t).days for t in by.day.max()]

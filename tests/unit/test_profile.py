@@ -72,6 +72,19 @@ def test_the_proposals_for_the_real_exports_are_the_mappings_written_by_hand(tmp
         assert mapping_for(proposed.sources, source) == mapping_for(by_hand.sources, source), source
 
 
+def test_the_cdnow_history_is_read_as_lines_of_a_customer_s_day(tmp_path):
+    """Whitespace-separated, compact dates, no purchase id, and a customer's day repeating: order lines."""
+    import importlib.util
+
+    data = Path(next(iter(importlib.util.find_spec("lifetimes").submodule_search_locations))) / "datasets"
+    out = tmp_path / "cdnow.toml"
+    [p] = profile([str(data / "CDNOW_master.txt")], out=out, defaults=DEFAULTS)
+    assert (p.delimiter, p.source, _kinds(p)["date"]) == ("whitespace", "order_lines", ("timestamp", ["yyyyMMdd"]))
+    by_hand = config.load(ROOT / "examples" / "cdnow_purchases.toml", environ={})
+    assert mapping_for(config.load(out, environ={}).sources, "order_lines") == mapping_for(by_hand.sources,
+                                                                                           "order_lines")
+
+
 def test_the_cli_prints_the_mapping_and_what_to_decide_and_refuses_a_missing_file(tmp_path):
     proc = run_cli("profile", str(REAL / "customer360insights_sessions.csv"))
     assert proc.returncode == 0, proc.stderr
