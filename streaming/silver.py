@@ -67,7 +67,10 @@ def _contract_fields(source: str) -> Column:
 def unknown_fields(value: Column, source: str) -> Column:
     """The fields of a JSON object the source's contract does not name, sorted (empty: none; null: not an
     object)."""
-    return F.array_sort(F.array_except(F.json_object_keys(value), _contract_fields(source)))
+    # json_object_keys' strict parser gives null for an object holding NaN or Infinity (which from_json reads):
+    # only then are the keys read the slower way, so those records' unknown fields are rescued too
+    keys = F.coalesce(F.json_object_keys(value), F.map_keys(F.from_json(value, "map<string,variant>")))
+    return F.array_sort(F.array_except(keys, _contract_fields(source)))
 
 
 def rescued_data(value: Column, source: str) -> Column:

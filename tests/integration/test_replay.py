@@ -132,9 +132,10 @@ def test_sigterm_flushes_and_resume_neither_loses_nor_repeats(kafka_cfg, data, t
 
 def test_event_time_replay_interleaves_sources(kafka_cfg, data):
     out, _ = data
-    from producers.replay import Positions
+    from producers.replay import InputFile, Layout, Positions
 
-    files = [(SOURCES[s], out / SOURCES[s].file, s) for s in ("customers", "logins", "orders", "clickstream")]
+    files = [InputFile(SOURCES[s], out / SOURCES[s].file, s, Layout.of(SOURCES[s], None), SOURCES[s].file)
+             for s in ("customers", "logins", "orders", "clickstream")]
     items = [i for i in _event_time_order(files, Positions(out / "unused.json", {})) if isinstance(i, Record)]
     first_timed = next(k for k, i in enumerate(items) if i.event_time is not None)
     assert {i.topic for i in items[:first_timed]} == {"customers"}  # records without an event time go first
