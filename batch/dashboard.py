@@ -245,7 +245,8 @@ class _Builder:
                  lambda df: dd.data_quality(df).rename(columns={
                      "table_name": "silver table", "silver_version": "version", "as_of": "as of",
                      "null_values": "null values", "records_read": "records read",
-                     "duplicates_removed": "duplicates removed", "top_quarantine_reason": "top quarantine reason"}))
+                     "duplicates_removed": "duplicates removed", "top_quarantine_reason": "top quarantine reason",
+                     "fix": "what to change"}))
 
     def release(self) -> None:
         if self._c360 is not None:

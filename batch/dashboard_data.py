@@ -19,6 +19,8 @@ from pyspark.sql import functions as F
 from batch.export import mask_email, mask_phone
 from batch.rfm import SEGMENT_RULES
 from lakehouse.delta import is_missing_table
+from lakehouse.quality import fix_for
+from lakehouse.schemas import SILVER_SPECS
 
 log = logging.getLogger(__name__)
 
@@ -337,12 +339,19 @@ def daily_revenue(daily: DataFrame) -> pd.DataFrame:
 
 def data_quality(dq: DataFrame) -> pd.DataFrame:
     """The latest run's figures per silver table: rows, nulls (all columns), read, duplicates removed,
-    quarantined and the most frequent quarantine reason."""
+    quarantined, the most frequent quarantine reason and the configuration change that fixes it (what `c360 stream`
+    and `c360 gold` print; without the records' values, so a time pattern is named, not proposed)."""
     latest = Window.partitionBy("table_name").orderBy(F.desc("silver_version"))
     nulls = F.aggregate(F.map_values("null_counts"), F.lit(0).cast("long"), lambda acc, v: acc + v)
     reasons = F.map_entries("quarantined_by_reason")
     top_reason = F.when(F.size(reasons) > 0, F.sort_array(F.transform(
         reasons, lambda e: F.struct((-e["value"]).alias("n"), e["key"].alias("reason"))))[0]["reason"])
-    return to_pandas(dq.withColumn("_n", F.row_number().over(latest)).where("_n = 1").select(
+    pdf = to_pandas(dq.withColumn("_n", F.row_number().over(latest)).where("_n = 1").select(
         "table_name", "silver_version", "as_of", "rows", nulls.alias("null_values"), "records_read",
         "duplicates_removed", "quarantined", top_reason.alias("top_quarantine_reason")).orderBy("table_name"))
+    source_of: dict[str, str] = {}
+    for name, spec in SILVER_SPECS.items():
+        source_of.setdefault(spec.table, name)
+    pdf["fix"] = [fix_for(source_of[t], r, []) if t in source_of and isinstance(r, str) else None
+                  for t, r in zip(pdf["table_name"], pdf["top_quarantine_reason"], strict=True)]
+    return pdf

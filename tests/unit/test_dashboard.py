@@ -152,11 +152,14 @@ def test_data_quality_shows_the_latest_version_per_table(spark):
         ("silver_a", 1, AS_OF, 10, {"x": 1}, 12, 1, 1, {"bad_email": 1}),
         ("silver_a", 3, AS_OF, 20, {"x": 2, "y": 3}, 25, 2, 3, {"bad_email": 1, "bad_date": 2}),
         ("silver_b", 0, AS_OF, 5, {}, 5, 0, 0, {}),
+        ("silver_order_lines", 2, AS_OF, 0, {}, 9, 0, 9, {"unparseable_order_datetime": 9}),
     ], "table_name string, silver_version bigint, as_of date, rows bigint, null_counts map<string,bigint>, "
        "records_read bigint, duplicates_removed bigint, quarantined bigint, quarantined_by_reason map<string,bigint>")
     pdf = dd.data_quality(dq)
     assert [tuple(r) for r in pdf.drop(columns="as_of").itertuples(index=False)] == [
-        ("silver_a", 3, 20, 5, 25, 2, 3, "bad_date"), ("silver_b", 0, 5, 0, 5, 0, 0, None)]
+        ("silver_a", 3, 20, 5, 25, 2, 3, "bad_date", None), ("silver_b", 0, 5, 0, 5, 0, 0, None, None),
+        ("silver_order_lines", 2, 0, 0, 9, 0, 9, "unparseable_order_datetime",
+         "add the pattern of order_datetime to sources.order_lines.timestamp_formats")]
 
 
 def test_segment_and_tier_order(spark):
