@@ -40,7 +40,10 @@ def transform_product_performance(clickstream: DataFrame, orders: DataFrame, ref
         F.count_if(sub & (F.col("subscription_status") == "Cancelled")).alias("cancelled_subscriptions"),
         F.first("product_name", ignorenulls=True).alias("_order_name"),
         F.first("category", ignorenulls=True).alias("_order_category"))
-    single = (orders.groupBy("order_id").agg(F.min("product_id").alias("_p"), F.max("product_id").alias("_q"))
+    # only the orders of refunds without a product (few: broadcast), not a shuffle of every order (10 s at 10M)
+    orphans = F.broadcast(refunds.where(F.col("product_id").isNull()).select("order_id").distinct())
+    single = (orders.join(orphans, "order_id", "left_semi")
+              .groupBy("order_id").agg(F.min("product_id").alias("_p"), F.max("product_id").alias("_q"))
               .where(F.col("_p") == F.col("_q")).select("order_id", F.col("_p").alias("_order_product")))
     refunds = (refunds.join(single, "order_id", "left")
                .withColumn("product_id", F.coalesce(F.col("product_id"), F.col("_order_product"))))
