@@ -41,7 +41,7 @@ from batch import (
 from lakehouse.config import Config
 from lakehouse.delta import ensure_table, file_stats_counts, is_missing_table, latest_version, retry
 from lakehouse.errors import C360Error
-from lakehouse.schemas import SILVER_SPECS, silver_table_schema
+from lakehouse.schemas import SILVER, SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class SilverSnapshot:
     def read(self, name: str) -> DataFrame:
         """The table at its pinned version; columns a table written by an older c360 lacks read as null (the
         stream adds them to the table when it next starts)."""
-        schema = silver_table_schema(name)
+        schema = _schema_of(name)
         if name in self.missing:
             return self.spark.createDataFrame([], schema)
         df = (self.spark.read.format("delta").option("versionAsOf", self.versions[name])
@@ -90,6 +90,10 @@ class SilverSnapshot:
         have = set(df.columns)
         lacking = [f for f in schema.fields if f.name not in have]
         return df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in lacking}) if lacking else df
+
+
+def _schema_of(table: str):
+    return next(SILVER[src] for src, spec in SILVER_SPECS.items() if spec.table == table)
 
 
 class Context:
@@ -121,25 +125,23 @@ class Context:
         df = self.read("silver_order_lines")
         return None if df.isEmpty() else df
 
-    def _with_lines(self, table: str, build) -> DataFrame:
-        """Silver ``table``, with the rows ``build`` makes of the order lines when there are any."""
-        df = self.read(table)
-        return df if self.order_lines is None else build(df, self.order_lines)
-
     @cached_property
     def transactions(self) -> DataFrame:
         """Purchases: ``silver_transactions``, and one per order of the order lines."""
-        return self._with_lines("silver_transactions", lines.transaction_rows)
+        txn = self.read("silver_transactions")
+        return txn if self.order_lines is None else lines.transaction_rows(txn, self.order_lines)
 
     @cached_property
     def orders(self) -> DataFrame:
         """Seed 001's orders: ``silver_orders``, and one row per sold order line."""
-        return self._with_lines("silver_orders", lines.order_rows)
+        orders = self.read("silver_orders")
+        return orders if self.order_lines is None else lines.order_rows(orders, self.order_lines)
 
     @cached_property
     def refunds(self) -> DataFrame:
         """``silver_refunds``, and one per returned order line."""
-        return self._with_lines("silver_refunds", lines.refund_rows)
+        refunds = self.read("silver_refunds")
+        return refunds if self.order_lines is None else lines.refund_rows(refunds, self.order_lines)
 
     @cached_property
     def purchase_summary(self) -> DataFrame:

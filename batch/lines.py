@@ -19,17 +19,23 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.schemas import silver_table_schema
+from lakehouse.schemas import SILVER
 
 ONLINE, COMPLETED, PLACED, CANCELLED = "Online", "Completed", "Placed", "Cancelled"
 
 
 def _conform(df: DataFrame, table: str) -> DataFrame:
     """``df`` with exactly the columns of silver ``table`` (its source's schema), missing ones null."""
-    schema = silver_table_schema(table)
+    schema = next(SILVER[s] for s, spec in _specs().items() if spec.table == table)
     have = set(df.columns)
     return df.select(*[(F.col(f.name) if f.name in have else F.lit(None)).cast(f.dataType).alias(f.name)
                        for f in schema.fields])
+
+
+def _specs():
+    from lakehouse.schemas import SILVER_SPECS
+
+    return SILVER_SPECS
 
 
 def _sales(lines: DataFrame) -> DataFrame:

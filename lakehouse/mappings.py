@@ -209,7 +209,7 @@ def parse_mappings(raw: Mapping[str, Any]) -> Mappings:
             if key in table:
                 kw[key] = _text(table[key], f"{where}.{key}")
         lines = SOURCES[name].line_of is not None
-        if "grain" in kw and (kw["grain"] not in GRAINS or (kw["grain"] == "lines") != lines):
+        if kw.get("grain") not in (None, *GRAINS) or (kw.get("grain") == "lines") != lines and "grain" in kw:
             raise C360Error(f"bad config value for {where}.grain: {kw['grain']!r} ("
                             + ("order_lines is always lines" if lines else
                                f"record or versions; a file of order lines maps to [sources.order_lines], not "

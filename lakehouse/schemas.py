@@ -315,11 +315,6 @@ def _silver_schema(spec: SilverSpec) -> StructType:
 
 SILVER: dict[str, StructType] = {name: _silver_schema(spec) for name, spec in SILVER_SPECS.items()}
 
-
-def silver_table_schema(table: str) -> StructType:
-    """The schema of a silver table (its first source's: the sources sharing a table share its schema)."""
-    return next(SILVER[src] for src, spec in SILVER_SPECS.items() if spec.table == table)
-
 # The fields each source's JSON value carries (all strings on the wire: the files are text).
 RAW_FIELDS: dict[str, tuple[str, ...]] = {
     name: ("event_id", *(f.raw for f in spec.fields)) for name, spec in SILVER_SPECS.items()
