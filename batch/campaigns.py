@@ -15,6 +15,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.functions import round_half_up
+
 TABLE = "gold_campaign_performance"
 DIRECT = "Direct"
 
@@ -40,12 +42,12 @@ def transform_campaign_performance(clickstream: DataFrame, insights: DataFrame) 
     return df.select(
         "campaign_source",
         F.coalesce("sessions", zero).alias("sessions"), F.coalesce("conversions", zero).alias("conversions"),
-        F.when(F.col("sessions") > 0, F.round(F.col("conversions") / F.col("sessions"), 4)).alias("conversion_rate"),
+        F.when(F.col("sessions") > 0, round_half_up(F.col("conversions") / F.col("sessions"), 4)).alias("conversion_rate"),
         F.coalesce("orders", zero).alias("orders"), F.coalesce("customers", zero).alias("customers"),
         F.coalesce("revenue", F.lit(0).cast("decimal(18,2)")).alias("revenue"),
         F.coalesce("profit", F.lit(0).cast("decimal(18,2)")).alias("profit"),
         F.when(F.col("orders") > 0, (F.col("revenue") / F.col("orders")).cast("decimal(18,2)"))
         .alias("avg_order_value"),
         F.coalesce("returns", zero).alias("returns"),
-        F.when(F.col("orders") > 0, F.round(F.col("returns") / F.col("orders"), 4)).alias("return_rate"),
+        F.when(F.col("orders") > 0, round_half_up(F.col("returns") / F.col("orders"), 4)).alias("return_rate"),
     )

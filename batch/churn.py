@@ -16,6 +16,8 @@ from datetime import date
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.functions import round_half_up
+
 TABLE = "gold_churn"
 SUMMARY_TABLE = "gold_churn_summary"
 
@@ -75,7 +77,7 @@ def transform_churn_summary(churn: DataFrame, *, never_label: str) -> DataFrame:
     )
 
     def rate(num, den):
-        return F.when(F.col(den) > 0, F.round(F.col(num) / F.col(den), 4))
+        return F.when(F.col(den) > 0, round_half_up(F.col(num) / F.col(den), 4))
 
     return agg.select(
         "*",

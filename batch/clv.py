@@ -25,6 +25,7 @@ from pyspark.sql import types as T
 
 from batch import clv_model
 from lakehouse.errors import C360Error
+from lakehouse.functions import round_half_up
 
 TABLE = "gold_customer_clv"
 MODEL_TABLE = "gold_clv_model"
@@ -84,12 +85,15 @@ def fit_and_predict(spark: SparkSession, purchase_summary: DataFrame, p: ClvPara
     ends on the earlier of ``p.as_of`` and the last purchase day (no purchase lies between the two)."""
     last_day = purchase_summary.agg(F.max(F.to_date("last_purchase_at"))).first()[0]
     end = min(p.as_of, last_day) if last_day else p.as_of
-    summary = model_summary(purchase_summary, observation_end=end, time_unit=p.time_unit).toPandas()
+    # in customer order: the fit's sums (its log-likelihood) then add up in one order whichever engine and partitions
+    # produced the rows, so both engines give the same model to the last digit
+    summary = model_summary(purchase_summary, observation_end=end, time_unit=p.time_unit).toPandas() \
+        .sort_values("customer_id", kind="stable").reset_index(drop=True)
     model = {"as_of": p.as_of, "observation_end": end, "time_unit": p.time_unit, "customers": len(summary),
              "repeat_customers": int((summary["frequency"] > 0).sum()) if len(summary) else 0}
     fit_on = summary
-    if 0 < p.fit_sample < len(summary):  # seeded and sorted first: the same silver gives the same sample
-        fit_on = summary.sort_values("customer_id").sample(p.fit_sample, random_state=42)
+    if 0 < p.fit_sample < len(summary):  # seeded, of sorted rows: the same silver gives the same sample
+        fit_on = summary.sample(p.fit_sample, random_state=42)
     model["fitted_on"] = len(fit_on)
     try:
         bg = clv_model.fit_bgnbd(fit_on["frequency"], fit_on["recency"], fit_on["T"])
@@ -120,7 +124,7 @@ def transform_clv(spend: DataFrame, predictions: DataFrame, p: ClvParams) -> Dat
             .withColumn("clv_tier", clv_tier("historical_clv", p))
             .join(predictions.select(
                 "customer_id", "frequency", "recency", F.col("T").alias("age"), "monetary", *nan_to_null,
-                F.when(~F.isnan("predicted_clv"), F.round("predicted_clv", 2).cast("decimal(18,2)"))
+                F.when(~F.isnan("predicted_clv"), round_half_up("predicted_clv", 2).cast("decimal(18,2)"))
                 .alias("predicted_clv_3yr")), "customer_id", "left"))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.functions import round_half_up
+
 TABLE = "gold_retention_cohorts"
 
 
@@ -27,4 +29,4 @@ def transform_retention_cohorts(summary: DataFrame) -> DataFrame:
     size = F.max(F.when(F.col("months_since") == 0, F.col("active_customers"))).over(Window.partitionBy("cohort_month"))
     return (counts.withColumn("cohort_size", size)
             .select("cohort_month", "months_since", "cohort_size", "active_customers",
-                    F.round(F.col("active_customers") / F.col("cohort_size"), 4).alias("retention_rate")))
+                    round_half_up(F.col("active_customers") / F.col("cohort_size"), 4).alias("retention_rate")))

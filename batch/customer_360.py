@@ -30,6 +30,8 @@ from datetime import date
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.functions import round_half_up
+
 TABLE = "gold_customer_360"
 NO_PURCHASES = "No Purchases"
 
@@ -81,7 +83,7 @@ def transform_customer_360(master: DataFrame, spend: DataFrame, loyalty: DataFra
         F.count(F.lit(1)).alias("support_tickets"),
         F.count_if("is_resolved").alias("resolved_tickets"),
         F.count_if("is_escalated").alias("escalated_tickets"),
-        F.round(F.avg("satisfaction_score"), 2).alias("avg_satisfaction"))
+        round_half_up(F.avg("satisfaction_score"), 2).alias("avg_satisfaction"))
     df = (master
           .join(spend.drop("online_orders", "instore_orders"), "customer_id", "left")
           .join(loyal, "customer_id", "left").join(acct, "customer_id", "left")
@@ -109,7 +111,7 @@ def transform_customer_360(master: DataFrame, spend: DataFrame, loyalty: DataFra
         F.coalesce("_points", "_acct_points").alias("loyalty_points"), "account_balance",
         tickets.alias("support_tickets"), F.coalesce("resolved_tickets", zero).alias("resolved_tickets"),
         F.coalesce("escalated_tickets", zero).alias("escalated_tickets"),
-        F.when(tickets > 0, F.round(F.col("resolved_tickets") / tickets, 4)).alias("resolution_rate"),
+        F.when(tickets > 0, round_half_up(F.col("resolved_tickets") / tickets, 4)).alias("resolution_rate"),
         "avg_satisfaction", "last_login_at", "days_since_last_login", "login_churn_status",
         is_active.alias("is_active"),
         F.coalesce("customer_segment", F.lit(NO_PURCHASES)).alias("customer_segment"),

@@ -32,6 +32,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from batch import dashboard_data as dd
 from lakehouse.config import Config, DashboardConfig
+from lakehouse.engine import cached, is_embedded
 from lakehouse.tables import OPS_PROGRESS
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,8 @@ class _Builder:
         if c360 is not None:
             c360 = c360.select("customer_id", "customer_name", "email", "phone", "registration_datetime",
                                "is_active", "loyalty_tier", "loyalty_points", "account_balance", "first_purchase_at",
-                               "last_login_at", "customer_segment", "as_of").cache()
+                               "last_login_at", "customer_segment", "as_of")
+            c360 = cached(c360)
             self._c360 = c360
             self.as_of = c360.select("as_of").first()[0]
         self._overview(c360, why)
@@ -249,7 +251,7 @@ class _Builder:
                      "fix": "what to change"}))
 
     def release(self) -> None:
-        if self._c360 is not None:
+        if self._c360 is not None and not is_embedded(self._c360.sparkSession):
             self._c360.unpersist()
 
     def _overview(self, c360, why) -> None:

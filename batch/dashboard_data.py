@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 
 from batch.export import mask_email, mask_phone
 from batch.rfm import SEGMENT_RULES
-from lakehouse.delta import is_missing_table
 from lakehouse.quality import fix_for
 from lakehouse.schemas import SILVER_SPECS
 
@@ -64,16 +63,10 @@ class Lake:
 
     def info(self, name: str) -> TableInfo:
         if name not in self.infos:
-            from delta.tables import DeltaTable
+            from lakehouse import lake
 
-            try:
-                row = DeltaTable.forPath(self.spark, self._path(self.root, name)).history(1) \
-                    .select("version", "timestamp").first()
-                self.infos[name] = TableInfo(name, int(row.version), row.timestamp)
-            except Exception as exc:  # noqa: BLE001 - py4j's AnalysisException
-                if not is_missing_table(exc):
-                    raise
-                self.infos[name] = TableInfo(name)
+            commit = lake.last_commit(self._path(self.root, name))
+            self.infos[name] = TableInfo(name) if commit is None else TableInfo(name, *commit)
         return self.infos[name]
 
     def table(self, name: str) -> DataFrame | None:

@@ -117,9 +117,9 @@ class DashboardServer:
     def start(self) -> DashboardServer:
         """Build the page, then serve it and refresh it in background threads."""
         if self.spark is None:
-            from lakehouse.spark import get_spark
+            from lakehouse.engine import get_session
 
-            self.spark = get_spark(self.cfg, "c360-dashboard")
+            self.spark = get_session(self.cfg, "c360-dashboard")
         self._gold_versions = self._versions(dashboard.GOLD_TABLES)
         self.rebuild_page()
         threading.Thread(target=self.httpd.serve_forever, name="dashboard-http", daemon=True).start()

@@ -22,6 +22,8 @@ from datetime import date
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.functions import round_half_up
+
 TABLE = "gold_engagement_score"
 STATUS_WEIGHT = {"Active": 1.0, "Inactive": 0.3, "Blocked": 0.0}
 
@@ -64,12 +66,12 @@ def transform_engagement(customers: DataFrame, logins_by_customer: DataFrame, p:
                "login_frequency_component": p.weight_login_frequency,
                "activity_gap_component": p.weight_activity_gap, "status_component": p.weight_status}
     df = df.select("customer_id", "status", days_registered.alias("days_since_registration"),
-                   logins.cast("long").alias("login_count"), F.round(mean_gap, 2).alias("mean_login_gap_days"),
+                   logins.cast("long").alias("login_count"), round_half_up(mean_gap, 2).alias("mean_login_gap_days"),
                    since_last.alias("days_since_last_login"),
-                   *[F.round(expr, 4).alias(name) for name, expr in components.items()])
+                   *[round_half_up(expr, 4).alias(name) for name, expr in components.items()])
     total = sum(weights.values())
     score = sum(F.col(name) * w for name, w in weights.items()) / total * 100
-    df = df.withColumn("engagement_score", F.round(score, 1))
+    df = df.withColumn("engagement_score", round_half_up(score, 1))
     band = (F.when(F.col("engagement_score") >= 70, "High").when(F.col("engagement_score") >= 40, "Medium")
             .otherwise("Low"))
     return df.withColumn("engagement_band", band)

@@ -156,10 +156,10 @@ def _rewrite_exports(spark: SparkSession, cfg: Config, tables: list[str]) -> lis
 
     written = []
     for name in tables:
-        if name not in PRODUCTS or not export.exported(spark, cfg.gold.export_dir, name):
+        if name not in PRODUCTS or not export.exported(cfg.gold.export_dir, name):
             continue
         df = spark.read.format("delta").load(table_path(cfg.lake.root, name))
-        written += export.export_table(spark, df, name, cfg.gold.export_dir, csv=cfg.gold.export_csv,
+        written += export.export_table(df, name, cfg.gold.export_dir, csv=cfg.gold.export_csv,
                                        parquet=cfg.gold.export_parquet, mask_pii=cfg.gold.mask_pii,
                                        partition_by=list(PRODUCTS[name].partition_by) or None)
     return written

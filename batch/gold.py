@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -38,8 +37,10 @@ from batch import (
     spend,
     tiers,
 )
+from lakehouse import lake
 from lakehouse.config import Config
-from lakehouse.delta import ensure_table, file_stats_counts, is_missing_table, latest_version, retry
+from lakehouse.delta import insert_new, retry
+from lakehouse.engine import Intermediates
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER, SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
@@ -67,12 +68,11 @@ class SilverSnapshot:
         self.versions: dict[str, int] = {}
         self.missing: list[str] = []
         for name in tables:
-            try:
-                self.versions[name] = latest_version(spark, table_path(lake_root, name))
-            except Exception as exc:  # noqa: BLE001 - py4j's AnalysisException
-                if not is_missing_table(exc):
-                    raise
+            version = lake.version(table_path(lake_root, name))
+            if version is None:
                 self.missing.append(name)
+            else:
+                self.versions[name] = version
         if tables and not self.versions:
             raise C360Error(f"no silver table exists in {lake_root} ({', '.join(tables[:3])}...): "
                             "run `c360 stream` first")
@@ -103,18 +103,16 @@ class Context:
         """``days``: the summaries keep each customer's purchase and login days (only daily metrics need them)."""
         self.spark, self.snap, self.cfg, self.as_of, self.b = spark, snap, cfg, as_of, cfg.business
         self.days = days
-        self._cached: list[DataFrame] = []
+        self._kept = Intermediates(spark, cfg)
 
     def read(self, name: str) -> DataFrame:
         return self.snap.read(name)
 
-    def _keep(self, df: DataFrame) -> DataFrame:
-        self._cached.append(df.cache())
-        return df
+    def _keep(self, df: DataFrame, name: str) -> DataFrame:
+        return self._kept.keep(df, name)
 
     def release(self) -> None:
-        for df in self._cached:
-            df.unpersist()
+        self._kept.release()
 
     @cached_property
     def order_lines(self) -> DataFrame | None:
@@ -147,12 +145,12 @@ class Context:
     def purchase_summary(self) -> DataFrame:
         """Purchases per customer (spend, the CLV model's summary, cohort months): one shuffle of the biggest
         table most gold tables need, instead of one per table."""
-        return self._keep(spend.purchase_summary(self.transactions, observation_end=self.as_of, days=self.days))
+        return self._keep(spend.purchase_summary(self.transactions, observation_end=self.as_of, days=self.days), "purchase_summary")
 
     @cached_property
     def spend(self) -> DataFrame:
         return self._keep(spend.customer_spend(self.purchase_summary, self.refunds,
-                                               as_of=self.as_of, omnichannel_min_share=self.b.omnichannel_min_share))
+                                               as_of=self.as_of, omnichannel_min_share=self.b.omnichannel_min_share), "spend")
 
     @cached_property
     def activity_params(self) -> activity.ActivityParams:
@@ -166,16 +164,16 @@ class Context:
     def login_summary(self) -> DataFrame:
         """Logins per customer (activity and engagement): one pass over the login stream for both."""
         return self._keep(activity.login_summary(self.read("silver_logins"), self.activity_params,
-                                                           days=self.days))
+                                                           days=self.days), "login_summary")
 
     @cached_property
     def activity(self) -> DataFrame:
         return self._keep(activity.transform_customer_activity(
-            self.read("silver_customers"), self.login_summary, params=self.activity_params))
+            self.read("silver_customers"), self.login_summary, params=self.activity_params), "activity")
 
     @cached_property
     def rfm(self) -> DataFrame:
-        return self._keep(rfm.transform_rfm(self.spend))
+        return self._keep(rfm.transform_rfm(self.spend), "rfm")
 
     @cached_property
     def clv_params(self) -> clv.ClvParams:
@@ -190,7 +188,7 @@ class Context:
 
     @cached_property
     def clv(self) -> DataFrame:
-        return self._keep(clv.transform_clv(self.spend, self.clv_fit[0], self.clv_params))
+        return self._keep(clv.transform_clv(self.spend, self.clv_fit[0], self.clv_params), "clv")
 
     @cached_property
     def engagement(self) -> DataFrame:
@@ -202,12 +200,12 @@ class Context:
             logins_per_month_target=b.engagement_logins_per_month_target,
             registration_horizon_days=b.engagement_registration_horizon_days, churned_days=b.churn_churned_days)
         return self._keep(engagement.transform_engagement(self.read("silver_customers"), self.login_summary,
-                                                          params))
+                                                          params), "engagement")
 
     @cached_property
     def churn(self) -> DataFrame:
         return self._keep(churn.transform_churn(self.activity, self.orders, self.spend,
-                                                as_of=self.as_of, purchase_churn_days=self.b.purchase_churn_days))
+                                                as_of=self.as_of, purchase_churn_days=self.b.purchase_churn_days), "churn")
 
 
 def _customer_360(ctx: Context) -> DataFrame:
@@ -269,12 +267,8 @@ PRODUCTS: dict[str, Product] = {
 
 
 def _optional(spark: SparkSession, path: str) -> DataFrame | None:
-    try:
-        return spark.read.format("delta").load(path)
-    except Exception as exc:  # noqa: BLE001
-        if is_missing_table(exc):
-            return None
-        raise
+    version = lake.version(path)
+    return None if version is None else spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
 def _data_quality(ctx: Context) -> DataFrame:
@@ -282,15 +276,13 @@ def _data_quality(ctx: Context) -> DataFrame:
     tables = {name: (ctx.snap.versions.get(name, -1), ctx.read(name)) for name in SILVER_TABLES}
     return quality.transform_data_quality(ctx.spark, tables, _optional(ctx.spark, table_path(root, OPS_BATCHES)),
                                           _optional(ctx.spark, table_path(root, QUARANTINE)), ctx.as_of,
-                                          stats=lambda name, v: file_stats_counts(ctx.spark, table_path(root, name), v))
+                                          stats=lambda name, v: lake.file_stats_counts(table_path(root, name), v))
 
 
 def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_by: tuple[str, ...]) -> None:
     if name == quality.TABLE:  # a history: one row per silver table and version (MERGE keeps reruns idempotent)
-        ensure_table(spark, path, quality.SCHEMA)
-        cond = " AND ".join(f"t.{k} = s.{k}" for k in quality.KEY)
-        retry(lambda: DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond)
-              .whenNotMatchedInsertAll().execute(), what=path)
+        lake.create_table(path, quality.SCHEMA)
+        insert_new(spark, df, path, quality.KEY)
         return
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
@@ -301,7 +293,8 @@ def _write(spark: SparkSession, name: str, df: DataFrame, path: str, partition_b
 def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None,
         exports: bool = True) -> list[GoldResult]:
     """Refresh the gold tables (all, or ``only`` these) and their exports."""
-    from lakehouse.spark import auto_driver_memory, get_spark, resolve_accelerator
+    from lakehouse import engine
+    from lakehouse.spark import auto_driver_memory, resolve_accelerator
 
     names = only or list(PRODUCTS)
     unknown = [n for n in names if n not in PRODUCTS]
@@ -312,7 +305,7 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
     if cfg.spark.master.startswith("local"):
         memory = cfg.gold.driver_memory
         cfg = cfg.replace("spark", driver_memory=auto_driver_memory() if memory == "auto" else memory)
-    spark = get_spark(cfg, "c360-gold", accelerator=cfg.gold.accelerator)
+    spark = engine.get_session(cfg, "c360-gold", accelerator=cfg.gold.accelerator)
     needed = sorted({t for n in names for t in PRODUCTS[n].silver})
     snap = SilverSnapshot(spark, cfg.lake.root, needed)
     log.info("gold refresh as of %s from silver versions %s", as_of, snap.versions)
@@ -328,7 +321,7 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
             rows = table.count()
             written = []
             if exports and (cfg.gold.export_csv or cfg.gold.export_parquet):
-                written = export.export_table(spark, table, name, cfg.gold.export_dir, csv=cfg.gold.export_csv,
+                written = export.export_table(table, name, cfg.gold.export_dir, csv=cfg.gold.export_csv,
                                               parquet=cfg.gold.export_parquet, mask_pii=cfg.gold.mask_pii,
                                               partition_by=list(product.partition_by) or None)
             results.append(GoldResult(name, rows, time.monotonic() - started, path, written))
@@ -342,11 +335,11 @@ def quality_lines(cfg: Config) -> list[str]:
     """What the lake's silver left out, per source (since the lake began: ``ops_stream_batches`` and
     ``silver_quarantine``): records quarantined, with the top reasons and the fix, and records kept with values
     outside an open vocabulary. ``c360 gold`` ends with them, so partial gold is never read without knowing why."""
+    from lakehouse.engine import get_session
     from lakehouse.quality import RunQuality
-    from lakehouse.spark import get_spark
     from streaming.ingest import REASON_SAMPLES
 
-    spark = get_spark(cfg, "c360-gold")
+    spark = get_session(cfg, "c360-gold")
     ops = _optional(spark, table_path(cfg.lake.root, OPS_BATCHES))
     if ops is None:
         return []
@@ -368,6 +361,6 @@ def quality_lines(cfg: Config) -> list[str]:
 def refresh_dashboard(cfg: Config):
     """Rewrite the dashboard (``dashboard.file``) after a refresh, in the refresh's Spark session."""
     from batch import dashboard
-    from lakehouse.spark import get_spark
+    from lakehouse.engine import get_session
 
-    return dashboard.write(get_spark(cfg, "c360-gold"), cfg)
+    return dashboard.write(get_session(cfg, "c360-gold"), cfg)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.functions import round_half_up
+
 TABLE = "gold_product_performance"
 
 
@@ -61,8 +63,8 @@ def transform_product_performance(clickstream: DataFrame, orders: DataFrame, ref
         F.coalesce(df["category"], F.col("_order_category")).alias("category"), "brand", "price",
         *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in counts],
         F.coalesce("revenue", zero).alias("revenue"), F.coalesce("refunded_amount", zero).alias("refunded_amount"),
-        F.when(F.col("orders") > 0, F.round(F.coalesce("refunds", F.lit(0)) / F.col("orders"), 4))
+        F.when(F.col("orders") > 0, round_half_up(F.coalesce("refunds", F.lit(0)) / F.col("orders"), 4))
         .alias("refund_rate"),
-        F.when(F.col("page_views") > 0, F.round(F.col("orders") / F.col("page_views"), 4))
+        F.when(F.col("page_views") > 0, round_half_up(F.col("orders") / F.col("page_views"), 4))
         .alias("view_to_order_rate"),
     )

@@ -13,6 +13,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from lakehouse.config import BATCH_ENGINES as ENGINES
 from lakehouse.config import GOLD_ACCELERATORS
 from lakehouse.errors import C360Error, check_writable, error_text, storage_error
 from lakehouse.quality import RunQuality
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     gold.add_argument("--accelerator", choices=list(GOLD_ACCELERATORS),
                       help="run on Spark's own engine, on Apache DataFusion Comet's native one, or on Comet where it "
                            "runs (auto) (default: gold.accelerator)")
+    gold.add_argument("--engine", choices=list(ENGINES), help=ENGINE_HELP)
 
     dash = cmd("dashboard", "write the dashboard (one self-contained HTML file), or serve it on localhost")
     where = dash.add_mutually_exclusive_group()
@@ -164,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--refresh", type=_positive_float, metavar="SECONDS",
                       help="--serve: how often the streaming views refresh (default dashboard.refresh_seconds)")
     dash.add_argument("--no-mask", action="store_true", help="show emails and phones unmasked (PII!)")
+    dash.add_argument("--engine", choices=list(ENGINES), help=ENGINE_HELP)
 
     clv = cmd("clv", "the CLV model on its own (BG/NBD + Gamma-Gamma)")
     clv.add_argument("action", choices=["fit"], help="fit: fit both models to a transaction file, print JSON")
@@ -202,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+ENGINE_HELP = ("embedded: Sail, in this process, no JVM (fast on one machine); spark: Apache Spark (a cluster's); "
+               "auto: embedded with a local master, else Spark (default: batch.engine)")
+
+
 def load_config(args: argparse.Namespace):
     from lakehouse import config
 
@@ -213,6 +220,8 @@ def load_config(args: argparse.Namespace):
     }
     if getattr(args, "trigger", None):
         overrides["stream"] = {"trigger_interval": args.trigger}
+    if args.command in ("gold", "dashboard"):
+        overrides["batch"] = {"engine": args.engine}
     if args.command == "gold":
         overrides["gold"] = {"export_dir": args.exports, "mask_pii": False if args.no_mask else None,
                              "driver_memory": args.driver_memory, "accelerator": args.accelerator}
@@ -361,10 +370,10 @@ def run_command(args: argparse.Namespace) -> int:
 
             return dashboard_serve.serve(cfg)
         from batch import dashboard
-        from lakehouse.spark import get_spark
+        from lakehouse.engine import get_session
 
         started = time.monotonic()
-        out = dashboard.write(get_spark(cfg, "c360-dashboard"), cfg)
+        out = dashboard.write(get_session(cfg, "c360-dashboard"), cfg)
         print(f"dashboard written in {time.monotonic() - started:.1f}s: {out.resolve()} "
               "(open it in a browser; it works offline)")
         return 0

@@ -56,6 +56,7 @@ SPARK_KEYS_OWNED_LOCAL = {"spark.driver.bindAddress": "set spark.bind_address",
 # spark.conf's type: Spark settings as (key, value) pairs, sorted (the configuration is frozen)
 Settings = tuple[tuple[str, str], ...]
 # gold.accelerator: Spark's own engine, Apache DataFusion Comet's native one, or Comet where it runs (Linux x86_64/aarch64)
+BATCH_ENGINES = ("auto", "embedded", "spark")
 GOLD_ACCELERATORS = ("none", "comet", "auto")
 
 
@@ -181,6 +182,12 @@ class GoldConfig:
 
 
 @dataclass(frozen=True)
+class BatchConfig:
+    engine: str  # auto | embedded | spark (lakehouse/engine.py)
+    embedded_memory: str  # auto or a size: the embedded engine's memory pool
+
+
+@dataclass(frozen=True)
 class DashboardConfig:
     file: str
     refresh_after_gold: bool
@@ -202,6 +209,7 @@ class Config:
     stream: StreamConfig
     business: BusinessConfig
     gold: GoldConfig
+    batch: BatchConfig
     dashboard: DashboardConfig
     # [sources.<source>]: the user's source mappings (lakehouse/mappings.py); the built-in ones are implicit
     sources: Mappings = ()
@@ -218,6 +226,7 @@ _SECTIONS: dict[str, type] = {
     "stream": StreamConfig,
     "business": BusinessConfig,
     "gold": GoldConfig,
+    "batch": BatchConfig,
     "dashboard": DashboardConfig,
 }
 
@@ -363,6 +372,9 @@ def _validate(cfg: Config) -> None:
         (cfg.gold.accelerator in GOLD_ACCELERATORS, "gold.accelerator must be none, comet or auto"),
         (cfg.gold.accelerator_memory == "auto" or _is_memory(cfg.gold.accelerator_memory),
          "gold.accelerator_memory must be auto or a size like '4g' or '512m'"),
+        (cfg.batch.engine in BATCH_ENGINES, "batch.engine must be auto, embedded or spark"),
+        (cfg.batch.embedded_memory == "auto" or _is_memory(cfg.batch.embedded_memory),
+         "batch.embedded_memory must be auto or a size like '8g' or '512m'"),
         (bool(cfg.lake.root), "lake.root must not be empty"),
         (bool(cfg.dashboard.file), "dashboard.file must not be empty"),
         (bool(cfg.dashboard.host), "dashboard.host must not be empty"),

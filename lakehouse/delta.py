@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StructType
+from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,47 +197,6 @@ def short_vacuum_retention(spark: SparkSession, hours: int) -> Iterator[None]:
         spark.conf.unset(key)
 
 
-def latest_version(spark: SparkSession, path: str) -> int:
-    """The current version of a Delta table (a snapshot to read consistently with ``versionAsOf``)."""
-    from delta.tables import DeltaTable
-
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
-
-
-def file_stats_counts(spark: SparkSession, path: str, version: int) -> tuple[int, dict[str, int | None]] | None:
-    """Rows and nulls per column of a Delta table at ``version``, from the per-file statistics Delta keeps in its
-    log (``numRecords``, ``nullCount``): no data file is read.
-
-    None when the statistics cannot answer for the rows: a file without them (written with statistics off), or
-    with a deletion vector (its counts include the rows it deletes). A column that some file has no null count
-    for maps to None: Delta counts only the first ``delta.dataSkippingNumIndexedCols`` (32) columns and no maps or
-    arrays, and files written before a column was added hold none for it. Read through Delta's snapshot API (no
-    public API gives file statistics); when that fails (another Delta version), None too.
-    """
-    from py4j.protocol import Py4JError
-
-    try:
-        delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
-        defaults = [getattr(delta_log, f"getSnapshotAt$default${i}")() for i in (2, 3, 4)]
-        files = DataFrame(delta_log.getSnapshotAt(version, *defaults).withStats(), spark)
-        counted = files.schema["stats"].dataType["nullCount"].dataType
-    except (Py4JError, KeyError) as exc:
-        log.info("no file statistics for %s at version %d (%s): counting by a scan", path, version,
-                 (str(exc).splitlines() or [""])[0][:200])
-        return None
-    cols = [f.name for f in counted.fields if isinstance(f.dataType, LongType)]  # (a struct column: nested counts)
-    row = files.agg(
-        F.count_if(F.col("stats.numRecords").isNull() | F.col("deletionVector").isNotNull()).alias("unusable"),
-        F.sum("stats.numRecords").alias("rows"),
-        *[F.sum(f"stats.nullCount.`{c}`").alias(f"n{i}") for i, c in enumerate(cols)],
-        *[F.count_if(F.col(f"stats.nullCount.`{c}`").isNull()).alias(f"m{i}") for i, c in enumerate(cols)],
-    ).first()
-    if row["unusable"]:
-        return None
-    return int(row["rows"] or 0), {c: (int(row[f"n{i}"] or 0) if not row[f"m{i}"] else None)
-                                   for i, c in enumerate(cols)}
-
-
 def is_missing_table(exc: BaseException) -> bool:
     """True when ``exc`` says the path holds no Delta table (yet)."""
     text = str(exc)
@@ -270,3 +228,20 @@ def retry(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay_s: fl
             log.warning("write conflict on %s (attempt %d/%d), retrying in %.1fs", what, attempt, attempts, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def insert_new(spark: SparkSession, df: DataFrame, path: str, keys: tuple[str, ...] | list[str]) -> None:
+    """Insert the rows of ``df`` whose ``keys`` the Delta table at ``path`` does not hold yet: a rerun inserts
+    nothing twice. SQL ``MERGE INTO``, which Spark and the embedded engine both run (Delta-Spark's
+    ``DeltaTable.merge`` is the JVM's only); conflicts retried."""
+    import uuid
+
+    view = f"c360_new_rows_{uuid.uuid4().hex[:12]}"
+    df.createOrReplaceTempView(view)
+    cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    location = path.replace("`", "``")
+    try:
+        retry(lambda: spark.sql(f"MERGE INTO delta.`{location}` AS t USING {view} AS s ON {cond} "
+                                "WHEN NOT MATCHED THEN INSERT *").collect(), what=f"merge into {path}")
+    finally:
+        spark.catalog.dropTempView(view)

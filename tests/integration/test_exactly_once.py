@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.delta import append_idempotent, commit_metadata, latest_version, txn_tag
+from lakehouse import lake
+from lakehouse.delta import append_idempotent, commit_metadata, txn_tag
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
 from streaming.ingest import IngestRun, ensure_tables, process_batch, source_target
 from tests.unit.test_transforms import customer, kafka_rows
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def _versions(spark, cfg, names):
-    return {n: latest_version(spark, table_path(cfg.lake.root, n)) for n in names}
+    return {n: lake.version(table_path(cfg.lake.root, n)) for n in names}
 
 
 def _appends(path):

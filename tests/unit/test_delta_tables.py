@@ -1,6 +1,6 @@
 """ensure_table: an interrupted creation does not block the next start; an older table gains new columns.
-QueryRun: only the first batch of a query's run checks for an earlier commit. file_stats_counts: rows and nulls
-from Delta's file statistics, and None where they cannot answer. ensure_tables: every table the ingest writes,
+QueryRun: only the first batch of a query's run checks for an earlier commit. lake.file_stats_counts (delta-rs):
+rows and nulls from the file statistics Delta-Spark wrote, and None where they cannot answer. ensure_tables: every table the ingest writes,
 created a few at a time."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from batch.quality import null_counts
 from lakehouse import schemas
-from lakehouse.delta import QueryRun, ensure_table, file_stats_counts, latest_version
+from lakehouse import lake
+from lakehouse.delta import QueryRun, ensure_table
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
 from streaming.ingest import ensure_tables
 
@@ -70,8 +71,8 @@ def test_file_statistics_give_the_rows_and_nulls_of_the_version_asked(spark, tmp
     path = str(tmp_path / "t")
     spark.createDataFrame([("A", None, 1.0), ("B", "b@x", None)], ROWS).write.format("delta").save(path)
     spark.createDataFrame([("C", None, None), (None, "d@x", 4.0)], ROWS).write.format("delta").mode("append").save(path)
-    assert file_stats_counts(spark, path, 0) == (2, {"id": 0, "email": 1, "amount": 1})
-    assert file_stats_counts(spark, path, 1) == (4, {"id": 1, "email": 2, "amount": 2}) == _scan(spark, path, 1)
+    assert lake.file_stats_counts(path, 0) == (2, {"id": 0, "email": 1, "amount": 1})
+    assert lake.file_stats_counts(path, 1) == (4, {"id": 1, "email": 2, "amount": 2}) == _scan(spark, path, 1)
 
 
 def test_columns_without_statistics_are_left_to_the_scan(spark, tmp_path):
@@ -79,7 +80,7 @@ def test_columns_without_statistics_are_left_to_the_scan(spark, tmp_path):
     spark.createDataFrame([], ROWS).write.format("delta").save(path)
     spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.dataSkippingNumIndexedCols' = '1')")
     spark.createDataFrame([(None, None, 1.0), ("B", None, None)], ROWS).write.format("delta").mode("append").save(path)
-    stats = file_stats_counts(spark, path, 2)
+    stats = lake.file_stats_counts(path, 2)
     assert stats == (2, {"id": 1})  # only the first column is counted
     assert null_counts(spark.read.format("delta").load(path), stats) == (2, {"id": 1, "email": 2, "amount": 1})
     # what the statistics say is taken as it is (not scanned again); only the columns they leave open are scanned
@@ -94,8 +95,8 @@ def test_files_with_deletion_vectors_or_without_statistics_leave_the_counts_to_t
     spark.sql(f"DELETE FROM delta.`{dv}` WHERE id = 'A'")
     metrics = DeltaTable.forPath(spark, dv).history(1).first()["operationMetrics"]
     assert metrics["numDeletionVectorsAdded"] == "1"  # the file stays, its row marked deleted
-    assert file_stats_counts(spark, dv, 0) == (3, {"id": 0, "email": 2, "amount": 1})
-    assert file_stats_counts(spark, dv, 1) is None  # the file's counts include the deleted row
+    assert lake.file_stats_counts(dv, 0) == (3, {"id": 0, "email": 2, "amount": 1})
+    assert lake.file_stats_counts(dv, 1) is None  # the file's counts include the deleted row
     assert _scan(spark, dv, 1) == (2, {"id": 0, "email": 1, "amount": 1})
 
     bare = str(tmp_path / "bare")
@@ -104,8 +105,8 @@ def test_files_with_deletion_vectors_or_without_statistics_leave_the_counts_to_t
         spark.createDataFrame([("A", None, 1.0)], ROWS).write.format("delta").save(bare)
     finally:
         spark.conf.unset("spark.databricks.delta.stats.collect")
-    assert file_stats_counts(spark, bare, 0) is None
-    assert file_stats_counts(spark, str(tmp_path / "nothing"), 0) is None  # no table: the scan says why
+    assert lake.file_stats_counts(bare, 0) is None
+    assert lake.file_stats_counts(str(tmp_path / "nothing"), 0) is None  # no table
 
 
 def test_the_ingest_tables_are_created_once_and_a_shared_silver_table_holds_every_sources_columns(spark, tmp_path):
@@ -114,8 +115,8 @@ def test_the_ingest_tables_are_created_once_and_a_shared_silver_table_holds_ever
     ensure_tables(spark, root, sources)
     tables = [QUARANTINE, OPS_BATCHES, "silver_customers", "silver_transactions", *(f"bronze_{s}" for s in sources)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(tables)
-    versions = {t: latest_version(spark, table_path(root, t)) for t in tables}
+    versions = {t: lake.version(table_path(root, t)) for t in tables}
     columns = set(spark.read.format("delta").load(table_path(root, "silver_transactions")).columns)
     assert {f.name for s in sources[1:] for f in schemas.SILVER[s].fields} <= columns
     ensure_tables(spark, root, sources)  # a restart: nothing to create or add
-    assert {t: latest_version(spark, table_path(root, t)) for t in tables} == versions
+    assert {t: lake.version(table_path(root, t)) for t in tables} == versions

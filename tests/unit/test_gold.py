@@ -292,8 +292,8 @@ def test_csv_export_is_what_one_spark_task_would_write(spark, tmp_path):
              d(i / 3), ["Gold", "Silver", "Bronze", "a/b c"][i % 4], {"k": i}) for i in range(40)]
     df = spark.createDataFrame(rows, "id int, `customer name` string, note string, at timestamp, "
                                      "spend decimal(18,2), tier string, extra map<string,int>").repartition(3, "id")
-    export_table(spark, df, "t", str(tmp_path / "out"), parquet=False, mask_pii=False)
-    export_table(spark, df, "p", str(tmp_path / "out"), parquet=False, mask_pii=False, partition_by=["tier"])
+    export_table(df, "t", str(tmp_path / "out"), parquet=False, mask_pii=False)
+    export_table(df, "p", str(tmp_path / "out"), parquet=False, mask_pii=False, partition_by=["tier"])
     flat = df.withColumn("extra", F.to_json("extra"))
     options = {"header": True, "timestampFormat": "yyyy-MM-dd HH:mm:ss", "escape": '"', "emptyValue": ""}
 

@@ -1,0 +1,208 @@
+"""Which engine runs c360's batch work, and the session it runs in.
+
+c360's batch transforms (gold, the dashboard, exports, the CLV fit) are PySpark DataFrame code, and two engines run
+that code unchanged:
+
+- ``embedded``: Sail (PyPI ``pysail``), a Rust engine on Apache DataFusion that speaks Spark Connect. Its server
+  starts inside this Python process in well under a second and the same DataFrame code reaches it through
+  ``SparkSession.builder.remote(...)``. On one machine most of a small Spark run is the JVM's start and per-job
+  overhead; Sail has neither (docs/performance.md, "Two engines").
+- ``spark``: Apache Spark (:func:`lakehouse.spark.get_spark`), for clusters, and for the stream, which stays on
+  Spark Structured Streaming.
+
+``auto`` is embedded with a local master (``spark.master = local[*]``) and Spark with any other: a cluster.
+
+One Python process runs one of the two: PySpark picks the Spark Connect or the classic implementation of its
+functions (``F.col``...) for the whole process once a Connect session exists. So a process that already runs a
+classic Spark session (the stream before ``c360 demo``'s gold, the test suite) keeps it for its batch work under
+``auto`` (:func:`release_spark` lets it go first); asking for ``embedded`` there is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from lakehouse import scratch
+from lakehouse.config import Config
+from lakehouse.errors import C360Error
+
+log = logging.getLogger(__name__)
+
+# Sail's settings are read from the environment when its server starts (docs.lakesail.com, "Configuration")
+_SAIL_ENV = "SAIL_"
+
+_server = None  # the embedded engine's server of this process, started once
+_folder: list[Path | None] = []  # this process's scratch folder, claimed once
+
+
+def resolve(cfg: Config) -> str:
+    """``batch.engine`` as this process will run it: ``embedded`` or ``spark``."""
+    name = cfg.batch.engine
+    if name == "auto":
+        if not cfg.spark.master.startswith("local"):
+            return "spark"
+        return "spark" if _classic_session() is not None else "embedded"
+    return name
+
+
+def _classic_session():
+    """The classic (JVM) SparkSession this process runs, if any."""
+    from pyspark.sql import SparkSession
+
+    if os.environ.get("SPARK_CONNECT_MODE_ENABLED"):
+        return None
+    return SparkSession.getActiveSession()
+
+
+def auto_memory(total_bytes: int | None = None) -> int:
+    """The embedded engine's memory pool for ``batch.embedded_memory = "auto"``: half the machine's memory (or its
+    container's limit), at least 1 GiB. The pool bounds what its operators hold (hash tables, sorts); beyond it they
+    spill to the scratch folder."""
+    from lakehouse.spark import machine_memory_bytes
+
+    total = machine_memory_bytes() if total_bytes is None else total_bytes
+    return max(2**30, total // 2)
+
+
+def parse_size(text: str) -> int:
+    """``4g``, ``512m``, ``2048k`` or a number of bytes, as bytes."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    value = text.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        return int(float(value[:-1]) * units[value[-1]]) if value[-1:] in units else int(value)
+    except ValueError:
+        raise C360Error(f"batch.embedded_memory: {text!r} is not a size (e.g. 8g, 512m, or auto)") from None
+
+
+def sail_env(memory_bytes: int, spill_dir: str, parallelism: int | None = None) -> dict[str, str]:
+    """The environment Sail's server starts with (pure: inspected by the tests): a fair memory pool of
+    ``memory_bytes`` (no single operator takes it all; Sail's default pool is unbounded), temporary (spill) files in
+    ``spill_dir``, and ``parallelism`` partitions per query (default: the machine's cores)."""
+    env = {"SAIL_RUNTIME__MEMORY_POOL__TYPE": "fair",
+           "SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE": str(memory_bytes),
+           "SAIL_RUNTIME__TEMPORARY_FILES__PATHS": f'["{spill_dir}"]' if spill_dir else "[]"}
+    if parallelism:
+        env["SAIL_EXECUTION__DEFAULT_PARALLELISM"] = str(parallelism)
+    return env
+
+
+def scratch_folder(cfg: Config) -> Path | None:
+    """This process's scratch folder for the embedded engine (:mod:`lakehouse.scratch`: removed once the process is
+    gone, however it ends), or None where it cannot have one."""
+    if not _folder:
+        try:
+            _folder.append(scratch.claim(scratch.root_for(cfg.spark.scratch_dir, cfg.lake.state_dir)))
+        except OSError as exc:
+            log.warning("no scratch folder of c360's own (%s): the system's temporary folder is used", exc)
+            _folder.append(None)
+    return _folder[0]
+
+
+def _start_server(cfg: Config):
+    global _server
+    if _server is not None:
+        return _server
+    try:
+        from pysail.spark import SparkConnectServer
+    except ImportError as exc:
+        raise C360Error(f"the embedded engine (pysail) is not installed ({exc}): run `make setup`, or set "
+                        "batch.engine = \"spark\"") from None
+    memory = cfg.batch.embedded_memory
+    folder = scratch_folder(cfg)
+    spill = str(folder / "embedded-spill") if folder else ""
+    if spill:
+        Path(spill).mkdir(parents=True, exist_ok=True)
+    env = sail_env(auto_memory() if memory == "auto" else parse_size(memory), spill)
+    for key, value in env.items():
+        os.environ.setdefault(key, value)  # a SAIL_* variable the user set wins
+    # Sail logs every request at INFO and every no-op (persist, hints) at WARN on stderr; c360 says what matters
+    os.environ.setdefault("RUST_LOG", "debug" if log.isEnabledFor(logging.DEBUG) else "error")
+    try:
+        server = SparkConnectServer(cfg.spark.bind_address, 0)
+        server.start(background=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the native server raises
+        raise C360Error(f"the embedded engine (Sail) could not start: {str(exc).splitlines()[0][:300]}; set "
+                        "batch.engine = \"spark\" to run on Spark instead") from None
+    log.info("embedded engine (Sail) on %s:%s, memory pool %s, spill folder %s", *server.listening_address,
+             os.environ["SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE"], spill or "the system's")
+    _server = server
+    return server
+
+
+def get_session(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
+    """The session for batch work on :func:`resolve`'s engine: a Spark Connect session on the embedded engine, or
+    :func:`lakehouse.spark.get_spark`'s (``accelerator``: Comet, Spark only)."""
+    engine = resolve(cfg)
+    if engine == "spark":
+        from lakehouse.spark import get_spark
+
+        return get_spark(cfg, app_name, accelerator=accelerator)
+    if _classic_session() is not None:
+        raise C360Error("batch.engine = \"embedded\", but this process already runs Spark: set batch.engine to "
+                        "auto or spark")
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    host, port = _start_server(cfg).listening_address
+    spark = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", cfg.spark.timezone)
+    return spark
+
+
+def is_embedded(spark) -> bool:
+    """Whether ``spark`` is a Spark Connect session (the embedded engine's)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def cached(df):
+    """``df``, cached where the engine has a cache (Spark); as it is on the embedded engine, which has none and reads
+    a table again quickly (:class:`Intermediates` is for results that are costly to compute)."""
+    return df if is_embedded(df.sparkSession) else df.cache()
+
+
+def release_spark() -> None:
+    """Stop this process's classic Spark session, if any, so that its next batch session can be the embedded
+    engine's (``c360 demo``: the stream, then gold)."""
+    session = _classic_session()
+    if session is not None:
+        session.stop()
+
+
+class Intermediates:
+    """Results that several tables of one run read (a refresh's purchase and activity summaries...), computed once.
+
+    Spark caches them (``cache()``: kept in memory, on disk beyond it, as the first job computes them). The
+    embedded engine has no cache (Sail's ``persist()`` does nothing), so every table would compute them again from
+    silver: there each is written once to Parquet in the process's scratch folder and read back from there."""
+
+    def __init__(self, spark, cfg: Config):
+        self.spark = spark
+        self._cached: list = []
+        self._folder: Path | None = None
+        if is_embedded(spark):
+            import tempfile
+
+            base = scratch_folder(cfg)
+            self._folder = Path(tempfile.mkdtemp(prefix="intermediates-", dir=base))
+
+    def keep(self, df, name: str):
+        """``df``, computed once: cached, or written to the scratch folder and read from there."""
+        if self._folder is None:
+            self._cached.append(df.cache())
+            return df
+        path = str(self._folder / name)
+        df.write.mode("overwrite").parquet(path)
+        return self.spark.read.parquet(path)
+
+    def release(self) -> None:
+        for df in self._cached:
+            df.unpersist()
+        self._cached.clear()
+        if self._folder is not None:
+            import shutil
+
+            shutil.rmtree(self._folder, ignore_errors=True)
