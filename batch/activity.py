@@ -15,6 +15,8 @@ from datetime import date
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.functions import days_between
+
 TABLE = "gold_customer_activity"
 HOURS_TABLE = "gold_registrations_by_hour"
 SUMMARY_TABLE = "gold_activity_summary"
@@ -54,7 +56,8 @@ def login_summary(logins: DataFrame, params: ActivityParams, *, days: bool = Tru
         F.min("login_datetime").alias("first_login_event"),
         F.max("login_datetime").alias("latest_login_event"),
         F.count_if(F.date_format("login_datetime", "yyyy-MM") == params.report_month).alias("month_logins"),
-        *([F.collect_set(F.to_date("login_datetime")).alias("login_days")] if days else []),
+        # array_distinct(collect_list): collect_set's result, and 20x faster on the embedded engine
+        *([F.array_distinct(F.collect_list(F.to_date("login_datetime"))).alias("login_days")] if days else []),
     )
 
 
@@ -79,7 +82,7 @@ def transform_customer_activity(customers: DataFrame, logins_by_customer: DataFr
     df = customers.join(per_customer, "customer_id", "left")
     last_login = F.greatest(F.col("last_login_datetime"), F.col("latest_login_event"))
     df = df.withColumn("last_login_at", last_login)
-    days_since = F.datediff(F.lit(params.as_of), F.to_date("last_login_at"))
+    days_since = days_between(F.lit(params.as_of), F.to_date("last_login_at"))
     churn = (F.when(F.col("last_login_at").isNull(), F.lit(params.never_label))
              .when(days_since < params.at_risk_days, F.lit("Active"))
              .when(days_since < params.churned_days, F.lit("At Risk"))
@@ -99,7 +102,7 @@ def transform_customer_activity(customers: DataFrame, logins_by_customer: DataFr
         F.col("last_login_at").isNull().alias("never_logged_in"),
         F.coalesce(F.date_format("last_login_at", "yyyy-MM-dd HH:mm:ss"), F.lit(params.never_label))
         .alias("last_login_label"),
-        F.datediff(F.to_date("last_login_at"), F.to_date("registration_datetime"))
+        days_between(F.to_date("last_login_at"), F.to_date("registration_datetime"))
         .alias("days_registration_to_last_login"),
         F.coalesce("login_count", F.lit(0)).cast("long").alias("login_count"),
         F.coalesce("evening_login_count", F.lit(0)).cast("long").alias("evening_login_count"),

@@ -25,7 +25,7 @@ from pyspark.sql import types as T
 
 from batch import clv_model
 from lakehouse.errors import C360Error
-from lakehouse.functions import round_half_up
+from lakehouse.functions import days_between, round_half_up
 
 TABLE = "gold_customer_clv"
 MODEL_TABLE = "gold_clv_model"
@@ -62,8 +62,8 @@ def model_summary(summary: DataFrame, *, observation_end: date, time_unit: str) 
     return summary.where(F.col("obs_days") > 0).select(
         "customer_id",
         frequency.alias("frequency"),
-        (F.datediff("obs_last_day", "obs_first_day") / unit).cast("double").alias("recency"),
-        (F.datediff(F.lit(observation_end), "obs_first_day") / unit).cast("double").alias("T"),
+        (days_between("obs_last_day", "obs_first_day") / unit).cast("double").alias("recency"),
+        (days_between(F.lit(observation_end), "obs_first_day") / unit).cast("double").alias("T"),
         F.when(frequency > 0, (F.col("obs_total") - F.col("obs_first_amount")).cast("double") / frequency)
         .otherwise(0.0).cast("double").alias("monetary"),
     )

@@ -18,6 +18,8 @@ from pyspark.sql import functions as F
 
 from batch.export import mask_email, mask_phone
 from batch.rfm import SEGMENT_RULES
+from lakehouse.engine import read_table
+from lakehouse.functions import days_between
 from lakehouse.quality import fix_for
 from lakehouse.schemas import SILVER_SPECS
 
@@ -72,9 +74,8 @@ class Lake:
     def table(self, name: str) -> DataFrame | None:
         if name not in self._frames:
             info = self.info(name)
-            self._frames[name] = None if not info.exists else (
-                self.spark.read.format("delta").option("versionAsOf", info.version)
-                .load(self._path(self.root, name)))
+            self._frames[name] = None if not info.exists else read_table(self.spark, self._path(self.root, name),
+                                                                         info.version)
         return self._frames[name]
 
 
@@ -207,7 +208,7 @@ def top_customers(c360: DataFrame, n: int, *, mask_pii: bool) -> pd.DataFrame:
 
 def account_age_days(c360: DataFrame) -> Column:
     """Days from joining to the day the gold tables were computed (their ``as_of``)."""
-    return F.datediff(F.col("as_of"), F.to_date("registration_datetime"))
+    return days_between(F.col("as_of"), F.to_date("registration_datetime"))
 
 
 def retention_funnel(c360: DataFrame) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from datetime import date
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.functions import round_half_up
+from lakehouse.functions import days_between, round_half_up
 
 TABLE = "gold_engagement_score"
 STATUS_WEIGHT = {"Active": 1.0, "Inactive": 0.3, "Blocked": 0.0}
@@ -47,11 +47,11 @@ def transform_engagement(customers: DataFrame, logins_by_customer: DataFrame, p:
         stats, "customer_id", "left")
     as_of = F.lit(p.as_of)
     last_login = F.greatest("last_login_datetime", "latest_login_event")
-    days_registered = F.greatest(F.datediff(as_of, F.to_date("registration_datetime")), F.lit(0))
+    days_registered = F.greatest(days_between(as_of, F.to_date("registration_datetime")), F.lit(0))
     logins = F.coalesce("login_count", F.lit(0))
     mean_gap = F.when(logins > 1, (F.unix_timestamp("latest_login_event") - F.unix_timestamp("first_login_event"))
                       / 86400 / (logins - 1))
-    since_last = F.datediff(as_of, F.to_date(last_login))
+    since_last = days_between(as_of, F.to_date(last_login))
     worst_gap = F.greatest(F.coalesce(mean_gap, since_last.cast("double")), since_last.cast("double"))
     components = {
         "registration_component": F.greatest(1 - days_registered / p.registration_horizon_days, F.lit(0.0)),

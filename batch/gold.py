@@ -40,7 +40,7 @@ from batch import (
 from lakehouse import lake
 from lakehouse.config import Config
 from lakehouse.delta import insert_new, retry
-from lakehouse.engine import Intermediates
+from lakehouse.engine import Intermediates, read_table
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER, SILVER_SPECS
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
@@ -85,8 +85,7 @@ class SilverSnapshot:
         schema = _schema_of(name)
         if name in self.missing:
             return self.spark.createDataFrame([], schema)
-        df = (self.spark.read.format("delta").option("versionAsOf", self.versions[name])
-              .load(table_path(self.lake_root, name)))
+        df = read_table(self.spark, table_path(self.lake_root, name), self.versions[name])
         have = set(df.columns)
         lacking = [f for f in schema.fields if f.name not in have]
         return df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in lacking}) if lacking else df
@@ -268,7 +267,7 @@ PRODUCTS: dict[str, Product] = {
 
 def _optional(spark: SparkSession, path: str) -> DataFrame | None:
     version = lake.version(path)
-    return None if version is None else spark.read.format("delta").option("versionAsOf", version).load(path)
+    return None if version is None else read_table(spark, path, version)
 
 
 def _data_quality(ctx: Context) -> DataFrame:
@@ -317,7 +316,7 @@ def run(cfg: Config, *, as_of: date | None = None, only: list[str] | None = None
             product = PRODUCTS[name]
             path = table_path(cfg.lake.root, name)
             _write(spark, name, product.build(ctx), path, product.partition_by)
-            table = spark.read.format("delta").load(path)
+            table = read_table(spark, path)
             rows = table.count()
             written = []
             if exports and (cfg.gold.export_csv or cfg.gold.export_parquet):

@@ -88,4 +88,6 @@ def transform_data_quality(spark: SparkSession, tables: dict[str, tuple[int, Dat
         read, dups, quarantined = ((sum(c[i] for c in counted) for i in range(3)) if counted
                                    else (None, None, None))
         rows.append((name, version, as_of, n, nulls, read, dups, quarantined, by_reason))
-    return spark.createDataFrame(rows, SCHEMA)
+    # maps in key order: Spark's Python conversion keeps a hash map's order, the embedded engine the dict's
+    ordered_map = {c: F.map_from_entries(F.array_sort(F.map_entries(c))) for c in ("null_counts", "quarantined_by_reason")}
+    return spark.createDataFrame(rows, SCHEMA).withColumns(ordered_map)

@@ -12,6 +12,8 @@ from datetime import date
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.functions import days_between
+
 CANCELLED = "Cancelled"
 ONLINE, IN_STORE, OMNICHANNEL = "Online", "In-Store", "Omnichannel"
 
@@ -43,7 +45,9 @@ def purchase_summary(transactions: DataFrame, *, observation_end: date, days: bo
     rows = (purchases(transactions)
             .select("customer_id", "transaction_datetime", F.col("amount").cast("decimal(18,2)").alias("amount"),
                     (F.col("channel") == ONLINE).alias("online"), F.to_date("transaction_datetime").alias("day"))
+            .withColumn("month", F.trunc(day, "month"))
             .withColumn("new_day", F.coalesce(F.lag(day).over(by_time) != day, F.lit(True)))
+            .withColumn("new_month", F.coalesce(F.lag("month").over(by_time) != F.col("month"), F.lit(True)))
             .withColumn("first_day", F.min(day).over(by_time)))  # days follow the time order: the first so far
     observed = day <= F.lit(observation_end)
     zero = F.lit(0).cast("decimal(28,2)")
@@ -54,7 +58,8 @@ def purchase_summary(transactions: DataFrame, *, observation_end: date, days: bo
         F.count_if(online).alias("online_orders"),
         F.min("transaction_datetime").alias("first_purchase_at"),
         F.max("transaction_datetime").alias("last_purchase_at"),
-        F.collect_set(F.trunc(day, "month")).alias("purchase_months"),
+        # each month once, like the days: no collect_set, which took the embedded engine 28 s at 11.6M purchases
+        F.collect_list(F.when(F.col("new_month"), F.col("month"))).alias("purchase_months"),
         *([F.collect_list(F.when(F.col("new_day"), day)).alias("purchase_days")] if days else []),  # each day once
         F.min(F.when(observed, day)).alias("obs_first_day"),
         F.max(F.when(observed, day)).alias("obs_last_day"),
@@ -99,6 +104,6 @@ def customer_spend(summary: DataFrame, refunds: DataFrame, *, as_of: date,
         F.when(F.col("order_count") > 0, (total / F.col("order_count")).cast("decimal(18,2)"))
         .alias("avg_order_value"),
         "first_purchase_at", "last_purchase_at",
-        F.datediff(F.lit(as_of), F.to_date("last_purchase_at")).alias("days_since_last_purchase"),
+        days_between(F.lit(as_of), F.to_date("last_purchase_at")).alias("days_since_last_purchase"),
         channel.alias("preferred_channel"),
     )

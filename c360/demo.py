@@ -44,10 +44,10 @@ def _step(title: str) -> float:
 
 def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
     from batch import gold
+    from lakehouse.engine import get_session, read_table, release_spark
     from lakehouse.kafka_admin import delete_topics
     from lakehouse.kafka_local import LocalKafka
     from lakehouse.kafka_security import client_security
-    from lakehouse.spark import get_spark
     from producers.generate import GenerateParams, generate
     from producers.replay import replay
     from streaming import app
@@ -73,18 +73,19 @@ def run(cfg: Config, *, scale: int, keep_broker: bool) -> int:
         print(replay(cfg, cfg.lake.data_dir, progress=False).describe())
         _step("streaming Kafka -> bronze -> silver, login anomalies, city x hour counts (available-now)")
         app.run(cfg, available_now=True)
+        release_spark()  # the stream's Spark goes: gold runs on the embedded engine (batch.engine auto)
         _step("refreshing gold (and the dashboard)")
         for r in gold.run(cfg, as_of=DEMO_AS_OF):
             print(f"{r.table}: {r.rows} rows")
         print(f"dashboard refreshed: {gold.refresh_dashboard(cfg)}")
 
         _step("what is in the lake")
-        spark = get_spark(cfg)
+        spark = get_session(cfg)
         names = stream_table_names(list(SOURCES)) + list(gold.PRODUCTS)
         for name in names:
             path = table_path(cfg.lake.root, name)
-            print(f"{name:<28} {spark.read.format('delta').load(path).count():>8} rows  {path}")
-        q = spark.read.format("delta").load(table_path(cfg.lake.root, QUARANTINE))
+            print(f"{name:<28} {read_table(spark, path).count():>8} rows  {path}")
+        q = read_table(spark, table_path(cfg.lake.root, QUARANTINE))
         print("\nquarantined by reason:")
         for row in q.groupBy("source", "reason").count().orderBy("source", "reason").collect():
             print(f"  {row['source']:<10} {row['reason']:<36} {row['count']}")

@@ -41,9 +41,13 @@ def resolve(cfg: Config) -> str:
     """``batch.engine`` as this process will run it: ``embedded`` or ``spark``."""
     name = cfg.batch.engine
     if name == "auto":
-        if not cfg.spark.master.startswith("local"):
+        # Comet asked for by name is Spark's accelerator: the refresh runs on Spark then
+        if not cfg.spark.master.startswith("local") or cfg.gold.accelerator == "comet":
             return "spark"
         return "spark" if _classic_session() is not None else "embedded"
+    if name == "embedded" and cfg.gold.accelerator == "comet":
+        raise C360Error("gold.accelerator = \"comet\" accelerates Spark, and batch.engine is \"embedded\": set "
+                        "batch.engine to spark (or auto), or gold.accelerator to none")
     return name
 
 
@@ -158,6 +162,57 @@ def is_embedded(spark) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def read_table(spark, path: str, version: int | None = None):
+    """The Delta table at ``path`` (at ``version``, else its current one) as a DataFrame of ``spark``.
+
+    On Spark: Delta-Spark's reader. On the embedded engine: the Parquet files of that version, which delta-rs lists,
+    read as Parquet with the table's schema, partition values added, whenever the table's protocol makes its files
+    plain Parquet (reader version 1: no deletion vectors, no column mapping; c360's tables are). Sail 0.7.2's own
+    Delta reader takes a column whose value is the same in every row of a file from the file's statistics in the
+    log, and parses a double there one unit in the last place off (0.9353088190542783 reads 0.9353088190542784):
+    found by the engines' parity test, in the CLV model row and its export. A table of a later protocol goes through
+    Sail's reader."""
+    if not is_embedded(spark):
+        reader = spark.read.format("delta")
+        return (reader.option("versionAsOf", version) if version is not None else reader).load(path)
+    from lakehouse import lake
+
+    table = lake.open_table(path, version)
+    if table is None:
+        raise C360Error(f"no Delta table at {path}")
+    if table.protocol().min_reader_version > 1:
+        return spark.read.format("delta").option("versionAsOf", table.version()).load(path)
+    return _parquet_files(spark, table)
+
+
+def _parquet_files(spark, table):
+    """A plain-Parquet Delta table version read file by file: one read per partition, its values as columns."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
+    parts = table.metadata().partition_columns
+    files = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    uris = table.file_uris()  # the same files in the same order, as paths the engine opens (decoded, absolute)
+    if not files:
+        return spark.createDataFrame([], schema)
+    data = type(schema)([f for f in schema.fields if f.name not in parts])
+    groups: dict[tuple, list[str]] = {}
+    for f, uri in zip(files, uris, strict=True):
+        groups.setdefault(tuple(f.get(f"partition.{c}") for c in parts), []).append(uri)
+    frames = []
+    for values, paths in groups.items():
+        df = spark.read.schema(data).parquet(*paths)
+        if parts:
+            df = df.withColumns({c: F.lit(v).cast(schema[c].dataType) for c, v in zip(parts, values, strict=True)})
+        frames.append(df.select(*schema.fieldNames()))
+    out = frames[0]
+    for df in frames[1:]:
+        out = out.unionByName(df)
+    return out
+
+
 def cached(df):
     """``df``, cached where the engine has a cache (Spark); as it is on the embedded engine, which has none and reads
     a table again quickly (:class:`Intermediates` is for results that are costly to compute)."""
@@ -165,11 +220,27 @@ def cached(df):
 
 
 def release_spark() -> None:
-    """Stop this process's classic Spark session, if any, so that its next batch session can be the embedded
-    engine's (``c360 demo``: the stream, then gold)."""
+    """Stop this process's classic Spark session and its JVM, if any, so that its next batch session can be the
+    embedded engine's and the JVM's memory is given back (``c360 demo``: the stream, then gold)."""
+    from pyspark import SparkContext
+
     session = _classic_session()
-    if session is not None:
-        session.stop()
+    if session is None:
+        return
+    session.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    try:
+        gateway.shutdown()
+        proc = getattr(gateway, "proc", None)  # the JVM PySpark launched (spark-submit), when it launched one
+        if proc is not None:
+            proc.stdin.close()  # the JVM's PythonGatewayServer exits when its stdin closes
+            proc.wait(timeout=30)
+    except Exception as exc:  # noqa: BLE001 - the session is stopped; a JVM that lingers costs memory, not results
+        log.info("the stopped Spark session's JVM did not exit cleanly: %s", exc)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 class Intermediates:

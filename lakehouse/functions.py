@@ -16,7 +16,14 @@ def round_half_up(col: Column | str, scale: int) -> Column:
     """``col`` (a double) rounded to ``scale`` decimals, halves away from zero, as a double: the value is scaled
     (``x * 10^scale``, which lands on ``.5`` exactly where the decimal form is a half), then rounded and scaled back;
     null stays null. Same result on Spark and the embedded engine, and Spark's ``round`` result for all but the
-    rare value whose scaled product rounds across a half."""
+    rare value whose scaled product falls on the other side of a half than its decimal form (1.005 -> 1.0, Spark's
+    ``round``: 1.01)."""
     c = F.col(col) if isinstance(col, str) else col
     factor = F.lit(float(10 ** scale))
     return F.signum(c) * F.floor(F.abs(c) * factor + F.lit(0.5)).cast("double") / factor
+
+
+def days_between(end: Column | str, start: Column | str) -> Column:
+    """Days from ``start`` to ``end`` (dates, or times taken at their date), as an int: Spark's ``datediff`` is an
+    int, the embedded engine's a long, and a gold column keeps one type whichever engine wrote it."""
+    return F.datediff(end, start).cast("int")

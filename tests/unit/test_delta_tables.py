@@ -11,8 +11,7 @@ from delta.tables import DeltaTable
 from pyspark.sql.types import StringType, StructField, StructType
 
 from batch.quality import null_counts
-from lakehouse import schemas
-from lakehouse import lake
+from lakehouse import lake, schemas
 from lakehouse.delta import QueryRun, ensure_table
 from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
 from streaming.ingest import ensure_tables
