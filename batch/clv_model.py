@@ -21,6 +21,8 @@ customers share a row), so a million customers fit in seconds.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -228,16 +230,28 @@ def predicted_clv(bg: BgNbd, gg: GammaGamma, summary: pd.DataFrame, *, months: i
     (x, t_x, T), _, inverse = _distinct(summary["frequency"].to_numpy(float), summary["recency"].to_numpy(float),
                                         summary["T"].to_numpy(float))
     monthly = (1 + annual_discount) ** (1 / 12) - 1
-    previous = np.zeros_like(x)
-    discounted = np.zeros_like(x)
-    for month in range(1, months + 1):
-        cumulative = expected_purchases(bg, month * DAYS_PER_MONTH / unit, x, t_x, T)
-        discounted += (cumulative - previous) / (1 + monthly) ** month
-        previous = cumulative
+
+    def horizon(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """(expected purchases over ``months``, their discounted sum) for some of the distinct rows."""
+        previous = np.zeros_like(x[rows])
+        discounted = np.zeros_like(previous)
+        for month in range(1, months + 1):
+            cumulative = expected_purchases(bg, month * DAYS_PER_MONTH / unit, x[rows], t_x[rows], T[rows])
+            discounted += (cumulative - previous) / (1 + monthly) ** month
+            previous = cumulative
+        return previous, discounted
+
+    # the rows split over the cores: scipy's hyp2f1 (most of the time: 36 months of it per row) releases the GIL
+    workers = max(1, min(os.cpu_count() or 1, len(x) // 10_000))
+    bounds = np.linspace(0, len(x), workers + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(horizon, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]))
+    expected = np.concatenate([p[0] for p in parts]) if parts else np.zeros_like(x)
+    discounted = np.concatenate([p[1] for p in parts]) if parts else np.zeros_like(x)
     value = expected_value(gg, summary["frequency"].to_numpy(float), summary["monetary"].to_numpy(float))
     return pd.DataFrame({
         "p_alive": p_alive(bg, x, t_x, T)[inverse],
-        "expected_purchases": previous[inverse],
+        "expected_purchases": expected[inverse],
         "expected_value": value,
         "predicted_clv": discounted[inverse] * value,
     })

@@ -213,7 +213,7 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
     env = dict(os.environ, C360_LAKE_STATE_DIR=str(ROOT / ".c360"))
     synth_s = _timed([sys.executable, "-m", "bench.gold_data", "--lake", str(lake), "--customers", str(customers)],
                      env, workdir / "gold-data.log")
-    rows = json.loads((workdir / "gold-data.log").read_text().strip().splitlines()[-1])
+    rows = _last_json(workdir / "gold-data.log")
     c360 = [sys.executable, "-m", "c360", "gold", "--lake", str(lake), "--as-of", AS_OF]
     full_s, full_gib = _measured([*c360, "--engine", "embedded", "--exports", str(exports), "--dashboard",
                                   str(workdir / "gold-dashboard.html")], env, workdir / "gold-full.log")
@@ -251,7 +251,9 @@ def bench_gold(customers: int, workdir: Path, figure) -> list[dict]:
                {"limit": REFRESH_LIMIT_S}, full_s / REFRESH_LIMIT_S),
         figure("gold_refresh_1m_peak_rss_gib", full_gib, "GiB", params, {"limit": MEMORY_LIMIT_GIB},
                full_gib / MEMORY_LIMIT_GIB),
-        figure("gold_refresh_1m_spark_seconds", spark_s, "s", {**spark_params, "peak_rss_gib": round(spark_gib, 2)},
+        # (the Spark run's JVM is not a child this measure sees: only its Python process's memory is)
+        figure("gold_refresh_1m_spark_seconds", spark_s, "s",
+               {**spark_params, "python_process_peak_rss_gib": round(spark_gib, 2)},
                {"name": "the same refresh on the embedded engine, same run", "value": round(full_s, 1)},
                spark_s / full_s),
         figure("gold_subset_1m_seconds", subset_s, "s", subset_params, peer, subset_s / duck_s),
@@ -278,7 +280,12 @@ def _spark_sql_peer_run(lake: Path, workdir: Path, env: dict[str, str], accelera
     log = workdir / f"spark-sql-peer-{accelerator}.log"
     _timed([sys.executable, "-m", "bench.gold_bench", "--lake", str(lake), "--out", str(workdir / "spark-sql-out"),
             "--accelerator", accelerator], env, log)
-    return json.loads(log.read_text().strip().splitlines()[-1])
+    return _last_json(log)
+
+
+def _last_json(log: Path):
+    """The last JSON object a command printed (its log ends with :func:`_measured`'s memory line)."""
+    return json.loads([line for line in log.read_text().splitlines() if line.startswith("{")][-1])
 
 
 def export_csvs(exports: Path) -> list[str]:
@@ -287,10 +294,13 @@ def export_csvs(exports: Path) -> list[str]:
 
 
 def differing_exports(a: Path, b: Path) -> list[str]:
-    """The CSV exports of two refreshes whose rows (in any order) differ, or that only one of them wrote."""
-    def rows(exports: Path, name: str) -> list[str] | None:
+    """The CSV exports of two refreshes whose rows (in any order; numbers as numbers: ``export.csv_values``) differ,
+    or that only one of them wrote."""
+    from batch.export import csv_values
+
+    def rows(exports: Path, name: str) -> list[list] | None:
         csv = exports / "csv" / name
-        return sorted(csv.read_text().splitlines()) if csv.is_file() else None
+        return csv_values(csv) if csv.is_file() else None
 
     return [n for n in sorted(set(export_csvs(a)) | set(export_csvs(b))) if rows(a, n) != rows(b, n)]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from lakehouse import scratch
@@ -151,6 +152,9 @@ def get_session(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    # Spark Connect's client warns (a Python warning, on stderr) for every window over a whole table; c360's are
+    # meant (RFM's quintiles rank every buyer), and c360's Spark log settings silence the same warning there
+    warnings.filterwarnings("ignore", message="WARN WindowExpression: No Partition Defined", category=UserWarning)
     host, port = _start_server(cfg).listening_address
     spark = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
     spark.conf.set("spark.sql.session.timeZone", cfg.spark.timezone)

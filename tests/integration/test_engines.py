@@ -6,7 +6,6 @@ and exports there; both sides are then read with delta-rs, not with either engin
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from batch.export import csv_values
 from batch.gold import PRODUCTS
 from lakehouse import lake
 from lakehouse.jars import PROJECT_ROOT
@@ -37,19 +37,8 @@ def _schema(root: str, name: str) -> list[tuple[str, str]]:
     return [(f.name, str(f.type)) for f in lake.open_table(table_path(root, name)).schema().fields]
 
 
-def _cell(text: str):
-    """A CSV cell as a number where it is one: a double is the same number whether Spark wrote it (Java's
-    ``Double.toString``: ``9.81447E-4``, not always the shortest form) or the embedded engine (the shortest text that
-    reads back as the same double: ``0.000981447``)."""
-    try:
-        return float(text) if any(c in text for c in ".eE") else text
-    except ValueError:
-        return text
-
-
 def _csv_rows(exports: Path) -> dict[str, list[list]]:
-    return {str(p.relative_to(exports)): sorted(([_cell(c) for c in row] for row in csv.reader(p.open())), key=str)
-            for p in sorted((exports / "csv").rglob("*.csv"))}
+    return {str(p.relative_to(exports)): csv_values(p) for p in sorted((exports / "csv").rglob("*.csv"))}
 
 
 def test_the_embedded_engine_writes_the_gold_tables_and_exports_spark_writes(gold, tmp_path):
