@@ -130,8 +130,9 @@ def _start_server(cfg: Config):
     except Exception as exc:  # noqa: BLE001 - whatever the native server raises
         raise C360Error(f"the embedded engine (Sail) could not start: {str(exc).splitlines()[0][:300]}; set "
                         "batch.engine = \"spark\" to run on Spark instead") from None
+    pool = os.environ["SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE"]
     log.info("embedded engine (Sail) on %s:%s, memory pool %s, spill folder %s", *server.listening_address,
-             os.environ["SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE"], spill or "the system's")
+             f"{int(pool) / 2**30:.1f} GiB" if pool.isdigit() else pool, spill or "the system's")
     _server = server
     return server
 
