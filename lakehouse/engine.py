@@ -31,9 +31,6 @@ from lakehouse.errors import C360Error
 
 log = logging.getLogger(__name__)
 
-# Sail's settings are read from the environment when its server starts (docs.lakesail.com, "Configuration")
-_SAIL_ENV = "SAIL_"
-
 _server = None  # the embedded engine's server of this process, started once
 _folder: list[Path | None] = []  # this process's scratch folder, claimed once
 
@@ -81,16 +78,14 @@ def parse_size(text: str) -> int:
         raise C360Error(f"batch.embedded_memory: {text!r} is not a size (e.g. 8g, 512m, or auto)") from None
 
 
-def sail_env(memory_bytes: int, spill_dir: str, parallelism: int | None = None) -> dict[str, str]:
-    """The environment Sail's server starts with (pure: inspected by the tests): a fair memory pool of
-    ``memory_bytes`` (no single operator takes it all; Sail's default pool is unbounded), temporary (spill) files in
-    ``spill_dir``, and ``parallelism`` partitions per query (default: the machine's cores)."""
-    env = {"SAIL_RUNTIME__MEMORY_POOL__TYPE": "fair",
-           "SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE": str(memory_bytes),
-           "SAIL_RUNTIME__TEMPORARY_FILES__PATHS": f'["{spill_dir}"]' if spill_dir else "[]"}
-    if parallelism:
-        env["SAIL_EXECUTION__DEFAULT_PARALLELISM"] = str(parallelism)
-    return env
+def sail_env(memory_bytes: int, spill_dir: str) -> dict[str, str]:
+    """The environment Sail's server starts with (it reads its settings from there: docs.lakesail.com,
+    "Configuration"; pure, inspected by the tests): a fair memory pool of ``memory_bytes`` (no single operator takes
+    it all; Sail's default pool is unbounded) and temporary (spill) files in ``spill_dir`` (checked by hand: a sort
+    beyond the pool made its ``datafusion-*`` folders there)."""
+    return {"SAIL_RUNTIME__MEMORY_POOL__TYPE": "fair",
+            "SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE": str(memory_bytes),
+            "SAIL_RUNTIME__TEMPORARY_FILES__PATHS": f'["{spill_dir}"]' if spill_dir else "[]"}
 
 
 def scratch_folder(cfg: Config) -> Path | None:
