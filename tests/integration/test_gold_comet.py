@@ -1,7 +1,8 @@
-"""`c360 gold --accelerator auto` on this Linux machine: the refresh on Apache DataFusion Comet's native engine writes
-the same tables as on Spark's own (the session's `gold` fixture), through the CLI in a process of its own (Comet is set
-up as the JVM starts). `auto` resolves to `comet` here (unit tests: elsewhere to `none`), so this also runs `comet`'s
-path."""
+"""`c360 gold --engine spark --accelerator auto` on this Linux machine: the refresh on Apache DataFusion Comet's native
+engine inside Spark writes the same tables as on Spark's own (the session's `gold` fixture), through the CLI in a
+process of its own (Comet is set up as the JVM starts). `auto` resolves to `comet` here (unit tests: elsewhere to
+`none`), so this also runs `comet`'s path. (Without `--engine spark` a local refresh runs on the embedded engine, where
+Comet, Spark's accelerator, has no part.)"""
 
 import os
 import re
@@ -28,7 +29,7 @@ def test_the_comet_refresh_writes_the_same_tables_as_spark(gold, tmp_path):
     env = dict(os.environ, C360_LAKE_STATE_DIR=str(STATE_DIR), C360_SPARK_SHUFFLE_PARTITIONS="2",
                C360_GOLD_DRIVER_MEMORY="2g", C360_GOLD_ACCELERATOR_MEMORY="auto",
                C360_GOLD_EXPORT_PARQUET="false")  # the CSVs are compared: the Parquet copies would only cost time
-    proc = subprocess.run([sys.executable, "-m", "c360", "gold", "--accelerator", "auto", "--lake", str(lake),
+    proc = subprocess.run([sys.executable, "-m", "c360", "gold", "--engine", "spark", "--accelerator", "auto", "--lake", str(lake),
                            "--as-of", GOLD_AS_OF, "--exports", str(out), "--no-dashboard"],
                           env=env, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
@@ -37,7 +38,7 @@ def test_the_comet_refresh_writes_the_same_tables_as_spark(gold, tmp_path):
     assert "Comet native library version" in log  # Comet's own line: its engine was loaded and ran
     names = export_csvs(exports)
     assert len(names) == 18 and export_csvs(out) == names  # 15 tables + spend tiers in a folder per tier
-    # every table's rows (the CSV exports: every column, as text), in any order
+    # every table's rows (the CSV exports: every column, numbers as numbers), in any order
     assert differing_exports(exports, out) == []
 
     # what `auto` requires of the machine (COMET_MIN_GLIBC) is the newest glibc symbol version Comet's bundled
