@@ -58,16 +58,6 @@ def _classic_session():
     return SparkSession.getActiveSession()
 
 
-def auto_memory(total_bytes: int | None = None) -> int:
-    """The embedded engine's memory pool for ``batch.embedded_memory = "auto"``: half the machine's memory (or its
-    container's limit), at least 1 GiB. The pool bounds what its operators hold (hash tables, sorts); beyond it they
-    spill to the scratch folder."""
-    from lakehouse.spark import machine_memory_bytes
-
-    total = machine_memory_bytes() if total_bytes is None else total_bytes
-    return max(2**30, total // 2)
-
-
 def parse_size(text: str) -> int:
     """``4g``, ``512m``, ``2048k`` or a number of bytes, as bytes."""
     units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -78,14 +68,20 @@ def parse_size(text: str) -> int:
         raise C360Error(f"batch.embedded_memory: {text!r} is not a size (e.g. 8g, 512m, or auto)") from None
 
 
-def sail_env(memory_bytes: int, spill_dir: str) -> dict[str, str]:
+def sail_env(memory_bytes: int | None, spill_dir: str) -> dict[str, str]:
     """The environment Sail's server starts with (it reads its settings from there: docs.lakesail.com,
-    "Configuration"; pure, inspected by the tests): a fair memory pool of ``memory_bytes`` (no single operator takes
-    it all; Sail's default pool is unbounded) and temporary (spill) files in ``spill_dir`` (checked by hand: a sort
-    beyond the pool made its ``datafusion-*`` folders there)."""
-    return {"SAIL_RUNTIME__MEMORY_POOL__TYPE": "fair",
-            "SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE": str(memory_bytes),
-            "SAIL_RUNTIME__TEMPORARY_FILES__PATHS": f'["{spill_dir}"]' if spill_dir else "[]"}
+    "Configuration"; pure, inspected by the tests): temporary (spill) files in ``spill_dir`` (checked by hand: a
+    sort beyond the pool made its ``datafusion-*`` folders there) and, given ``memory_bytes``, a fair memory pool of
+    that size (no single operator takes it all).
+
+    None keeps Sail's own pool, unbounded: with a bounded one Sail 0.7.2 refused a refresh of the Superstore lines
+    (``gold_product_performance``: an aggregation that reserved 44.1 GB for 1,862 products and failed, whatever the
+    pool's size up to the machine's), so ``batch.embedded_memory = "auto"`` leaves the pool unbounded (the 1M
+    refresh peaked at 2.1 GiB) and only a size set by the user bounds it."""
+    env = {"SAIL_RUNTIME__TEMPORARY_FILES__PATHS": f'["{spill_dir}"]' if spill_dir else "[]"}
+    if memory_bytes is not None:
+        env |= {"SAIL_RUNTIME__MEMORY_POOL__TYPE": "fair", "SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE": str(memory_bytes)}
+    return env
 
 
 def scratch_folder(cfg: Config) -> Path | None:
@@ -114,7 +110,7 @@ def _start_server(cfg: Config):
     spill = str(folder / "embedded-spill") if folder else ""
     if spill:
         Path(spill).mkdir(parents=True, exist_ok=True)
-    env = sail_env(auto_memory() if memory == "auto" else parse_size(memory), spill)
+    env = sail_env(None if memory == "auto" else parse_size(memory), spill)
     for key, value in env.items():
         os.environ.setdefault(key, value)  # a SAIL_* variable the user set wins
     # Sail logs every request at INFO and every no-op (persist, hints) at WARN on stderr; c360 says what matters
@@ -125,9 +121,9 @@ def _start_server(cfg: Config):
     except Exception as exc:  # noqa: BLE001 - whatever the native server raises
         raise C360Error(f"the embedded engine (Sail) could not start: {str(exc).splitlines()[0][:300]}; set "
                         "batch.engine = \"spark\" to run on Spark instead") from None
-    pool = os.environ["SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE"]
+    pool = os.environ.get("SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE", "")
     log.info("embedded engine (Sail) on %s:%s, memory pool %s, spill folder %s", *server.listening_address,
-             f"{int(pool) / 2**30:.1f} GiB" if pool.isdigit() else pool, spill or "the system's")
+             f"{int(pool) / 2**30:.1f} GiB" if pool.isdigit() else "unbounded", spill or "the system's")
     _server = server
     return server
 
@@ -267,7 +263,8 @@ class Intermediates:
             return df
         path = str(self._folder / name)
         df.write.mode("overwrite").parquet(path)
-        return self.spark.read.parquet(path)
+        # with its schema: Sail writes no file for no rows, and a folder without files has no schema to read
+        return self.spark.read.schema(df.schema).parquet(path)
 
     def release(self) -> None:
         for df in self._cached:

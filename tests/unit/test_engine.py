@@ -32,10 +32,10 @@ def test_a_bad_engine_or_memory_setting_is_one_line(cfg):
 def test_the_embedded_engines_memory_pool_and_spill_folder():
     assert engine.parse_size("8g") == 8 * 2**30 and engine.parse_size("512m") == 512 * 2**20
     assert engine.parse_size("1.5G") == 3 * 2**29 and engine.parse_size("4096") == 4096
-    assert engine.auto_memory(24 * 2**30) == 12 * 2**30 and engine.auto_memory(1 * 2**30) == 2**30
     assert engine.sail_env(2**30, "/state/scratch/1-ab/embedded-spill") == {
         "SAIL_RUNTIME__MEMORY_POOL__TYPE": "fair", "SAIL_RUNTIME__MEMORY_POOL__FAIR__MAX_SIZE": "1073741824",
         "SAIL_RUNTIME__TEMPORARY_FILES__PATHS": '["/state/scratch/1-ab/embedded-spill"]'}
+    assert engine.sail_env(None, "/s") == {"SAIL_RUNTIME__TEMPORARY_FILES__PATHS": '["/s"]'}  # auto: Sail's own pool
 
 
 def test_an_embedded_engine_that_cannot_start_says_so_in_one_line(cfg, monkeypatch, tmp_path):
