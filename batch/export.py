@@ -129,7 +129,7 @@ def _write_csv(df: DataFrame, path: str, partition_by: str | None = None) -> Non
     writer = df.write.mode("overwrite")
     if partition_by:
         writer = writer.partitionBy(partition_by)
-    (writer.option("header", False).option("timestampFormat", CSV_TIMESTAMP).option("escape", "\"")
+    (writer.option("header", False).option("escape", "\"")  # (times are text already: _csv_ready)
      .option("emptyValue", "").csv(path))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timezone
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +56,6 @@ def last_commit(path: str) -> tuple[int, datetime] | None:
     (entry,) = table.history(1)
     return int(table.version()), datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc).replace(
         tzinfo=None)
-
-
-def history(path: str, depth: int | None = None) -> list[dict[str, Any]]:
-    """The table's newest ``depth`` commit infos, newest first (``version``, ``operation``, ``userMetadata``,
-    ``operationMetrics``...); [] when there is no table."""
-    table = open_table(path)
-    return [] if table is None else table.history(depth)
 
 
 def file_stats_counts(path: str, version: int) -> tuple[int, dict[str, int | None]] | None:
