@@ -46,7 +46,15 @@ from lakehouse.delta import (
 from lakehouse.errors import C360Error
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.spark import in_threads
-from lakehouse.tables import OPS_BATCHES, OPS_PROGRESS, QUARANTINE, SOURCES, table_path
+from lakehouse.tables import (
+    BRONZE_RECORDS,
+    OPS_BATCHES,
+    OPS_PROGRESS,
+    QUARANTINE,
+    SOURCES,
+    legacy_bronze,
+    table_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +82,23 @@ def lake_tables() -> list[str]:
     from streaming.outputs import ANOMALIES_TABLE, CITY_HOUR_TABLE
 
     silver = list(dict.fromkeys(spec.table for spec in SILVER_SPECS.values()))
-    return [*PRODUCTS, ANOMALIES_TABLE, CITY_HOUR_TABLE, *silver, QUARANTINE, *(f"bronze_{s}" for s in SOURCES),
-            OPS_BATCHES, OPS_PROGRESS]
+    # the per-source bronze tables of a lake written before bronze_records (absent ones are skipped)
+    return [*PRODUCTS, ANOMALIES_TABLE, CITY_HOUR_TABLE, *silver, QUARANTINE, BRONZE_RECORDS,
+            *(legacy_bronze(s) for s in SOURCES), OPS_BATCHES, OPS_PROGRESS]
 
 
 def customer_rows(name: str, columns: list[str], ids: list[str]) -> Column | None:
     """The rows of table ``name`` (with ``columns``) that belong to one of ``ids``, or None: it holds none."""
-    if name.startswith("bronze_"):
+    if name.startswith("bronze_") and name != BRONZE_RECORDS:
         source = SOURCES[name.removeprefix("bronze_")]
         if source.kind == "reference":
             return None
         return F.col("key").isin(ids) | F.trim(F.get_json_object("value", f"$.{source.key_column}")).isin(ids)
-    if name == QUARANTINE:
-        cond = F.col("raw_key").isin(ids)
+    if name in (QUARANTINE, BRONZE_RECORDS):
+        key_col, value_col = ("raw_key", "raw_value") if name == QUARANTINE else ("key", "value")
+        cond = F.col(key_col).isin(ids)
         for key in _KEY_FIELDS:
-            cond = cond | F.coalesce(F.trim(F.get_json_object("raw_value", f"$.{key}")).isin(ids), F.lit(False))
+            cond = cond | F.coalesce(F.trim(F.get_json_object(value_col, f"$.{key}")).isin(ids), F.lit(False))
         return cond
     if "customer_id" in columns:
         return F.col("customer_id").isin(ids)

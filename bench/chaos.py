@@ -99,10 +99,10 @@ def kafka_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
 
 
 def bronze_offsets(spark, lake: Path, source: str) -> tuple[int, int]:
-    """A bronze table's rows and distinct Kafka records (topic, partition, offset) in it."""
+    """A source's bronze rows and distinct Kafka records (topic, partition, offset) among them."""
     from pyspark.sql import functions as F
 
-    r = (spark.read.format("delta").load(str(lake / f"bronze_{source}"))
+    r = (spark.read.format("delta").load(str(lake / "bronze_records")).where(F.col("source") == source)
          .agg(F.count(F.lit(1)), F.countDistinct("topic", "partition", "offset")).first())
     return int(r[0]), int(r[1])
 

@@ -137,6 +137,37 @@ def producer_perf(bootstrap: str, records: int, record_size: int) -> float:
     return float(re.search(r"([\d.]+) records/sec", last).group(1))
 
 
+# The floor of this stack: a bare query that appends the raw Kafka records of every topic to one Delta table (no
+# parse), with c360's session, source options and batch size; "drain" reads the backlog, "live" runs until SIGTERM
+FLOOR_PEER = """
+import json, signal, sys, threading
+from pyspark.sql import functions as F
+from lakehouse import config
+from lakehouse.engine import stream_writer
+from lakehouse.spark import get_spark
+from streaming.app import kafka_stream
+cfg = config.load()
+spark = get_spark(cfg, "bench-floor-peer")
+topics = [cfg.kafka.topic(t) for t in sys.argv[1].split(",")]
+live = sys.argv[4] == "live"
+rows = kafka_stream(spark, cfg, topics, embedded=stream_writer(cfg) == "embedded").select(
+    "key", "value", "topic", "partition", "offset", "timestamp", F.current_timestamp().alias("_written_at"))
+w = rows.writeStream.format("delta").option("checkpointLocation", sys.argv[2])
+w = w.trigger(processingTime=cfg.stream.trigger_interval) if live else w.trigger(availableNow=True)
+q = w.start(sys.argv[3])
+if live:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    while q.isActive and not stop.wait(0.5):
+        pass
+    q.stop()
+else:
+    q.awaitTermination()
+rows = sum(p["numInputRows"] for p in q.recentProgress)
+ms = sum(p["durationMs"]["triggerExecution"] for p in q.recentProgress)
+print(json.dumps({"rows": rows, "seconds": ms / 1000}))
+"""
+
 NOOP_PEER = """
 import json, sys, time
 from lakehouse import config
@@ -193,31 +224,36 @@ def anomaly_quality(spark, lake: Path, labels_csv: Path) -> dict[str, tuple[floa
     return out
 
 
-def silver_latencies(spark, lake: Path):
-    """Per silver row: when its record was produced (its Kafka timestamp) and the seconds from then to the commit
-    that made it visible (the first commit of its table at or after the row's ``_updated_at``), as a pandas frame
-    with columns ``produced`` and ``latency_s``."""
+def commit_latencies(spark, paths: list[str], written: str, produced: str):
+    """Per row of the Delta tables at ``paths``: when its record was produced (column ``produced``, its Kafka
+    timestamp) and the seconds from then to the commit that made it visible (the first commit of its table at or
+    after the row's ``written`` time), as a pandas frame with columns ``produced`` and ``latency_s``."""
     import pandas as pd
     from delta.tables import DeltaTable
 
-    from lakehouse.schemas import SILVER_SPECS
-
     parts = []
-    for table in sorted({s.table for s in SILVER_SPECS.values()}):
-        path = str(lake / table)
+    for path in paths:
         if not DeltaTable.isDeltaTable(spark, path):
             continue
         commits = (DeltaTable.forPath(spark, path).history().select("timestamp").toPandas()
                    .sort_values("timestamp").rename(columns={"timestamp": "visible"}))
-        rows = spark.read.format("delta").load(path).select("_updated_at", "_kafka_timestamp").toPandas()
+        rows = spark.read.format("delta").load(path).select(written, produced).toPandas()
         if rows.empty:
             continue
-        joined = pd.merge_asof(rows.sort_values("_updated_at"), commits, left_on="_updated_at", right_on="visible",
+        joined = pd.merge_asof(rows.sort_values(written), commits, left_on=written, right_on="visible",
                                direction="forward")
-        parts.append(pd.DataFrame({"produced": joined._kafka_timestamp,
-                                   "latency_s": (joined.visible - joined._kafka_timestamp).dt.total_seconds()}))
+        parts.append(pd.DataFrame({"produced": joined[produced],
+                                   "latency_s": (joined.visible - joined[produced]).dt.total_seconds()}))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"produced": [], "latency_s": []})
     return frame.dropna()
+
+
+def silver_latencies(spark, lake: Path):
+    """:func:`commit_latencies` of every silver table (a row is written at its ``_updated_at``)."""
+    from lakehouse.schemas import SILVER_SPECS
+
+    paths = [str(lake / table) for table in sorted({s.table for s in SILVER_SPECS.values()})]
+    return commit_latencies(spark, paths, "_updated_at", "_kafka_timestamp")
 
 
 def latency_percentiles(latencies, since=None, until=None) -> dict[str, float | int | None]:
@@ -251,26 +287,72 @@ def load_capacity(batches, since, until) -> dict[str, float | int | None]:
             "events_per_s": round(float(later.input_rows.sum() / seconds)) if seconds else None}
 
 
-def _wait_until_ingested(spark, lake: Path, records: int, timeout_s: float) -> bool:
-    """Wait until the ingest query has counted ``records`` records read (ops_stream_batches is written after a
-    batch's silver commits: every one of them is then visible)."""
+def _wait_for(done, timeout_s: float) -> bool:
+    """Wait until ``done()`` (checked every 5 s; a table not there yet counts as not done)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            done = (spark.read.format("delta").load(str(lake / "ops_stream_batches")).where("query = 'ingest'")
-                    .agg({"read_rows": "sum"}).first()[0] or 0)
+            if done():
+                return True
         except Exception:  # noqa: BLE001 - the table is created by the app's first batch
-            done = 0
-        if done >= records:
-            return True
-        time.sleep(10)
+            pass
+        time.sleep(5)
     return False
 
 
+def _ingested(spark, lake: Path, records: int) -> bool:
+    """Whether the ingest query has counted ``records`` records read (ops_stream_batches is written after a batch's
+    silver commits: every one of them is then visible)."""
+    done = (spark.read.format("delta").load(str(lake / "ops_stream_batches")).where("query = 'ingest'")
+            .agg({"read_rows": "sum"}).first()[0] or 0)
+    return done >= records
+
+
+def _under_load(cmd: list[str], env: dict[str, str], data: Path, workdir: Path, name: str, warmup_s: int,
+                seconds: int, caught_up) -> tuple:
+    """Run the streaming app ``cmd`` (1 s trigger) while ``c360 replay`` sends every source at once (as in
+    production, not one file after another: a micro-batch then touches every source's tables) at 5,000 events/s
+    for ``warmup_s + seconds``; then wait until ``caught_up(sent)`` and stop the app (SIGTERM). Returns (load start,
+    load end, whether it caught up) as naive UTC times."""
+    app_log = (workdir / f"{name}.log").open("w")  # a pipe nobody reads fills up and blocks the app
+    app = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=app_log, text=True)
+    try:
+        time.sleep(45)  # start-up and the first (empty) batches
+        replay_log = workdir / f"{name}-replay.log"
+        with replay_log.open("w") as out:
+            replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
+                                         "5000", "--interleave", "--no-progress"], cwd=ROOT, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT)
+            load_start = datetime.now(timezone.utc).replace(tzinfo=None)
+            time.sleep(warmup_s + seconds)
+            replayer.send_signal(signal.SIGTERM)
+            replayer.wait(timeout=60)
+        load_end = datetime.now(timezone.utc).replace(tzinfo=None)
+        sent = re.search(r"sent (\d+) records", replay_log.read_text())
+        ok = _wait_for(lambda: caught_up(int(sent.group(1)) if sent else 0), timeout_s=600)
+    finally:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            print(f"{name} did not stop within 300 s of SIGTERM; its log ends with:\n"
+                  + "".join((workdir / f"{name}.log").read_text().splitlines(True)[-20:]), file=sys.stderr)
+            raise
+        finally:
+            app_log.close()
+    return load_start, load_end, ok
+
+
 def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir: Path) -> list[dict]:
-    """The streaming app: sustained throughput through every query next to Spark's raw Kafka read into a noop
-    sink (same topics, same batch size, same run); anomaly quality against the labels; p95 latency at 5k ev/s."""
+    """The streaming app next to the floor of this stack (a bare query appending every topic's raw records to one
+    Delta table, same session, source options and batch size, same run): the backlog drained (events/s) and the
+    latency from Kafka to visible at 5,000 events/s; Spark's raw Kafka read into a noop sink as a second reference;
+    anomaly quality against the labels."""
+    import pandas as pd
+
     from lakehouse import config
+    from lakehouse.engine import stream_writer
     from lakehouse.kafka_local import LocalKafka, free_port
     from lakehouse.tables import GENERATED
     from producers.generate import GenerateParams, generate
@@ -279,13 +361,18 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
     generate(data, GenerateParams(scale=scale))
     broker = LocalKafka(ROOT / ".c360", "127.0.0.1", free_port(), free_port(), home=workdir / "stream-broker")
     broker.start()
+    topics = ",".join(GENERATED)
     try:
         env = _env(broker.bootstrap, workdir, "tput.")
         _c360("replay", "--input", str(data), "--no-progress", env=env)
-        # the peer: Spark reading the same topics into a noop sink
-        proc = subprocess.run([sys.executable, "-c", NOOP_PEER, ",".join(GENERATED), str(workdir / "ck-noop")],
+        # the references: Spark reading the same topics into a noop sink, and the floor draining them into Delta
+        proc = subprocess.run([sys.executable, "-c", NOOP_PEER, topics, str(workdir / "ck-noop")],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=True)
         noop = json.loads(proc.stdout.strip().splitlines()[-1])
+        proc = subprocess.run([sys.executable, "-c", FLOOR_PEER, topics, str(workdir / "ck-floor-drain"),
+                               str(workdir / "floor-drain"), "drain"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=True)
+        floor = json.loads(proc.stdout.strip().splitlines()[-1])
         started = time.monotonic()
         _c360("stream", "--available-now", env=env)
         wall = time.monotonic() - started
@@ -300,44 +387,22 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
         steady = sum(b[0] for b in later) / sum(b[1] for b in later)
         quality = anomaly_quality(spark, lake, data / "_labels" / "login_anomalies.csv")
 
-        # latency: the app running (1 s trigger) while the producer sends 5,000 events/s; measured on the records
-        # produced after a warm-up under that load (the first batch of a fresh JVM compiles every plan: it is
-        # reported apart), each followed until it is visible
+        # latency under the 5,000 events/s load, the floor first, then the app, each on topics of its own; measured
+        # on the records produced after a warm-up (the first batch of a fresh JVM compiles every plan)
+        env = _env(broker.bootstrap, workdir, "floor.", C360_STREAM_TRIGGER_INTERVAL="1 second")
+        floor_table = workdir / "floor-live"
+        floor_start, floor_end, floor_ok = _under_load(
+            [sys.executable, "-c", FLOOR_PEER, topics, str(workdir / "ck-floor-live"), str(floor_table), "live"],
+            env, data, workdir, "floor-live", warmup_seconds, latency_seconds,
+            lambda sent: spark.read.format("delta").load(str(floor_table)).count() >= sent)
+        floor_lat = latency_percentiles(commit_latencies(spark, [str(floor_table)], "_written_at", "timestamp"),
+                                        since=pd.Timestamp(floor_start) + pd.Timedelta(seconds=warmup_seconds),
+                                        until=pd.Timestamp(floor_end))
         env = _env(broker.bootstrap, workdir, "lat.", C360_STREAM_TRIGGER_INTERVAL="1 second")
-        # its log goes to a file: a pipe nobody reads fills up and blocks the app on its next log line
-        app_log = (workdir / "latency-stream.log").open("w")
-        app = subprocess.Popen([sys.executable, "-m", "c360", "stream"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=app_log, text=True)
         lat_lake = Path(env["C360_LAKE_ROOT"])
-        try:
-            time.sleep(45)  # start-up and the first (empty) batches
-            replay_log = workdir / "latency-replay.log"
-            with replay_log.open("w") as out:
-                # every source at once (as in production), not one file after another: a micro-batch then
-                # touches all 17 sources' tables
-                replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
-                                             "5000", "--interleave", "--no-progress"], cwd=ROOT, env=env, stdout=out,
-                                            stderr=subprocess.STDOUT)
-                load_start = datetime.now(timezone.utc).replace(tzinfo=None)
-                time.sleep(warmup_seconds + latency_seconds)
-                replayer.send_signal(signal.SIGTERM)
-                replayer.wait(timeout=60)
-            load_end = datetime.now(timezone.utc).replace(tzinfo=None)
-            sent = re.search(r"sent (\d+) records", replay_log.read_text())
-            caught_up = _wait_until_ingested(spark, lat_lake, int(sent.group(1)) if sent else 0, timeout_s=600)
-        finally:
-            app.send_signal(signal.SIGTERM)
-            try:
-                app.wait(timeout=300)
-            except subprocess.TimeoutExpired:
-                app.kill()
-                print("the stream did not stop within 300 s of SIGTERM; its log ends with:\n"
-                      + "".join((workdir / "latency-stream.log").read_text().splitlines(True)[-20:]), file=sys.stderr)
-                raise
-            finally:
-                app_log.close()
-        import pandas as pd
-
+        load_start, load_end, caught_up = _under_load(
+            [sys.executable, "-m", "c360", "stream"], env, data, workdir, "latency-stream", warmup_seconds,
+            latency_seconds, lambda sent: _ingested(spark, lat_lake, sent))
         latencies = silver_latencies(spark, lat_lake)
         steady_from = pd.Timestamp(load_start) + pd.Timedelta(seconds=warmup_seconds)
         measured = latency_percentiles(latencies, since=steady_from, until=pd.Timestamp(load_end))
@@ -349,26 +414,38 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
     finally:
         broker.stop()
     p95 = measured["p95_s"] if measured["p95_s"] is not None else float("nan")
+    floor_p95 = floor_lat["p95_s"] if floor_lat["p95_s"] is not None else float("nan")
+    floor_eps = floor["rows"] / floor["seconds"]
     cfg = config.load(environ={})
+    writer = stream_writer(cfg)
     params = {"customers": scale, "records": rows, "sources": len(GENERATED), "batches": len(batches),
-              "max_offsets_per_trigger": cfg.stream.max_offsets_per_trigger,
+              "writer": writer, "max_offsets_per_trigger": cfg.stream.embedded_max_offsets_per_trigger
+              if writer == "embedded" else cfg.stream.max_offsets_per_trigger,
               "parallel_sources": cfg.stream.parallel_sources, "after_first_batch_events_per_s": round(steady),
-              "wall_seconds_incl_startup_and_derived": round(wall, 1)}
-    figs = [figure("stream_max_events_per_s", rows / seconds, "events/s", params,
-                   {"name": "Spark raw Kafka read into a noop sink, same topics and source options",
-                    "value": round(noop["rows"] / noop["seconds"])},
-                   (rows / seconds) / (noop["rows"] / noop["seconds"])),
+              "wall_seconds_incl_startup_and_derived": round(wall, 1),
+              "noop_raw_read_events_per_s": round(noop["rows"] / noop["seconds"]),
+              "ratio_to_noop_raw_read": round((rows / seconds) / (noop["rows"] / noop["seconds"]), 3)}
+    floor_peer = "the floor: a bare Spark query appending every topic's raw records to one Delta table, same run"
+    load = {"rate_eps": 5000, "sources_at_once": len(GENERATED), "warmup_seconds": warmup_seconds,
+            "seconds": latency_seconds, "trigger": "1 second"}
+    figs = [figure("stream_floor_events_per_s", floor_eps, "events/s",
+                   {"records": floor["rows"], "includes": "backlog of every topic drained into one Delta table"},
+                   {"name": "Spark raw Kafka read into a noop sink, same run",
+                    "value": round(noop["rows"] / noop["seconds"])}, floor_eps / (noop["rows"] / noop["seconds"])),
+            figure("stream_floor_p95_latency_s", floor_p95, "s",
+                   {**load, "rows_measured": floor_lat["rows"], "p50_s": floor_lat["p50_s"],
+                    "all_records_caught_up": floor_ok}, None, None),
+            figure("stream_max_events_per_s", rows / seconds, "events/s", params,
+                   {"name": floor_peer, "value": round(floor_eps), "goal_ratio": 0.5}, (rows / seconds) / floor_eps),
             figure("stream_p95_latency_s_at_5k_eps", p95, "s",
-                   {"rate_eps": 5000, "sources_at_once": len(GENERATED), "warmup_seconds": warmup_seconds,
-                    "seconds": latency_seconds,
-                    "rows_measured": measured["rows"], "p50_s": measured["p50_s"], "trigger": "1 second",
+                   {**load, "writer": writer, "rows_measured": measured["rows"], "p50_s": measured["p50_s"],
                     "all_records_caught_up": caught_up, "incl_warmup_p95_s": whole["p95_s"],
                     "incl_warmup_p50_s": whole["p50_s"], "incl_warmup_rows": whole["rows"],
                     "batches_in_load_after_first": capacity["batches"],
                     "median_batch_s": capacity["median_batch_s"],
                     "median_batch_records": capacity["median_batch_records"],
                     "under_load_events_per_s": capacity["events_per_s"]},
-                   {"limit": 5}, p95 / 5)]
+                   {"name": floor_peer + " (p95)", "value": floor_p95, "goal_ratio": 2.0}, p95 / floor_p95)]
     for rule, (precision, recall, n) in quality.items():
         figs.append(figure(f"anomaly_precision_{rule}", precision, "ratio", {"labels": n, "customers": scale},
                            {"limit": 0.95}, precision / 0.95))
@@ -410,7 +487,8 @@ def markdown(results: list[dict]) -> str:
     rows = ["| figure | value | peer or limit | ratio |", "| --- | --- | --- | --- |"]
     for r in results:
         peer = r["peer"] or {}
-        peer_text = f"limit {peer['limit']}" if "limit" in peer else f"{peer.get('name')}: {peer.get('value'):,}"
+        peer_text = ("-" if not peer else f"limit {peer['limit']}" if "limit" in peer
+                     else f"{peer.get('name')}: {peer.get('value'):,}")
         rows.append(f"| `{r['name']}` | {r['value']:,} {r['unit']} | {peer_text} | {r['ratio']} |")
     return "\n".join(rows)
 
@@ -438,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="customers of the data set streamed (150k: 5M records, enough for the 5k events/s load)")
     ap.add_argument("--latency-seconds", type=int, default=180,
                     help="how long the 5k events/s load is measured, after its warm-up")
-    ap.add_argument("--latency-warmup-seconds", type=int, default=600,
+    ap.add_argument("--latency-warmup-seconds", type=int, default=120,
                     help="how long the 5k events/s load runs before the records measured")
     ap.add_argument("--soak-minutes", type=float, default=10, help="how long the soak's load lasts")
     ap.add_argument("--soak-rate", type=int, default=1000, help="events/s during the soak")
@@ -460,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown(results[-1:]), flush=True)
         if "stream" in wanted:
             results += bench_stream(args.stream_scale, args.latency_seconds, args.latency_warmup_seconds, Path(tmp))
-            print(markdown(results[-8:]), flush=True)
+            print(markdown(results[-10:]), flush=True)
         if "demo" in wanted:
             results += bench_demo(Path(tmp))
             print(markdown(results[-2:]), flush=True)
@@ -468,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench.gold_bench import bench_gold
 
             results += bench_gold(args.gold_scale, Path(tmp), figure)
-            print(markdown(results[-8:]), flush=True)
+            print(markdown(results[-10:]), flush=True)
         if "soak" in wanted:
             from bench.soak import run_soak
 

@@ -34,7 +34,7 @@ from bench.run import ROOT, _spark, figure, markdown, save_results, silver_laten
 SAMPLE_EVERY_S = 5
 READ_EVERY_S = 10
 # what the reader queries during the soak, and each table's key (unique in every version)
-READ_TABLES = {"bronze_logins": ("partition", "offset"), "silver_orders": ("order_id",),
+READ_TABLES = {"bronze_records": ("topic", "partition", "offset"), "silver_orders": ("order_id",),
                "silver_customers": ("customer_id",), "gold_customer_360": ("customer_id",)}
 GOLD_AT = (0.2, 0.6)  # the two gold refreshes start at these fractions of the load
 DRIVER_MEMORY_GIB = 4

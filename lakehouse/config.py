@@ -57,6 +57,8 @@ SPARK_KEYS_OWNED_LOCAL = {"spark.driver.bindAddress": "set spark.bind_address",
 Settings = tuple[tuple[str, str], ...]
 # gold.accelerator: Spark's own engine, Apache DataFusion Comet's native one, or Comet where it runs (Linux x86_64/aarch64)
 BATCH_ENGINES = ("auto", "embedded", "spark")
+# the stream's Delta writer: delta-rs in the driver (embedded), Spark's, or embedded with a local master (auto)
+STREAM_WRITERS = ("auto", "embedded", "spark")
 GOLD_ACCELERATORS = ("none", "comet", "auto")
 
 
@@ -140,6 +142,8 @@ class StreamConfig:
     vacuum_retention_hours: int
     broker_outage_s: int
     parallel_sources: int
+    writer: str  # auto | embedded | spark (streaming/embedded.py)
+    embedded_max_offsets_per_trigger: int
 
 
 @dataclass(frozen=True)
@@ -341,6 +345,8 @@ def _validate(cfg: Config) -> None:
         (cfg.stream.vacuum_retention_hours >= 1, "stream.vacuum_retention_hours must be at least 1"),
         (cfg.stream.broker_outage_s >= 10, "stream.broker_outage_s must be at least 10"),
         (cfg.stream.parallel_sources >= 1, "stream.parallel_sources must be at least 1"),
+        (cfg.stream.writer in STREAM_WRITERS, "stream.writer must be auto, embedded or spark"),
+        (cfg.stream.embedded_max_offsets_per_trigger >= 1, "stream.embedded_max_offsets_per_trigger must be at least 1"),
         (bool(cfg.stream.alerts_topic), "stream.alerts_topic must not be empty"),
         (0 < cfg.business.churn_at_risk_days < cfg.business.churn_churned_days,
          "business.churn_at_risk_days must be positive and below business.churn_churned_days"),

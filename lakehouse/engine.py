@@ -49,6 +49,13 @@ def resolve(cfg: Config) -> str:
     return name
 
 
+def stream_writer(cfg: Config) -> str:
+    """``stream.writer`` as the stream will run it: ``embedded`` (delta-rs commits, a local master) or ``spark``."""
+    if cfg.stream.writer == "auto":
+        return "embedded" if cfg.spark.master.startswith("local") else "spark"
+    return cfg.stream.writer
+
+
 def _classic_session():
     """The classic (JVM) SparkSession this process runs, if any."""
     from pyspark.sql import SparkSession

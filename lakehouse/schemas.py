@@ -45,6 +45,9 @@ BRONZE = _schema(
     ("_ingestion_date", DateType()),
 )
 
+# The multiplexed bronze table (every source's records, one append per micro-batch): which source, then the record
+BRONZE_RECORDS = _schema(("source", StringType()), *[(f.name, f.dataType) for f in BRONZE.fields])
+
 QUARANTINE = _schema(
     ("source", StringType()),
     ("reason", StringType()),

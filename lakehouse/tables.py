@@ -111,6 +111,9 @@ SOURCES: dict[str, Source] = {
 GENERATED = [name for name, s in SOURCES.items() if s.generated]  # the sources `c360 generate` writes
 
 QUARANTINE = "silver_quarantine"
+# every source's raw records, partitioned by source and ingestion date (c360 before 2026-12 kept one bronze_<source>
+# table per source: those stay readable, see legacy_bronze)
+BRONZE_RECORDS = "bronze_records"
 OPS_BATCHES = "ops_stream_batches"
 OPS_PROGRESS = "ops_stream_progress"
 
@@ -126,3 +129,9 @@ def checkpoint_path(checkpoint_root: str, query: str) -> str:
     if "://" in checkpoint_root:
         return f"{checkpoint_root.rstrip('/')}/{query}"
     return str(Path(checkpoint_root).resolve() / query)
+
+
+def legacy_bronze(name: str) -> str:
+    """The per-source bronze table of a lake written before the multiplexed ``bronze_records`` (read, never
+    written)."""
+    return f"bronze_{name}"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lakehouse.config import Config
 from lakehouse.delta import QueryRun
+from lakehouse.engine import stream_writer
 from lakehouse.errors import C360Error, error_text, storage_error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.kafka_security import client_security, spark_security
@@ -97,15 +98,19 @@ def broker_wait_options(outage_s: int) -> dict[str, str]:
 FETCH_MAX_WAIT_MS = 10
 
 
-def kafka_stream(spark, cfg: Config, topics: list[str]):
-    """The Kafka source of the ingest query (also what the benchmark's raw-read peer reads with)."""
+def kafka_stream(spark, cfg: Config, topics: list[str], *, embedded: bool = False):
+    """The Kafka source of the ingest query (also what the benchmark's raw-read peer reads with); ``embedded``: for
+    the embedded writer, whose batches are held in the driver (``stream.embedded_max_offsets_per_trigger``)."""
+    limit = cfg.stream.max_offsets_per_trigger
+    if embedded:
+        limit = min(limit, cfg.stream.embedded_max_offsets_per_trigger)
     return (spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
             .option("subscribe", ",".join(topics))
             .option("startingOffsets", cfg.stream.starting_offsets)
             .option("failOnDataLoss", str(cfg.stream.fail_on_data_loss).lower())
             .option("includeHeaders", "true")
-            .option("maxOffsetsPerTrigger", str(cfg.stream.max_offsets_per_trigger))
+            .option("maxOffsetsPerTrigger", str(limit))
             .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
             .options(**broker_wait_options(cfg.stream.broker_outage_s))
             .options(**spark_security(cfg.kafka))
@@ -138,8 +143,9 @@ def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool,
     """The ingest query: every source's topic -> bronze -> silver, one micro-batch for all of them."""
     query = ingest_query_name(sources)
     targets = [source_target(cfg, n, query) for n in sources]
-    writer = (kafka_stream(spark, cfg, [t.topic for t in targets]).writeStream
-              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality)))
+    mode = stream_writer(cfg)
+    writer = (kafka_stream(spark, cfg, [t.topic for t in targets], embedded=mode == "embedded").writeStream
+              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality, writer=mode)))
     return _start(writer, spark, cfg, query, available_now=available_now, pool=INGEST_POOL)
 
 

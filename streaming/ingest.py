@@ -34,7 +34,7 @@ from lakehouse.mappings import DEFAULT_PARSE, ParseOptions, mapping_for
 from lakehouse.quality import RunQuality
 from lakehouse.schemas import SILVER_SPECS, SilverSpec
 from lakehouse.spark import in_threads
-from lakehouse.tables import OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
+from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, QUARANTINE, SOURCES, Source, table_path
 from streaming.bronze import transform_bronze
 from streaming.silver import (
     REPLACES,
@@ -70,10 +70,6 @@ class IngestTarget:
         return table_path(self.lake_root, name)
 
     @property
-    def bronze(self) -> str:
-        return self.path(f"bronze_{self.source.name}")
-
-    @property
     def spec(self) -> SilverSpec:
         return SILVER_SPECS[self.source.name]
 
@@ -90,11 +86,11 @@ def ensure_tables(spark, lake_root: str, sources: list[str]) -> None:
     by_path: dict[str, list[tuple]] = {
         table_path(lake_root, QUARANTINE): [(schemas.QUARANTINE, ["_quarantine_date"], None)],
         table_path(lake_root, OPS_BATCHES): [(schemas.OPS_STREAM_BATCHES, None, None)],
+        table_path(lake_root, BRONZE_RECORDS): [(schemas.BRONZE_RECORDS, ["source", "_ingestion_date"],
+                                                 STREAM_TABLE_PROPERTIES)],
     }
     for name in sources:
         spec = SILVER_SPECS[name]
-        by_path[table_path(lake_root, f"bronze_{name}")] = [(schemas.BRONZE, ["_ingestion_date"],
-                                                             STREAM_TABLE_PROPERTIES)]
         by_path.setdefault(table_path(lake_root, spec.table), []).append(
             (schemas.SILVER[name], spec.partitions or None, STREAM_TABLE_PROPERTIES))
 
@@ -183,15 +179,11 @@ class _SourceResult:
 REASON_SAMPLES = 20
 
 
-def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, *, spark, new: bool) -> _SourceResult:
-    """Bronze append, parse and silver merge of one source's records in a batch (in ``spark``, this thread's
-    session; ``new``: see :func:`append_idempotent`)."""
+def _ingest_source(target: IngestTarget, bronze: DataFrame, batch_id: int, *, spark) -> _SourceResult:
+    """Parse and silver merge of one source's records in a batch (in ``spark``, this thread's session)."""
     clock = _Clock()
     source = target.source
     app = f"{target.query}:{source.name}"
-    append_idempotent(bronze, target.bronze, app_id=f"{app}:bronze", version=batch_id,
-                      partition_by=["_ingestion_date"], new=new)
-    clock(f"{source.name}.bronze")
     # parsed once and kept: the counts, the quarantine and the silver rows all come from it
     parsed = transform_source(bronze, source.name, timestamp_formats=target.timestamp_formats,
                               unknown_fields_rule=target.unknown_fields, parse=target.parse).localCheckpoint()
@@ -301,10 +293,7 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
     sessions = sessions or _Sessions(spark)
     query = targets[0].query
     clock = _Clock()
-    # The batch is read from Kafka once and materialized (lineage cut): a persisted DataFrame was not enough, as
-    # every MERGE job re-planned its source and read the whole batch from Kafka again (seconds per merge).
-    # A Kafka batch has a partition per topic partition (dozens); a few partitions suit the per-source work.
-    batch = transform_bronze(kafka_batch).coalesce(spark.sparkContext.defaultParallelism).localCheckpoint()
+    batch = read_kafka_batch(kafka_batch)
     kept: list[DataFrame] = []
     try:
         present = {r["topic"]: r["count"] for r in batch.groupBy("topic").count().collect()}
@@ -313,6 +302,10 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
         if unknown:  # cannot happen with `subscribe`; guards a misconfigured pattern
             raise ValueError(f"records from topics no source reads: {sorted(unknown)}")
         todo = [t for t in targets if present.get(t.topic)]
+        if todo:  # every source's records in one append (bronze_records)
+            append_idempotent(with_source(batch, targets), targets[0].path(BRONZE_RECORDS), app_id=f"{query}:bronze",
+                              version=batch_id, partition_by=["source", "_ingestion_date"], new=new)
+            clock("bronze")
         # sources that share a silver table (online and in-store transactions) are written one after the other, by
         # one task: at once, their MERGEs would conflict and one would be retried
         tasks: dict[str, list[IngestTarget]] = {}
@@ -322,7 +315,7 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
         def run(group: list[IngestTarget]) -> list[_SourceResult]:
             with sessions.lease() as session:
                 return [_ingest_source(t, batch.where(F.col("topic") == t.topic) if len(present) > 1 else batch,
-                                       batch_id, spark=session, new=new) for t in group]
+                                       batch_id, spark=session) for t in group]
 
         groups = list(tasks.values())
         if workers > 1 and len(groups) > 1:
@@ -355,13 +348,8 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
             append_idempotent(ops.select(*schemas.OPS_STREAM_BATCHES.fieldNames()), targets[0].path(OPS_BATCHES),
                               app_id=f"{query}:ops", version=batch_id, new=new)
             clock("ops")
-        for name, c in results.items():
-            log.info("%s batch %d %s: %s", query, batch_id, name, c)
-            if c["read_rows"] and c["quarantined_rows"] == c["read_rows"]:
-                log.error("%s batch %d: every one of the %d %s records was quarantined (%s)", query, batch_id,
-                          c["read_rows"], name, ", ".join(done[name].reasons))
-            if quality is not None:
-                quality.add(name, c, done[name].reasons, done[name].unlisted)
+        report_batch(query, batch_id, results, {n: r.reasons for n, r in done.items()},
+                     {n: r.unlisted for n, r in done.items()}, quality)
         log.info("%s batch %d timings: %s", query, batch_id, clock)
         return results
     finally:
@@ -370,20 +358,78 @@ def process_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataF
         batch.unpersist()
 
 
+def report_batch(query: str, batch_id: int, results: dict[str, dict[str, int]],
+                 reasons: dict[str, dict[str, tuple[int, list[str]]]], unlisted: dict[str, dict[str, dict[str, int]]],
+                 quality: RunQuality | None) -> None:
+    """Log a batch's counters per source (loudly when all of a source's records were quarantined) and add them to
+    the run's report."""
+    for name, c in results.items():
+        log.info("%s batch %d %s: %s", query, batch_id, name, c)
+        if c["read_rows"] and c["quarantined_rows"] == c["read_rows"]:
+            log.error("%s batch %d: every one of the %d %s records was quarantined (%s)", query, batch_id,
+                      c["read_rows"], name, ", ".join(reasons.get(name, {})))
+        if quality is not None:
+            quality.add(name, c, reasons.get(name), unlisted.get(name))
+
+
+def with_source(bronze: DataFrame, targets: list[IngestTarget]) -> DataFrame:
+    """Bronze rows with the source whose topic they came from, in ``bronze_records``' columns."""
+    by_topic = F.create_map(*[F.lit(x) for t in targets for x in (t.topic, t.source.name)])
+    return bronze.withColumn("source", F.try_element_at(by_topic, F.col("topic"))).select(
+        *schemas.BRONZE_RECORDS.fieldNames())
+
+
+def read_kafka_batch(kafka_batch: DataFrame) -> DataFrame:
+    """The micro-batch's Kafka records as bronze rows, read once and kept (lineage cut): a persisted DataFrame was
+    not enough, as every later job re-planned its source and read the whole batch from Kafka again. A Kafka batch
+    has a partition per topic partition (dozens); a few partitions suit the per-source work."""
+    spark = kafka_batch.sparkSession
+    return transform_bronze(kafka_batch).coalesce(spark.sparkContext.defaultParallelism).localCheckpoint()
+
+
+def write_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFrame, batch_id: int, *,
+                writer: str = "spark", new: bool = False, workers: int = 1, quality: RunQuality | None = None,
+                state: dict | None = None) -> dict[str, dict[str, int]]:
+    """Write one micro-batch with ``writer``: ``spark`` (:func:`process_batch`) or ``embedded`` (delta-rs,
+    :mod:`streaming.embedded`); the counters per source. ``state`` keeps what a query's batches share (Spark
+    sessions, open delta-rs tables)."""
+    targets = [targets] if isinstance(targets, IngestTarget) else targets
+    state = {} if state is None else state
+    if writer != "embedded":
+        sessions = state.setdefault("sessions", _Sessions(kafka_batch.sparkSession))
+        return process_batch(targets, kafka_batch, batch_id, new=new, workers=workers, sessions=sessions,
+                             quality=quality)
+    from lakehouse.lake_writes import OpenTables
+    from streaming import embedded
+
+    query = targets[0].query
+    clock = _Clock()
+    batch = read_kafka_batch(kafka_batch)
+    try:
+        results = embedded.write_batch(
+            targets, batch, batch_id, tables=state.setdefault("tables", OpenTables()), workers=workers, clock=clock,
+            report=lambda results, reasons, unlisted: report_batch(query, batch_id, results, reasons, unlisted,
+                                                                   quality))
+    finally:
+        batch.unpersist()
+    log.info("%s batch %d timings: %s", query, batch_id, clock)
+    return results
+
+
 class IngestRun(QueryRun):
     """The foreachBatch function of one run of the ingest query (:class:`~lakehouse.delta.QueryRun`): the batches
-    after its first append without the check for an earlier commit."""
+    after its first append without the check for an earlier commit. ``writer``: who commits the batch's Delta
+    writes (:func:`write_batch`)."""
 
-    def __init__(self, targets: list[IngestTarget], workers: int = 1, quality: RunQuality | None = None):
+    def __init__(self, targets: list[IngestTarget], workers: int = 1, quality: RunQuality | None = None,
+                 writer: str = "spark"):
         super().__init__(self._write)
-        self.targets, self.workers, self.quality = targets, workers, quality
-        self.sessions: _Sessions | None = None
+        self.targets, self.workers, self.quality, self.writer = targets, workers, quality, writer
+        self.state: dict = {}
 
     def _write(self, kafka_batch: DataFrame, batch_id: int, new: bool) -> None:
-        if self.sessions is None:
-            self.sessions = _Sessions(kafka_batch.sparkSession)
-        process_batch(self.targets, kafka_batch, batch_id, new=new, workers=self.workers, sessions=self.sessions,
-                      quality=self.quality)
+        write_batch(self.targets, kafka_batch, batch_id, writer=self.writer, new=new, workers=self.workers,
+                    quality=self.quality, state=self.state)
 
 
 def ingest_query_name(sources: list[str]) -> str:

@@ -11,7 +11,7 @@ from lakehouse import schemas
 from lakehouse.config import Config
 from lakehouse.delta import ensure_table, retry, short_vacuum_retention
 from lakehouse.schemas import SILVER_SPECS
-from lakehouse.tables import OPS_BATCHES, OPS_PROGRESS, QUARANTINE, table_path
+from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, OPS_PROGRESS, QUARANTINE, table_path
 from streaming.outputs import ANOMALIES_TABLE, CITY_HOUR_TABLE
 
 log = logging.getLogger(__name__)
@@ -21,9 +21,9 @@ PROGRESS_EVERY_S = 30
 
 def stream_table_names(sources: list[str]) -> list[str]:
     """Every table the streaming app writes."""
-    names = [QUARANTINE, OPS_BATCHES, ANOMALIES_TABLE, CITY_HOUR_TABLE]
+    names = [BRONZE_RECORDS, QUARANTINE, OPS_BATCHES, ANOMALIES_TABLE, CITY_HOUR_TABLE]
     for s in sources:
-        names += [f"bronze_{s}", SILVER_SPECS[s].table]
+        names.append(SILVER_SPECS[s].table)
     return list(dict.fromkeys(names))
 
 

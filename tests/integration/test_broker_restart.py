@@ -20,7 +20,7 @@ from bench.chaos import kafka_counts
 from c360 import cli
 from lakehouse.kafka_local import LocalKafka, free_port
 from tests.conftest import STATE_DIR, make_config
-from tests.integration.test_pipeline import _table
+from tests.integration.test_pipeline import _bronze, _table
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def test_broker_restart_mid_replay_and_stream_loses_and_doubles_nothing(spark, t
             assert kafka_records == sent  # the producer's retries doubled nothing (idempotent producer)
 
             def bronze_rows():
-                return sum(_table(spark, cfg, f"bronze_{s}").count() for s in SOURCES.split(","))
+                return sum(_bronze(spark, cfg, s).count() for s in SOURCES.split(","))
 
             # the stream kept running through the outage and catches up by itself
             _wait("the stream to read every record", lambda: bronze_rows() >= sent or stream.poll() is not None,
@@ -99,13 +99,13 @@ def test_broker_restart_mid_replay_and_stream_loses_and_doubles_nothing(spark, t
         assert total > sent
     finally:
         broker.stop()
-    orders = _table(spark, cfg, "bronze_orders")
+    orders = _bronze(spark, cfg, "orders")
     keys = orders.select("_source_file", "_source_line")
     assert orders.count() == keys.distinct().count() == orders.select("offset").distinct().count()
-    customers = _table(spark, cfg, "bronze_customers")  # each file line twice (sent twice), each offset once
+    customers = _bronze(spark, cfg, "customers")  # each file line twice (sent twice), each offset once
     assert customers.count() == customers.select("offset").distinct().count()
     assert customers.groupBy("_source_file", "_source_line").count().where("count != 2").count() == 0
-    assert sum(_table(spark, cfg, f"bronze_{s}").count() for s in SOURCES.split(",")) == total
+    assert sum(_bronze(spark, cfg, s).count() for s in SOURCES.split(",")) == total
     ops = {r.source: r for r in _table(spark, cfg, "ops_stream_batches").groupBy("source").sum().collect()}
     assert sum(r["sum(read_rows)"] for r in ops.values()) == total
     truth = json.loads((data / "_labels" / "summary.json").read_text())["truth"]

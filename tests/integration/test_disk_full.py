@@ -12,7 +12,7 @@ import pytest
 
 from c360 import cli
 from lakehouse.tables import table_path
-from tests.integration.test_pipeline import _args, _env, _table
+from tests.integration.test_pipeline import _args, _bronze, _env, _table
 
 pytestmark = pytest.mark.integration
 
@@ -66,9 +66,9 @@ def test_a_full_disk_stops_the_stream_in_one_line_and_the_next_run_completes_eve
     balloon.unlink()  # space again: the same command completes, from the checkpoint, and nothing is doubled
     assert cli.main(stream) == 0
     for name in SOURCES:
-        bronze = _table(spark, cfg, f"bronze_{name}")
+        bronze = _bronze(spark, cfg, name)
         assert bronze.count() == bronze.select("offset", "partition").distinct().count() > 0
-    assert sum(_table(spark, cfg, f"bronze_{n}").count() for n in SOURCES) == sent
+    assert sum(_bronze(spark, cfg, n).count() for n in SOURCES) == sent
     ops = _table(spark, cfg, "ops_stream_batches").groupBy().sum("read_rows", "quarantined_rows").first()
     assert ops[0] == sent
     assert _table(spark, cfg, "silver_quarantine").count() == ops[1]

@@ -10,11 +10,13 @@ import pytest
 
 from lakehouse import lake
 from lakehouse.delta import append_idempotent, commit_metadata, txn_tag
-from lakehouse.tables import OPS_BATCHES, QUARANTINE, table_path
-from streaming.ingest import IngestRun, ensure_tables, process_batch, source_target
+from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, QUARANTINE, table_path
+from streaming.ingest import IngestRun, ensure_tables, source_target, write_batch
 from tests.unit.test_transforms import customer, kafka_rows
 
 pytestmark = pytest.mark.integration
+# every guarantee holds with both of the stream's Delta writers
+WRITERS = pytest.mark.parametrize("writer", ["embedded", "spark"])
 
 
 def _versions(spark, cfg, names):
@@ -32,75 +34,89 @@ def _appends(path):
     return out
 
 
-def test_replaying_a_batch_adds_no_table_version(spark, cfg):
+def _bronze_rows(spark, cfg, source):
+    return spark.read.format("delta").load(table_path(cfg.lake.root, BRONZE_RECORDS)).where(f"source = '{source}'")
+
+
+@WRITERS
+def test_replaying_a_batch_adds_no_table_version(spark, cfg, writer):
     ensure_tables(spark, cfg.lake.root, ["customers"])
     target = source_target(cfg, "customers")
     batch = kafka_rows(spark, [customer(), customer(event_id="e2", customer_id="C2"), customer(customer_id="")])
-    counts = process_batch(target, batch, 0)["customers"]
+    counts = write_batch(target, batch, 0, writer=writer)["customers"]
     assert counts == {"read_rows": 3, "quarantined_rows": 1, "duplicate_rows": 0, "inserted_rows": 2,
                       "updated_rows": 0, "rescued_rows": 0,
                       "unlisted_rows": 0}
-    tables = ["bronze_customers", "silver_customers", QUARANTINE, OPS_BATCHES]
+    tables = [BRONZE_RECORDS, "silver_customers", QUARANTINE, OPS_BATCHES]
     before = _versions(spark, cfg, tables)
-    process_batch(target, batch, 0)  # the same batch again, as after a crash before the checkpoint commit
+    # the same batch again, as after a crash before the checkpoint commit
+    assert write_batch(target, batch, 0, writer=writer)["customers"] == counts
     assert _versions(spark, cfg, tables) == before
-    assert spark.read.format("delta").load(target.bronze).count() == 3
+    assert _bronze_rows(spark, cfg, "customers").count() == 3
     assert spark.read.format("delta").load(target.silver).count() == 2
 
 
-def test_only_a_newer_version_overwrites_and_in_batch_duplicates_are_counted(spark, cfg):
+@WRITERS
+def test_only_a_newer_version_overwrites_and_in_batch_duplicates_are_counted(spark, cfg, writer):
     ensure_tables(spark, cfg.lake.root, ["customers"])
     target = source_target(cfg, "customers")
     new_ts, old_ts = datetime(2025, 1, 2), datetime(2025, 1, 1)
     newer = customer(event_id="v2", status="Blocked")
     older = customer(event_id="v1", status="Active")
-    process_batch(target, kafka_rows(spark, [newer, newer], start_offset=10, ts=new_ts), 0)
+    write_batch(target, kafka_rows(spark, [newer, newer], start_offset=10, ts=new_ts), 0, writer=writer)
     silver = spark.read.format("delta").load(target.silver)
     assert [(r.customer_id, r.status) for r in silver.collect()] == [("C1", "Blocked")]
-    counts = process_batch(target, kafka_rows(spark, [older], start_offset=3, ts=old_ts), 1)["customers"]  # older
+    counts = write_batch(target, kafka_rows(spark, [older], start_offset=3, ts=old_ts), 1,  # older
+                         writer=writer)["customers"]
     assert (counts["updated_rows"], counts["duplicate_rows"]) == (0, 1)
     assert silver.select("status").first().status == "Blocked"
-    counts = process_batch(target, kafka_rows(spark, [customer(event_id="v3", status="Inactive")],
-                                              start_offset=20, ts=datetime(2025, 1, 3)), 2)["customers"]
+    counts = write_batch(target, kafka_rows(spark, [customer(event_id="v3", status="Inactive")],
+                                            start_offset=20, ts=datetime(2025, 1, 3)), 2, writer=writer)["customers"]
     assert counts["updated_rows"] == 1
     assert silver.select("status", "event_id").first() == ("Inactive", "v3")
     ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES)).orderBy("batch_id").collect()
     assert [(r.batch_id, r.read_rows, r.duplicate_rows) for r in ops] == [(0, 2, 1), (1, 1, 1), (2, 1, 0)]
 
 
-def test_a_crash_between_the_silver_merge_and_the_counters_keeps_the_counts_right(spark, cfg, monkeypatch):
+@WRITERS
+def test_a_crash_between_the_silver_merge_and_the_counters_keeps_the_counts_right(spark, cfg, monkeypatch, writer):
+    import streaming.embedded as embedded
     import streaming.ingest as ingest
 
     ensure_tables(spark, cfg.lake.root, ["customers"])
     target = source_target(cfg, "customers")
     batch = kafka_rows(spark, [customer(), customer(event_id="e2", customer_id="C2"), customer(customer_id="")])
-    real_append = ingest.append_idempotent
+    module, name = (embedded, "append_once") if writer == "embedded" else (ingest, "append_idempotent")
+    real_append = getattr(module, name)
 
     class Killed(Exception):
         pass
 
-    def crash_before_the_counters(df, path, **kw):
+    def crash_before_the_counters(*args, **kw):
+        path = args[1] if writer == "embedded" else args[1]
         if path == table_path(cfg.lake.root, OPS_BATCHES):
-            # the MERGE's auto compaction, which runs in its session, commits an OPTIMIZE carrying its tag
+            # Spark's MERGE's auto compaction, which runs in its session, commits an OPTIMIZE carrying its tag
             with commit_metadata(spark, txn_tag(f"{target.query}:customers:silver", 0)):
                 spark.sql(f"ALTER TABLE delta.`{target.silver}` SET TBLPROPERTIES ('c360.test' = 'compacted')")
             raise Killed  # bronze, silver and quarantine are committed; the counters are not
-        return real_append(df, path, **kw)
+        return real_append(*args, **kw)
 
-    monkeypatch.setattr(ingest, "append_idempotent", crash_before_the_counters)
+    monkeypatch.setattr(module, name, crash_before_the_counters)
     with pytest.raises(Killed):
-        process_batch(target, batch, 0)
-    monkeypatch.setattr(ingest, "append_idempotent", real_append)
-    counts = process_batch(target, batch, 0)["customers"]  # the restart re-runs the batch: the MERGE is skipped
-    assert counts == {"read_rows": 3, "quarantined_rows": 1, "duplicate_rows": 0, "inserted_rows": 2,
+        write_batch(target, batch, 0, writer=writer)
+    monkeypatch.setattr(module, name, real_append)
+    counts = write_batch(target, batch, 0, writer=writer)["customers"]  # the restart re-runs the batch: the MERGE
+    assert counts == {"read_rows": 3, "quarantined_rows": 1, "duplicate_rows": 0, "inserted_rows": 2,  # is skipped
                       "updated_rows": 0, "rescued_rows": 0,
                       "unlisted_rows": 0}
     ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES)).collect()
     assert [(r.inserted_rows, r.duplicate_rows) for r in ops] == [(2, 0)]
     assert spark.read.format("delta").load(target.silver).count() == 2
+    assert _bronze_rows(spark, cfg, "customers").count() == 3
 
 
-def test_silver_does_not_depend_on_where_batches_are_cut(spark, tmp_path):
+@WRITERS
+def test_silver_does_not_depend_on_where_batches_are_cut(spark, tmp_path, writer):
     from tests.conftest import make_config
 
     # C1: a version and its re-sent copy; C2: a version, a newer one, then the first re-sent (found by make chaos:
@@ -114,16 +130,18 @@ def test_silver_does_not_depend_on_where_batches_are_cut(spark, tmp_path):
         target = source_target(cfg, "customers")
         bounds = {"one batch": [0, 5], "one record per batch": [0, 1, 2, 3, 4, 5], "two batches": [0, 3, 5]}[cut]
         for batch_id, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
-            process_batch(target, kafka_rows(spark, records[lo:hi], start_offset=lo), batch_id)
+            write_batch(target, kafka_rows(spark, records[lo:hi], start_offset=lo), batch_id, writer=writer)
         silver[cut] = sorted(tuple(r) for r in spark.read.format("delta").load(target.silver)
                              .select("customer_id", "event_id", "status", "_kafka_offset").collect())
     assert silver["one record per batch"] == [("C1", "e1", "Active", 0), ("C2", "e1", "Active", 4)]
     assert silver["one batch"] == silver["two batches"] == silver["one record per batch"]
 
 
-def test_a_run_writes_later_batches_unchecked_and_a_restart_still_finds_them(spark, cfg):
+@WRITERS
+def test_a_run_writes_later_batches_unchecked_and_a_restart_still_finds_them(spark, cfg, writer):
     """A run's batches after its first are appended unchecked (they cannot have been written before), tagged; the
-    next run's first batch finds such a batch by its tag. Two sources are written at once."""
+    next run's first batch finds such a batch by its tag (Spark's writer) or its transaction id (delta-rs, whose
+    check costs nothing). Two sources are written at once."""
     ensure_tables(spark, cfg.lake.root, ["customers", "logins"])
     targets = [source_target(cfg, n, "ingest") for n in ("customers", "logins")]
     topic = {t.source.name: t.topic for t in targets}
@@ -134,21 +152,22 @@ def test_a_run_writes_later_batches_unchecked_and_a_restart_still_finds_them(spa
         return kafka_rows(spark, [customer(event_id=f"e{n}", customer_id=f"C{n}")], topic["customers"], n) \
             .unionByName(kafka_rows(spark, [json.dumps(login)], topic["logins"], n))
 
-    first = IngestRun(targets, workers=2)
+    first = IngestRun(targets, workers=2, writer=writer)
     for n in range(3):
         first(batch(n), n)
-    bronze = {t.source.name: t.bronze for t in targets}
-    # every append is tagged; none needed Delta's transaction id (the first batch's check read the new table's tags)
-    assert _appends(bronze["customers"]) == [(f"ingest:customers:bronze:{n}", []) for n in range(3)]
-    tables = ["bronze_customers", "bronze_logins", "silver_customers", "silver_logins", OPS_BATCHES]
+    bronze = table_path(cfg.lake.root, BRONZE_RECORDS)
+    # every append is tagged; with Spark's writer none needed Delta's transaction id (the first batch's check read
+    # the new table's tags)
+    assert _appends(bronze) == [(f"ingest:bronze:{n}", [n] if writer == "embedded" else []) for n in range(3)]
+    tables = [BRONZE_RECORDS, "silver_customers", "silver_logins", OPS_BATCHES]
     before = _versions(spark, cfg, tables)
     # a crash after batch 2's writes but before Spark's checkpoint commit: the next run starts with batch 2 again
-    second = IngestRun(targets, workers=2)
+    second = IngestRun(targets, workers=2, writer=writer)
     second(batch(2), 2)
     assert _versions(spark, cfg, tables) == before
     second(batch(3), 3)
-    for name, path in bronze.items():
-        assert sorted(r.offset for r in spark.read.format("delta").load(path).collect()) == [0, 1, 2, 3], name
+    for name in ("customers", "logins"):
+        assert sorted(r.offset for r in _bronze_rows(spark, cfg, name).collect()) == [0, 1, 2, 3], name
     ops = spark.read.format("delta").load(table_path(cfg.lake.root, OPS_BATCHES))
     assert sorted((r.batch_id, r.source, r.inserted_rows) for r in ops.collect()) == [
         (b, s, 1) for b in range(4) for s in ("customers", "logins")]

@@ -59,7 +59,7 @@ def test_forget_erases_a_customer_everywhere_audits_it_and_vacuum_removes_the_fi
     top10 = c360.where("account_balance IS NOT NULL").orderBy(F.desc("account_balance"), "customer_id").limit(10)
     who = next(r.customer_id for r in top10.collect() if r.last_login_at is not None and r.order_count)
     before = _matches(spark, str(lake), [who])
-    assert min(before[t] for t in ("gold_customer_360", "silver_customers", "silver_logins", "bronze_logins",
+    assert min(before[t] for t in ("gold_customer_360", "silver_customers", "silver_logins", "bronze_records",
                                    "silver_transactions", "gold_rfm_segments")) >= 1, before
     shown = re.compile(rf"{re.escape(who)}(?!\d)")  # e.g. in the top customers table (JSON-escaped HTML)
     assert shown.search((out / "dashboard.html").read_text())

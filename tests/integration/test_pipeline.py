@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from c360 import cli
-from lakehouse.tables import table_path
+from lakehouse.tables import BRONZE_RECORDS, table_path
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +30,11 @@ def _table(spark, cfg, name):
     return spark.read.format("delta").load(table_path(cfg.lake.root, name))
 
 
+def _bronze(spark, cfg, source):
+    """The bronze records of one source (bronze_records holds every source's)."""
+    return _table(spark, cfg, BRONZE_RECORDS).where(F.col("source") == source)
+
+
 def test_replay_stream_gold_end_to_end_and_replay_twice_adds_no_duplicates(spark, kafka_cfg, monkeypatch, capsys):
     cfg = kafka_cfg
     _env(monkeypatch, cfg)
@@ -44,11 +50,11 @@ def test_replay_stream_gold_end_to_end_and_replay_twice_adds_no_duplicates(spark
     assert f"skipped {truth['customers_malformed_rows']} unreadable rows" in out
     assert cli.main(["stream", "--available-now", *_args(cfg)]) == 0
 
-    bronze_c = _table(spark, cfg, "bronze_customers")
+    bronze_c = _bronze(spark, cfg, "customers")
     assert bronze_c.count() == sent_customers
     assert bronze_c.where("_source_file = 'customers.csv' AND _source_line >= 2 AND value IS NOT NULL").count() \
         == sent_customers
-    assert _table(spark, cfg, "bronze_logins").count() == truth["login_rows"]
+    assert _bronze(spark, cfg, "logins").count() == truth["login_rows"]
     silver_c = _table(spark, cfg, "silver_customers")
     assert silver_c.count() == truth["customers_valid"]
     assert silver_c.select("customer_id").distinct().count() == truth["customers_valid"]
@@ -79,7 +85,7 @@ def test_replay_stream_gold_end_to_end_and_replay_twice_adds_no_duplicates(spark
     # the same files again: bronze keeps every raw record, silver gets no duplicates
     assert cli.main(replay) == 0
     assert cli.main(["stream", "--available-now", *_args(cfg)]) == 0
-    assert _table(spark, cfg, "bronze_customers").count() == 2 * sent_customers
+    assert _bronze(spark, cfg, "customers").count() == 2 * sent_customers
     silver_c = _table(spark, cfg, "silver_customers")
     assert silver_c.count() == truth["customers_valid"]
     assert _table(spark, cfg, "silver_logins").count() == truth["logins_valid"]

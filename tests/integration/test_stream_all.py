@@ -22,7 +22,7 @@ from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import GENERATED, SOURCES
 from streaming.anomalies import RULES
 from streaming.ops import stream_table_names
-from tests.integration.test_pipeline import _args, _env, _table
+from tests.integration.test_pipeline import _args, _bronze, _env, _table
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def test_every_source_reaches_silver_and_every_record_is_accounted_for(spark, st
     for name in stream_table_names(list(SOURCES)):
         assert (Path(cfg.lake.root) / name / "_delta_log").is_dir(), name
     for name in GENERATED:
-        assert _table(spark, cfg, f"bronze_{name}").count() > 0, name
+        assert _bronze(spark, cfg, name).count() > 0, name
     for table in {SILVER_SPECS[name].table for name in GENERATED}:
         assert _table(spark, cfg, table).count() > 0, table
     channels = {r.channel: r["count"] for r in _table(spark, cfg, "silver_transactions").groupBy("channel")
@@ -42,7 +42,7 @@ def test_every_source_reaches_silver_and_every_record_is_accounted_for(spark, st
     ops = {r.source: r for r in _table(spark, cfg, "ops_stream_batches").groupBy("source").sum().collect()}
     assert set(ops) == set(GENERATED)
     for name, r in ops.items():
-        assert r["sum(read_rows)"] == _table(spark, cfg, f"bronze_{name}").count()
+        assert r["sum(read_rows)"] == _bronze(spark, cfg, name).count()
         assert r["sum(read_rows)"] == (r["sum(quarantined_rows)"] + r["sum(duplicate_rows)"]
                                        + r["sum(inserted_rows)"] + r["sum(updated_rows)"]), name
     q = _table(spark, cfg, "silver_quarantine")
@@ -177,10 +177,31 @@ def test_kill_minus_9_at_any_moment_then_restart_gives_the_uninterrupted_tables(
     assert list((scratch_root / second).glob("spark-*")) and list((scratch_root / second).glob("blockmgr-*"))
     assert scratch.sweep(scratch_root) == [scratch_root / second]
     assert [p.name for p in scratch_root.iterdir()] == [".lock"]
-    names = ["bronze_customers", "bronze_logins", "bronze_orders", "silver_customers", "silver_logins",
+    names = ["bronze_records", "silver_customers", "silver_logins",
              "silver_orders", "silver_quarantine", "ops_stream_batches", "stream_login_anomalies",
              "stream_city_hour_logins"]
     want, got = _snapshot(spark, base, names), _snapshot(spark, killed, names)
     for name in names:
         assert got[name] == want[name], name
     assert len(want["silver_logins"]) > 1000 and want["stream_login_anomalies"]
+
+
+def test_the_embedded_writer_and_sparks_write_the_same_tables(spark, streamed, tmp_path, monkeypatch):
+    """The shared lake was streamed with the embedded writer (delta-rs commits, the local default); Spark's writer
+    streams the same Kafka records into a lake of its own. Every table the stream writes is compared whole: its
+    columns and types, and every row (without the columns that say when c360 did something)."""
+    from tests.conftest import make_config
+
+    cfg, _ = streamed
+    other = make_config(tmp_path, cfg.kafka.bootstrap_servers).replace("kafka", topic_prefix=cfg.kafka.topic_prefix)
+    _env(monkeypatch, other)
+    monkeypatch.setenv("C360_STREAM_WRITER", "spark")
+    assert cli.main(["stream", "--available-now", *_args(other)]) == 0
+    names = [n for n in stream_table_names(list(SOURCES))]
+    for name in names:
+        mine, theirs = _table(spark, cfg, name), _table(spark, other, name)
+        assert mine.schema == theirs.schema, name
+    want, got = _snapshot(spark, other, names), _snapshot(spark, cfg, names)
+    for name in names:
+        assert got[name] == want[name], name
+    assert len(want["silver_logins"]) > 1000 and want["stream_login_anomalies"] and want["bronze_records"]

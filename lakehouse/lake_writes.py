@@ -1,0 +1,200 @@
+"""Idempotent Delta writes without a JVM: delta-rs appends and merges for batches that fit in the driver.
+
+Why: Delta-Spark 4.4 rebuilds a table's state (three Spark jobs) for every MERGE and every transaction-id check,
+about 3.5 s per silver table per micro-batch whatever its size (docs/performance.md), so a stream that writes 17
+tables a batch cannot be near-real-time on Spark's writer. delta-rs reads the log itself, keeps the table's state
+between commits (:class:`OpenTables`) and merges a few thousand rows in tens of milliseconds.
+
+Exactly-once as on Spark (``lakehouse.delta``): every commit carries Delta's transaction id ``(app_id,
+version)`` (a ``txn`` action, which Spark's writer checks too, so either writer may resume the other's
+checkpoint) and the tag ``app_id:version`` as its ``userMetadata``. A write whose transaction id the table
+already holds is skipped, and a merge skipped that way reports the counts of the commit that made it, found by
+its tag (else a batch run again after a crash would count its rows as duplicates). The tables stay ordinary
+Delta tables (reader 1 / writer 2): Spark reads, OPTIMIZEs, VACUUMs and DELETEs from them (``c360 forget``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from typing import TypeVar
+
+from lakehouse.lake import uri
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CONFLICT_ATTEMPTS = 5
+
+
+# commits of a table between two compactions of its small files (Delta-Spark's auto compaction, which delta-rs does
+# not run, starts at 50 small files)
+COMPACT_EVERY = 50
+
+
+class OpenTables:
+    """delta-rs tables kept open between micro-batches: each is brought up to date (the log's new commits only,
+    milliseconds) before it is written, so a commit by another writer (Spark's OPTIMIZE, ``c360 forget``) is seen.
+
+    Every ``compact_every`` commits of a table its small files are compacted (delta-rs ``optimize.compact``: one
+    commit that changes no data, which stream readers skip), as Delta-Spark's auto compaction would: a stream
+    writes a file per table per batch, and a merge reads the files that may hold its keys. The tables start at
+    different points of that count, so that they do not all compact in the same batch."""
+
+    def __init__(self, compact_every: int = COMPACT_EVERY):
+        self._open: dict[str, object] = {}
+        self._commits: dict[str, int] = {}
+        self.compact_every = compact_every
+
+    def get(self, path: str):
+        from deltalake import DeltaTable
+
+        table = self._open.get(path)
+        if table is None:
+            table = self._open[path] = DeltaTable(uri(path))
+        else:
+            table.update_incremental()
+        return table
+
+    def forget(self, path: str) -> None:
+        self._open.pop(path, None)
+
+    def committed(self, path: str) -> None:
+        """Count a commit to ``path``; compact the table when its turn has come."""
+        from deltalake import CommitProperties
+
+        every = self.compact_every
+        done = self._commits.get(path, zlib.crc32(path.encode()) % every) + 1
+        if done >= every:
+            metadata = CommitProperties(custom_metadata={"userMetadata": "c360 compaction"})
+            metrics = _with_retries(lambda: self.get(path).optimize.compact(commit_properties=metadata), self, path,
+                                    f"compact {path}")
+            log.debug("compacted %s: %s files into %s", path, metrics.get("numFilesRemoved"),
+                      metrics.get("numFilesAdded"))
+            done = 0
+        self._commits[path] = done
+
+
+def txn_tag(app_id: str, version: int) -> str:
+    """The ``userMetadata`` of a commit made once per ``(app_id, version)`` (the same as Spark's writer's)."""
+    return f"{app_id}:{version}"
+
+
+def is_committed(table, app_id: str, version: int) -> bool:
+    """Whether the table holds the transaction ``(app_id, version)`` (or a later one of ``app_id``)."""
+    done = table.transaction_version(app_id)
+    return done is not None and int(done) >= version
+
+
+def _commit(app_id: str, version: int):
+    from deltalake import CommitProperties, Transaction
+
+    return CommitProperties(custom_metadata={"userMetadata": txn_tag(app_id, version)},
+                            app_transactions=[Transaction(app_id, version)])
+
+
+def target_schema(table):
+    """The table's columns as a pyarrow schema (to cast a batch to before writing it)."""
+    import pyarrow as pa
+
+    return pa.schema(table.schema().to_arrow())
+
+
+def conform(data, schema):
+    """``data`` (a pyarrow Table) with exactly ``schema``'s columns and types: the columns the table lacks go, the
+    ones the batch lacks are null (a table an older c360 made keeps its columns), timestamps take the table's
+    zone."""
+    import pyarrow as pa
+
+    columns = [data[f.name].cast(f.type) if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _with_retries(fn: Callable[[], T], tables: OpenTables, path: str, what: str) -> T:
+    """Run ``fn``, retrying a commit that lost to a concurrent writer (bounded, with backoff). Safe: a retry
+    re-reads the table and re-checks the transaction id first."""
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return fn()
+        except CommitFailedError as exc:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            delay = 0.2 * 2 ** (attempt - 1)
+            log.warning("write conflict on %s (attempt %d/%d: %s), retrying in %.1fs", what, attempt,
+                        CONFLICT_ATTEMPTS, str(exc).splitlines()[0], delay)
+            time.sleep(delay)
+            tables.forget(path)
+    raise AssertionError("unreachable")
+
+
+def append_once(tables: OpenTables, path: str, data, *, app_id: str, version: int,
+                partition_by: list[str] | None = None) -> bool:
+    """Append ``data`` (pyarrow) to the table at ``path`` once per ``(app_id, version)``; False when that
+    version was already committed (nothing written)."""
+    from deltalake import write_deltalake
+
+    def write() -> bool:
+        table = tables.get(path)
+        if is_committed(table, app_id, version):
+            log.info("%s: %s is already committed, skipped", path, txn_tag(app_id, version))
+            return False
+        write_deltalake(table, conform(data, target_schema(table)), mode="append", partition_by=partition_by,
+                        commit_properties=_commit(app_id, version))
+        return True
+
+    done = _with_retries(write, tables, path, f"append to {path}")
+    if done:
+        tables.committed(path)
+    return done
+
+
+def merge_once(tables: OpenTables, path: str, source, *, predicate: str, app_id: str, version: int,
+               update_when: str | None = None) -> dict[str, int]:
+    """MERGE ``source`` (pyarrow; alias ``s``) into the table at ``path`` (alias ``t``) on ``predicate``, once
+    per ``(app_id, version)``: insert the rows that match nothing; with ``update_when``, a matched row whose
+    condition holds takes the source row. The table's columns are written (the source's other columns only serve
+    the conditions). Returns ``{"inserted": n, "updated": n}``; for a version already committed, the counts of
+    the commit that made it (none: the merge changed nothing, so nothing was committed)."""
+
+    def merge() -> dict[str, int]:
+        table = tables.get(path)
+        if is_committed(table, app_id, version):
+            return committed_counts(table, txn_tag(app_id, version))
+        columns = {f.name: f"s.`{f.name}`" for f in target_schema(table)}
+        # the source's own columns, cast to the table's types (zones, decimals); extra ones kept for conditions
+        schema = target_schema(table)
+        data = conform(source, schema)
+        for name in source.column_names:
+            if name not in data.column_names:
+                data = data.append_column(name, source[name])
+        # the source is small and in memory: not streamed, so that delta-rs can prune the target's files with the
+        # source's key and time ranges
+        merger = table.merge(data, predicate, source_alias="s", target_alias="t", streamed_exec=False,
+                             commit_properties=_commit(app_id, version))
+        if update_when is not None:
+            merger = merger.when_matched_update(columns, predicate=update_when)
+        metrics = merger.when_not_matched_insert(columns).execute()
+        counts = {"inserted": int(metrics.get("num_target_rows_inserted") or 0),
+                  "updated": int(metrics.get("num_target_rows_updated") or 0)}
+        if counts["inserted"] or counts["updated"]:  # delta-rs commits nothing for a merge that changes nothing
+            tables.committed(path)
+        return counts
+
+    return _with_retries(merge, tables, path, f"merge into {path}")
+
+
+def committed_counts(table, tag: str, depth: int = 100) -> dict[str, int]:
+    """Rows inserted and updated by the newest MERGE tagged ``tag`` among the table's last ``depth`` commits,
+    whichever writer made it (delta-rs and Spark name the metrics differently)."""
+    for entry in table.history(depth):
+        if entry.get("userMetadata") != tag or entry.get("operation") != "MERGE":
+            continue
+        m = entry.get("operationMetrics") or {}
+        return {"inserted": int(m.get("num_target_rows_inserted", m.get("numTargetRowsInserted")) or 0),
+                "updated": int(m.get("num_target_rows_updated", m.get("numTargetRowsUpdated")) or 0)}
+    return {"inserted": 0, "updated": 0}

@@ -1,0 +1,258 @@
+"""The ingest query's embedded writer: one parse pass per micro-batch on Spark, every Delta commit by delta-rs.
+
+Why (docs/performance.md, "Stream: the embedded writer"): with Spark's writer each source of a batch paid a chain
+of 6-10 Spark jobs and 2-3 Delta commits (bronze append, parse, counters, MERGE with Delta-Spark's state
+rebuild), about 3.5 s a source and 17 sources a batch, so a record waited a minute for silver. Here a batch is
+three Spark jobs whatever the number of sources, then a few milliseconds of driver work per table:
+
+1. the Kafka records are read once and kept (``localCheckpoint``), as with Spark's writer;
+2. every source's records are parsed in one job (the same ``transform_source`` as Spark's writer) and kept;
+3. the valid rows are reduced to one per key (the same ``latest_per_key``/``first_per_key``) and everything the
+   writes need comes to the driver as Arrow (``toArrow``): the bronze records, the quarantined ones, the
+   counters' flags and the silver rows;
+4. delta-rs appends bronze (one multiplexed table), merges each silver table (several at once), appends the
+   quarantine and the counters, every commit idempotent (:mod:`lakehouse.lake_writes`).
+
+The tables are the ones Spark's writer makes (a parity test compares them), so a lake can switch writers
+between runs. The batch must fit in the driver: ``stream.embedded_max_offsets_per_trigger`` bounds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
+
+from lakehouse.lake_writes import OpenTables, append_once, merge_once
+from lakehouse.schemas import SILVER
+from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, QUARANTINE
+from streaming.silver import (
+    REPLACES,
+    RESCUED,
+    UNLISTED,
+    first_per_key,
+    latest_per_key,
+    split_valid,
+    transform_source,
+)
+
+log = logging.getLogger(__name__)
+
+# the columns of a record's row (besides its source): what bronze, quarantine and the counters need
+_RECORD = ("reason", "raw_key", "raw_value", "_kafka_topic", "_kafka_partition", "_kafka_offset", "_kafka_timestamp",
+           "_source_file", "_source_line", "_rescued", "_unknown_fields", "_unlisted_values")
+
+
+def _row_column(name: str) -> str:
+    return f"_row_{name}"
+
+
+def _unlisted_values(target) -> Column:
+    """Per valid record, the (field, value) pairs of its open enums whose value is outside their list."""
+    fields = [f for f in target.spec.fields if f.type == "enum"]
+    pairs = [F.when(F.array_contains(F.col(UNLISTED), f.name),
+                    F.struct(F.lit(f.name).alias("field"), F.col(f.name).cast("string").alias("value")))
+             for f in fields]
+    if not pairs:
+        return F.lit(None).cast("array<struct<field:string,value:string>>")
+    return F.when(F.col("_reject_reason").isNull() & F.col(UNLISTED).isNotNull(), F.array_compact(F.array(*pairs)))
+
+
+def parsed_records(targets, batch: DataFrame) -> DataFrame:
+    """Every record of the batch parsed by its source's transform, in one DataFrame: the record's columns
+    (:data:`_RECORD`) and, for a valid record, its silver row as a struct in ``_row_<source>``."""
+    parts = []
+    for t in targets:
+        name = t.source.name
+        parsed = transform_source(batch.where(F.col("topic") == t.topic), name,
+                                  timestamp_formats=t.timestamp_formats, unknown_fields_rule=t.unknown_fields,
+                                  parse=t.parse)
+        is_valid = F.col("_reject_reason").isNull()
+        parts.append(parsed.select(
+            F.lit(name).alias("source"), F.col("_reject_reason").alias("reason"), F.col("key").alias("raw_key"),
+            F.col("value").alias("raw_value"),
+            *[F.col(c) for c in ("_kafka_topic", "_kafka_partition", "_kafka_offset", "_kafka_timestamp",
+                                 "_source_file", "_source_line")],
+            (is_valid & F.col(RESCUED).isNotNull()).alias("_rescued"), F.col("_unknown_fields"),
+            _unlisted_values(t).alias("_unlisted_values"),
+            F.when(is_valid, F.struct(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in SILVER[name].fields]))
+            .alias(_row_column(name))))
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+
+
+def batch_rows(targets, parsed: DataFrame) -> DataFrame:
+    """The records (``_silver`` false) and, per source, its valid rows reduced to one per key (``_silver`` true,
+    the row in ``_row_<source>``, with ``_replaces_in_batch`` for entities), in one DataFrame."""
+    records = parsed.select("source", *_RECORD, F.lit(False).alias("_silver"))
+    parts = [records]
+    for t in targets:
+        name, row = t.source.name, _row_column(t.source.name)
+        valid = parsed.where((F.col("source") == name) & F.col(row).isNotNull()).select(f"{row}.*")
+        pick = latest_per_key if t.source.kind != "event" else first_per_key
+        picked = pick(valid, t.spec.id)
+        # every field nullable (the window's marker is not): the struct is null on other sources' rows, which
+        # Arrow refuses for a struct with a non-nullable field
+        nullable = StructType([StructField(f.name, f.dataType, True) for f in picked.schema.fields])
+        parts.append(picked.select(F.lit(name).alias("source"), F.lit(True).alias("_silver"),
+                                   F.struct(*picked.columns).cast(nullable).alias(row)))
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+
+
+def _merge_predicate(target, rows) -> str:
+    """The merge condition: the key, the partition and constants, and the event-time range of the batch's rows
+    (a record's event time never changes), so that delta-rs reads only the files that can hold a match."""
+    import pyarrow.compute as pc
+
+    spec = target.spec
+    conds = [f"t.`{c}` = s.`{c}`" for c in [spec.id, *spec.partitions]]
+    conds += [f"t.`{c}` = '{v}'" for c, v in spec.constants]
+    if spec.event_time:
+        lo, hi = pc.min(rows[spec.event_time]).as_py(), pc.max(rows[spec.event_time]).as_py()
+        if lo is not None:
+            conds.append(f"t.`{spec.event_time}` BETWEEN '{lo.isoformat()}' AND '{hi.isoformat()}'")
+    return " AND ".join(conds)
+
+
+# Order-safe upsert of entities (as Spark's writer): only a newer version (by Kafka timestamp, then offset)
+# overwrites, and a re-sent identical record (same event id) is a duplicate unless another version came in between
+# within this batch (latest_per_key)
+NEWER = ("(s._kafka_timestamp > t._kafka_timestamp OR (s._kafka_timestamp = t._kafka_timestamp "
+         f"AND s._kafka_offset > t._kafka_offset)) AND (s.event_id <> t.event_id OR s.{REPLACES})")
+
+REASON_SAMPLES = 20
+
+
+def _counts(records, source: str) -> tuple[dict, dict, dict, list[str]]:
+    """A source's counters (before the merge's), quarantine reasons (count, samples), unlisted values and the
+    fields its records carried that the contract does not name."""
+    import pyarrow.compute as pc
+
+    rows = records.filter(pc.equal(records["source"], source))
+    rejected = rows.filter(pc.is_valid(rows["reason"]))
+    valid = rows.filter(pc.is_null(rows["reason"]))
+    reasons: dict[str, tuple[int, list[str]]] = {}
+    for reason, value in zip(rejected["reason"].to_pylist(), rejected["raw_value"].to_pylist(), strict=True):
+        n, samples = reasons.get(reason, (0, []))
+        if len(samples) < REASON_SAMPLES:
+            samples.append(value)
+        reasons[reason] = (n + 1, samples)
+    unlisted: dict[str, dict[str, int]] = {}
+    unlisted_rows = 0
+    for pairs in valid["_unlisted_values"].to_pylist():
+        if pairs:
+            unlisted_rows += 1
+            for p in pairs:
+                field = unlisted.setdefault(p["field"], {})
+                field[p["value"]] = field.get(p["value"], 0) + 1
+    unknown = sorted({f for fs in rows["_unknown_fields"].to_pylist() if fs for f in fs})
+    counts = {"read_rows": rows.num_rows, "quarantined_rows": rejected.num_rows,
+              "rescued_rows": int(pc.sum(valid["_rescued"].cast("int64")).as_py() or 0),
+              "unlisted_rows": unlisted_rows, "drifted": int(pc.count(rows["_unknown_fields"]).as_py())}
+    return counts, reasons, unlisted, unknown
+
+
+def write_batch(targets, batch: DataFrame, batch_id: int, *, tables: OpenTables, workers: int = 2,
+                clock=None, report=None) -> dict[str, dict[str, int]]:
+    """Write one micro-batch (``batch``: the Kafka records through ``transform_bronze``, kept) to bronze, silver,
+    quarantine and the counters with delta-rs; returns the counters per source (as Spark's writer). ``clock``
+    times the steps; ``report(results, reasons, unlisted)`` gets the counters, quarantine reasons and unlisted
+    values per source."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    query = targets[0].query
+    by_name = {t.source.name: t for t in targets}
+    parsed = parsed_records(targets, batch).localCheckpoint()
+    tick = clock or (lambda step: None)
+    tick("parse")
+    try:
+        arrow = batch_rows(targets, parsed).toArrow()
+    finally:
+        parsed.unpersist()
+    tick("collect")
+    silver_flag = arrow["_silver"]
+    records = arrow.filter(pc.invert(silver_flag))
+    if records.num_rows == 0:
+        return {}
+    now = datetime.now(timezone.utc)
+    present = [t for t in targets if pc.any(pc.equal(records["source"], t.source.name)).as_py()]
+
+    bronze = pa.table({"source": records["source"], "key": records["raw_key"], "value": records["raw_value"],
+                       "topic": records["_kafka_topic"], "partition": records["_kafka_partition"],
+                       "offset": records["_kafka_offset"], "kafka_timestamp": records["_kafka_timestamp"],
+                       "_source_file": records["_source_file"], "_source_line": records["_source_line"],
+                       "_ingestion_timestamp": pa.array([now] * records.num_rows, pa.timestamp("us", "UTC")),
+                       "_ingestion_date": pa.array([now.date()] * records.num_rows, pa.date32())})
+    root = targets[0]
+    append_once(tables, root.path(BRONZE_RECORDS), bronze, app_id=f"{query}:bronze", version=batch_id,
+                partition_by=["source", "_ingestion_date"])
+    tick("bronze")
+
+    stats = {t.source.name: _counts(records, t.source.name) for t in present}
+    rows = arrow.filter(silver_flag)
+
+    def merge(group: list) -> list[dict[str, int]]:
+        out = []
+        for t in group:
+            name = t.source.name
+            mine = rows.filter(pc.equal(rows["source"], name))
+            if mine.num_rows == 0:
+                out.append({"inserted": 0, "updated": 0})
+                continue
+            picked = pa.Table.from_struct_array(mine[_row_column(name)].combine_chunks())
+            out.append(merge_once(tables, t.silver, picked, predicate=_merge_predicate(t, picked),
+                                  app_id=f"{t.query}:{name}:silver", version=batch_id,
+                                  update_when=NEWER if t.source.kind != "event" else None))
+        return out
+
+    groups: dict[str, list] = {}
+    for t in present:  # sources sharing a silver table merge one after the other (no conflicting commits)
+        groups.setdefault(t.silver, []).append(t)
+    if workers > 1 and len(groups) > 1:
+        with ThreadPoolExecutor(min(workers, len(groups)), thread_name_prefix=f"c360-{query}") as pool:
+            outs = list(pool.map(merge, groups.values()))
+    else:
+        outs = [merge(g) for g in groups.values()]
+    merged = {t.source.name: r for g, out in zip(groups.values(), outs, strict=True) for t, r in zip(g, out,
+                                                                                                        strict=True)}
+    tick("silver")
+    rejected = records.filter(pc.is_valid(records["reason"]))
+    if rejected.num_rows:
+        quarantine = pa.table({
+            "source": rejected["source"], "reason": rejected["reason"], "raw_key": rejected["raw_key"],
+            "raw_value": rejected["raw_value"],
+            **{c: rejected[c] for c in ("_kafka_topic", "_kafka_partition", "_kafka_offset", "_kafka_timestamp",
+                                        "_source_file", "_source_line")},
+            "_quarantined_at": pa.array([now] * rejected.num_rows, pa.timestamp("us", "UTC")),
+            "_quarantine_date": pa.array([now.date()] * rejected.num_rows, pa.date32())})
+        append_once(tables, root.path(QUARANTINE), quarantine, app_id=f"{query}:quarantine", version=batch_id,
+                    partition_by=["_quarantine_date"])
+
+    results: dict[str, dict[str, int]] = {}
+    for t in present:
+        name = t.source.name
+        counts, reasons, unlisted, unknown = stats[name]
+        if unknown:
+            log.warning("%s batch %d: %d records carry fields the %s contract does not name: %s (%s)", query,
+                        batch_id, counts["drifted"], name, ", ".join(unknown[:10]),
+                        "kept in _rescued_data" if by_name[name].unknown_fields == "rescue" else "quarantined")
+        inserted, updated = merged[name]["inserted"], merged[name]["updated"]
+        results[name] = {"read_rows": counts["read_rows"], "quarantined_rows": counts["quarantined_rows"],
+                         "duplicate_rows": counts["read_rows"] - counts["quarantined_rows"] - inserted - updated,
+                         "inserted_rows": inserted, "updated_rows": updated, "rescued_rows": counts["rescued_rows"],
+                         "unlisted_rows": counts["unlisted_rows"]}
+        stats[name] = (reasons, unlisted)
+    ops = pa.table({"query": [query] * len(results), "source": list(results), "batch_id": [batch_id] * len(results),
+                    **{k: [c[k] for c in results.values()] for k in next(iter(results.values()))},
+                    "processed_at": pa.array([now] * len(results), pa.timestamp("us", "UTC"))})
+    append_once(tables, root.path(OPS_BATCHES), ops, app_id=f"{query}:ops", version=batch_id)
+    tick("quarantine+ops")
+    if report is not None:
+        report(results, {n: s[0] for n, s in stats.items()}, {n: s[1] for n, s in stats.items()})
+    return results
+
