@@ -37,7 +37,6 @@ from streaming.silver import (
     UNLISTED,
     first_per_key,
     latest_per_key,
-    split_valid,
     transform_source,
 )
 

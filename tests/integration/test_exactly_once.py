@@ -93,7 +93,7 @@ def test_a_crash_between_the_silver_merge_and_the_counters_keeps_the_counts_righ
         pass
 
     def crash_before_the_counters(*args, **kw):
-        path = args[1] if writer == "embedded" else args[1]
+        path = args[1]  # append_once(tables, path, ...) and append_idempotent(df, path, ...)
         if path == table_path(cfg.lake.root, OPS_BATCHES):
             # Spark's MERGE's auto compaction, which runs in its session, commits an OPTIMIZE carrying its tag
             with commit_metadata(spark, txn_tag(f"{target.query}:customers:silver", 0)):
