@@ -3,14 +3,13 @@
 Why (docs/performance.md, "Stream: the embedded writer"): with Spark's writer each source of a batch paid a chain
 of 6-10 Spark jobs and 2-3 Delta commits (bronze append, parse, counters, MERGE with Delta-Spark's state
 rebuild), about 3.5 s a source and 17 sources a batch, so a record waited a minute for silver. Here a batch is
-three Spark jobs whatever the number of sources, then a few milliseconds of driver work per table:
+one Spark job per source present, then milliseconds of driver work per table:
 
 1. the Kafka records are read once and kept (``localCheckpoint``), as with Spark's writer;
-2. every source's records are parsed in one job (the same ``transform_source`` as Spark's writer) and kept;
-3. the valid rows are reduced to one per key (the same ``latest_per_key``/``first_per_key``) and everything the
-   writes need comes to the driver as Arrow (``toArrow``): the bronze records, the quarantined ones, the
-   counters' flags and the silver rows;
-4. delta-rs appends bronze (one multiplexed table), merges each silver table (several at once), appends the
+2. per source, one job parses its records (the same ``transform_source`` as Spark's writer), marks the row of
+   each key that silver takes (the same rule as Spark's writer, as a flag: ``mark_latest_per_key``,
+   ``mark_first_per_key``) and brings everything to the driver as Arrow (``toArrow``); two sources at a time;
+3. delta-rs appends bronze (one multiplexed table), merges each silver table (several at once), appends the
    quarantine and the counters, every commit idempotent (:mod:`lakehouse.lake_writes`).
 
 The tables are the ones Spark's writer makes (a parity test compares them), so a lake can switch writers
@@ -20,36 +19,28 @@ between runs. The batch must fit in the driver: ``stream.embedded_max_offsets_pe
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from functools import reduce
 
+from pyspark import inheritable_thread_target
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType
 
 from lakehouse.lake_writes import OpenTables, append_once, merge_once
 from lakehouse.schemas import SILVER
 from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, QUARANTINE
 from streaming.silver import (
+    PICKED,
     REPLACES,
     RESCUED,
     UNLISTED,
-    first_per_key,
-    latest_per_key,
+    mark_first_per_key,
+    mark_latest_per_key,
     transform_source,
 )
 
 log = logging.getLogger(__name__)
-
-# the columns of a record's row (besides its source): what bronze, quarantine and the counters need
-_RECORD = ("reason", "raw_key", "raw_value", "_kafka_topic", "_kafka_partition", "_kafka_offset", "_kafka_timestamp",
-           "_source_file", "_source_line", "_rescued", "_unknown_fields", "_unlisted_values")
-
-
-def _row_column(name: str) -> str:
-    return f"_row_{name}"
-
 
 def _unlisted_values(target) -> Column:
     """Per valid record, the (field, value) pairs of its open enums whose value is outside their list."""
@@ -62,44 +53,31 @@ def _unlisted_values(target) -> Column:
     return F.when(F.col("_reject_reason").isNull() & F.col(UNLISTED).isNotNull(), F.array_compact(F.array(*pairs)))
 
 
-def parsed_records(targets, batch: DataFrame) -> DataFrame:
-    """Every record of the batch parsed by its source's transform, in one DataFrame: the record's columns
-    (:data:`_RECORD`) and, for a valid record, its silver row as a struct in ``_row_<source>``."""
-    parts = []
-    for t in targets:
-        name = t.source.name
-        parsed = transform_source(batch.where(F.col("topic") == t.topic), name,
-                                  timestamp_formats=t.timestamp_formats, unknown_fields_rule=t.unknown_fields,
-                                  parse=t.parse)
-        is_valid = F.col("_reject_reason").isNull()
-        parts.append(parsed.select(
-            F.lit(name).alias("source"), F.col("_reject_reason").alias("reason"), F.col("key").alias("raw_key"),
-            F.col("value").alias("raw_value"),
-            *[F.col(c) for c in ("_kafka_topic", "_kafka_partition", "_kafka_offset", "_kafka_timestamp",
-                                 "_source_file", "_source_line")],
-            (is_valid & F.col(RESCUED).isNotNull()).alias("_rescued"), F.col("_unknown_fields"),
-            _unlisted_values(t).alias("_unlisted_values"),
-            F.when(is_valid, F.struct(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in SILVER[name].fields]))
-            .alias(_row_column(name))))
-    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+# the columns a record's row has besides its silver row's: what bronze, quarantine and the counters need
+# (underscored: a source's own fields may be called reason or key)
+_EXTRA = ("_reason", "_raw_key", "_raw_value", "_rescued", "_unknown_fields", "_unlisted_values")
 
 
-def batch_rows(targets, parsed: DataFrame) -> DataFrame:
-    """The records (``_silver`` false) and, per source, its valid rows reduced to one per key (``_silver`` true,
-    the row in ``_row_<source>``, with ``_replaces_in_batch`` for entities), in one DataFrame."""
-    records = parsed.select("source", *_RECORD, F.lit(False).alias("_silver"))
-    parts = [records]
-    for t in targets:
-        name, row = t.source.name, _row_column(t.source.name)
-        valid = parsed.where((F.col("source") == name) & F.col(row).isNotNull()).select(f"{row}.*")
-        pick = latest_per_key if t.source.kind != "event" else first_per_key
-        picked = pick(valid, t.spec.id)
-        # every field nullable (the window's marker is not): the struct is null on other sources' rows, which
-        # Arrow refuses for a struct with a non-nullable field
-        nullable = StructType([StructField(f.name, f.dataType, True) for f in picked.schema.fields])
-        parts.append(picked.select(F.lit(name).alias("source"), F.lit(True).alias("_silver"),
-                                   F.struct(*picked.columns).cast(nullable).alias(row)))
-    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+def source_rows(target, batch: DataFrame) -> DataFrame:
+    """One source's records of the batch, parsed by its transform: per record its silver row (meaningless for a
+    rejected one), the columns of :data:`_EXTRA`, and ``_picked``: whether it is the row of its key that silver
+    takes (``mark_latest_per_key`` for entities, with ``_replaces_in_batch``; ``mark_first_per_key`` for events;
+    among the valid records only). One Spark job gives all of it."""
+    name = target.source.name
+    parsed = transform_source(batch.where(F.col("topic") == target.topic), name,
+                              timestamp_formats=target.timestamp_formats, unknown_fields_rule=target.unknown_fields,
+                              parse=target.parse)
+    is_valid = F.col("_reject_reason").isNull()
+    rows = parsed.select(
+        *[F.col(f.name).cast(f.dataType).alias(f.name) for f in SILVER[name].fields],
+        F.col("_reject_reason").alias("_reason"), F.col("key").alias("_raw_key"),
+        F.col("value").alias("_raw_value"),
+        (is_valid & F.col(RESCUED).isNotNull()).alias("_rescued"), F.col("_unknown_fields"),
+        _unlisted_values(target).alias("_unlisted_values"))
+    valid = F.col("_reason").isNull()
+    if target.source.kind != "event":
+        return mark_latest_per_key(rows, target.spec.id, among=valid)
+    return mark_first_per_key(rows, target.spec.id, among=valid)
 
 
 def _merge_predicate(target, rows) -> str:
@@ -166,20 +144,36 @@ def write_batch(targets, batch: DataFrame, batch_id: int, *, tables: OpenTables,
 
     query = targets[0].query
     by_name = {t.source.name: t for t in targets}
-    parsed = parsed_records(targets, batch).localCheckpoint()
     tick = clock or (lambda step: None)
-    tick("parse")
-    try:
-        arrow = batch_rows(targets, parsed).toArrow()
-    finally:
-        parsed.unpersist()
-    tick("collect")
-    silver_flag = arrow["_silver"]
-    records = arrow.filter(pc.invert(silver_flag))
-    if records.num_rows == 0:
+    # A job per source present, two at a time (Arrow per source, not one union of all: Arrow allocates every
+    # column of every row, and a union's rows would each carry every source's silver columns, nearly all null:
+    # 4 KB a record, 1 GB for a batch of 250k; and the optimizer's time grew with the union's size, seconds a batch)
+    topics = {r["topic"] for r in batch.select("topic").distinct().collect()}
+    present = [t for t in targets if t.topic in topics]
+    if not present:
         return {}
+    tick("read")
+    seconds: dict[str, float] = {}
+
+    def rows_of(t):
+        started = time.perf_counter()
+        try:
+            return source_rows(t, batch).toArrow()
+        finally:
+            seconds[t.source.name] = round(time.perf_counter() - started, 2)
+
+    collect = inheritable_thread_target(batch.sparkSession)(rows_of)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix=f"c360-{query}") as pool:
+        parsed = dict(zip([t.source.name for t in present], pool.map(collect, present), strict=True))
+    tick("parse")
+    log.debug("%s batch %d: parse seconds per source %s", query, batch_id, seconds)
+    records = pa.concat_tables([
+        t.select(["_kafka_topic", "_kafka_partition", "_kafka_offset", "_kafka_timestamp", "_source_file",
+                  "_source_line", *_EXTRA]).append_column("source", pa.array([name] * t.num_rows, pa.string()))
+        for name, t in parsed.items()], promote_options="permissive").rename_columns(
+        {"_reason": "reason", "_raw_key": "raw_key", "_raw_value": "raw_value"})
+    rows = {name: t.filter(t[PICKED]).drop_columns([PICKED, *_EXTRA]) for name, t in parsed.items()}
     now = datetime.now(timezone.utc)
-    present = [t for t in targets if pc.any(pc.equal(records["source"], t.source.name)).as_py()]
 
     bronze = pa.table({"source": records["source"], "key": records["raw_key"], "value": records["raw_value"],
                        "topic": records["_kafka_topic"], "partition": records["_kafka_partition"],
@@ -193,17 +187,15 @@ def write_batch(targets, batch: DataFrame, batch_id: int, *, tables: OpenTables,
     tick("bronze")
 
     stats = {t.source.name: _counts(records, t.source.name) for t in present}
-    rows = arrow.filter(silver_flag)
 
     def merge(group: list) -> list[dict[str, int]]:
         out = []
         for t in group:
             name = t.source.name
-            mine = rows.filter(pc.equal(rows["source"], name))
-            if mine.num_rows == 0:
+            picked = rows[name]
+            if picked.num_rows == 0:
                 out.append({"inserted": 0, "updated": 0})
                 continue
-            picked = pa.Table.from_struct_array(mine[_row_column(name)].combine_chunks())
             out.append(merge_once(tables, t.silver, picked, predicate=_merge_predicate(t, picked),
                                   app_id=f"{t.query}:{name}:silver", version=batch_id,
                                   update_when=NEWER if t.source.kind != "event" else None))

@@ -330,24 +330,51 @@ def _split_columns(source: str) -> tuple[tuple[Column, ...], tuple[Column, ...]]
 REPLACES = "_replaces_in_batch"
 
 
-def latest_per_key(df: DataFrame, key: str, event_id: str = "event_id") -> DataFrame:
-    """One row per key: the row that applying the batch's rows one at a time, in Kafka order (timestamp, then
-    offset: records of one customer share a partition), with the silver MERGE's rule would leave. A row replaces
-    the current one when its event id differs; a repeat of the current event id changes nothing. So the row kept
-    is the first of the last run of equal event ids. Column ``_replaces_in_batch`` says whether another version
-    came before it in this batch; if so, it replaces the table's row even when that row has the same event id
-    (that version was replaced in between). The result then does not depend on where batches were cut."""
+PICKED = "_picked"
+
+
+def mark_latest_per_key(df: DataFrame, key: str, event_id: str = "event_id", among: Column | None = None
+                        ) -> DataFrame:
+    """``df`` with ``_picked``: whether the row is the one that applying the batch's rows one at a time, in Kafka
+    order (timestamp, then offset: records of one customer share a partition), with the silver MERGE's rule would
+    leave for its key. A row replaces the current one when its event id differs; a repeat of the current event id
+    changes nothing. So the row picked is the first of the last run of equal event ids. Column
+    ``_replaces_in_batch`` says whether another version came before it in this batch; if so, it replaces the
+    table's row even when that row has the same event id (that version was replaced in between). The result then
+    does not depend on where batches were cut. Only the rows where ``among`` holds (all when None) take part; the
+    others are never picked. Flags rather than filters, so that one pass over a batch can carry every record and
+    its pick (:mod:`streaming.embedded`)."""
     order = [F.col("_kafka_timestamp"), F.col("_kafka_partition"), F.col("_kafka_offset")]
-    w = Window.partitionBy(key).orderBy(*order)
+    group = [F.col(key)] if among is None else [F.col(key), F.coalesce(among, F.lit(False))]
+    w = Window.partitionBy(*group).orderBy(*order)
     has_prev = F.lag(F.lit(True)).over(w).isNotNull()
     same_as_prev = F.lag(event_id).over(w).eqNullSafe(F.col(event_id))
-    runs = (df.withColumn(REPLACES, has_prev).withColumn("_same", same_as_prev)
-            .where(~F.col(REPLACES) | ~F.col("_same")).drop("_same"))
-    last = Window.partitionBy(key).orderBy(*[c.desc() for c in order])
-    return runs.withColumn("_rn", F.row_number().over(last)).where("_rn = 1").drop("_rn")
+    kept = ~F.col(REPLACES) | ~same_as_prev  # not a repeat of the version just before it
+    last_kept = F.max(F.when(F.col("_kept"), F.struct(*order))).over(Window.partitionBy(*group))
+    picked = F.col("_kept") & (last_kept == F.struct(*order))
+    if among is not None:
+        picked = picked & F.coalesce(among, F.lit(False))
+    return (df.withColumn(REPLACES, has_prev).withColumn("_kept", kept)
+            .withColumn(PICKED, picked).drop("_kept"))
+
+
+def mark_first_per_key(df: DataFrame, key: str, among: Column | None = None) -> DataFrame:
+    """``df`` with ``_picked``: whether the row is its key's first seen (events are immutable: a repeat is a
+    duplicate); only the rows where ``among`` holds take part."""
+    group = [F.col(key)] if among is None else [F.col(key), F.coalesce(among, F.lit(False))]
+    w = Window.partitionBy(*group).orderBy(F.col("_kafka_timestamp"), F.col("_kafka_partition"),
+                                           F.col("_kafka_offset"))
+    picked = F.row_number().over(w) == 1
+    if among is not None:
+        picked = picked & F.coalesce(among, F.lit(False))
+    return df.withColumn(PICKED, picked)
+
+
+def latest_per_key(df: DataFrame, key: str, event_id: str = "event_id") -> DataFrame:
+    """One row per key: the row :func:`mark_latest_per_key` picks (with ``_replaces_in_batch``)."""
+    return mark_latest_per_key(df, key, event_id).where(F.col(PICKED)).drop(PICKED)
 
 
 def first_per_key(df: DataFrame, key: str) -> DataFrame:
-    """One row per key: the first seen (events are immutable: a repeat is a duplicate)."""
-    w = Window.partitionBy(key).orderBy(F.col("_kafka_timestamp"), F.col("_kafka_partition"), F.col("_kafka_offset"))
-    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+    """One row per key: the first seen (:func:`mark_first_per_key`)."""
+    return mark_first_per_key(df, key).where(F.col(PICKED)).drop(PICKED)
