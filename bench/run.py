@@ -144,12 +144,18 @@ import json, signal, sys, threading
 from pyspark.sql import functions as F
 from lakehouse import config
 from lakehouse.engine import stream_writer
+from lakehouse.kafka_admin import ensure_topics
+from lakehouse.kafka_security import client_security
 from lakehouse.spark import get_spark
 from streaming.app import kafka_stream
 cfg = config.load()
 spark = get_spark(cfg, "bench-floor-peer")
 topics = [cfg.kafka.topic(t) for t in sys.argv[1].split(",")]
 live = sys.argv[4] == "live"
+# as c360 stream does before it subscribes (a live run starts before the replay creates the topics)
+ensure_topics(cfg.kafka.bootstrap_servers, topics, partitions=cfg.kafka.partitions,
+              retention_hours=cfg.kafka.retention_hours, timeout_s=cfg.kafka.connect_timeout_s,
+              embedded=cfg.kafka.embedded, security=client_security(cfg.kafka))
 rows = kafka_stream(spark, cfg, topics, embedded=stream_writer(cfg) == "embedded").select(
     "key", "value", "topic", "partition", "offset", "timestamp", F.current_timestamp().alias("_written_at"))
 w = rows.writeStream.format("delta").option("checkpointLocation", sys.argv[2])
@@ -244,7 +250,8 @@ def commit_latencies(spark, paths: list[str], written: str, produced: str):
                                direction="forward")
         parts.append(pd.DataFrame({"produced": joined[produced],
                                    "latency_s": (joined.visible - joined[produced]).dt.total_seconds()}))
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"produced": [], "latency_s": []})
+    empty = pd.DataFrame({"produced": pd.Series([], dtype="datetime64[us]"), "latency_s": pd.Series([], dtype=float)})
+    frame = pd.concat(parts, ignore_index=True) if parts else empty
     return frame.dropna()
 
 
@@ -329,7 +336,11 @@ def _under_load(cmd: list[str], env: dict[str, str], data: Path, workdir: Path, 
             replayer.wait(timeout=60)
         load_end = datetime.now(timezone.utc).replace(tzinfo=None)
         sent = re.search(r"sent (\d+) records", replay_log.read_text())
-        ok = _wait_for(lambda: caught_up(int(sent.group(1)) if sent else 0), timeout_s=600)
+        ok = _wait_for(lambda: app.poll() is not None or caught_up(int(sent.group(1)) if sent else 0),
+                       timeout_s=600)
+        if app.poll() is not None:
+            raise RuntimeError(f"{name} stopped (exit {app.returncode}) before it caught up; its log ends with:\n"
+                               + "".join((workdir / f"{name}.log").read_text().splitlines(True)[-20:]))
     finally:
         app.send_signal(signal.SIGTERM)
         try:
