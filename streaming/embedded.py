@@ -149,6 +149,9 @@ def write_batch(targets, batch: DataFrame, batch_id: int, *, tables: OpenTables,
     # column of every row, and a union's rows would each carry every source's silver columns, nearly all null:
     # 4 KB a record, 1 GB for a batch of 250k; and the optimizer's time grew with the union's size, seconds a batch)
     topics = {r["topic"] for r in batch.select("topic").distinct().collect()}
+    unknown = topics - {t.topic for t in targets}
+    if unknown:  # cannot happen with `subscribe`; guards a misconfigured pattern (no record is dropped silently)
+        raise ValueError(f"records from topics no source reads: {sorted(unknown)}")
     present = [t for t in targets if t.topic in topics]
     if not present:
         return {}
