@@ -16,6 +16,7 @@ Delta tables (reader 1 / writer 2): Spark reads, OPTIMIZEs, VACUUMs and DELETEs 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -41,7 +42,8 @@ class OpenTables:
     Every ``compact_every`` commits of a table its small files are compacted (delta-rs ``optimize.compact``: one
     commit that changes no data, which stream readers skip), as Delta-Spark's auto compaction would: a stream
     writes a file per table per batch, and a merge reads the files that may hold its keys. The tables start at
-    different points of that count, so that they do not all compact in the same batch."""
+    different points of that count (a hash of the table's folder name, so the same table compacts at the same
+    commits wherever the lake lives), so that they do not all compact in the same batch."""
 
     def __init__(self, compact_every: int = COMPACT_EVERY):
         self._open: dict[str, object] = {}
@@ -66,7 +68,7 @@ class OpenTables:
         from deltalake import CommitProperties
 
         every = self.compact_every
-        done = self._commits.get(path, zlib.crc32(path.encode()) % every) + 1
+        done = self._commits.get(path, zlib.crc32(os.path.basename(path.rstrip("/")).encode()) % every) + 1
         if done >= every:
             metadata = CommitProperties(custom_metadata={"userMetadata": "c360 compaction"})
             metrics = _with_retries(lambda: self.get(path).optimize.compact(commit_properties=metadata), self, path,
