@@ -12,13 +12,13 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
+from lakehouse import json_values
 from lakehouse.config import UNKNOWN_FIELD_RULES
 from lakehouse.mappings import DEFAULT_PARSE, ParseOptions
 from lakehouse.schemas import DECIMAL, RAW_FIELDS, SILVER, SILVER_SPECS, TIERS, Field
 
 NULL_TOKENS = ("", "null", "none", "n/a", "na", "nan", "nat", "-")
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
-CORRUPT = "_corrupt_record"
 RESCUED = "_rescued_data"
 UNLISTED = "_unlisted"  # the open enums of a record whose value is outside their list (kept, counted)
 
@@ -42,22 +42,20 @@ def _lineage() -> list[Column]:
     ]
 
 
+JSON = "_json"  # the record's value as both engines read it (lakehouse.json_values.lenient)
+
+
 def _json_column(source: str) -> Column:
-    schema = StructType([StructField(f, StringType()) for f in RAW_FIELDS[source]] + [StructField(CORRUPT, StringType())])
-    return F.from_json(F.col("value"), schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-
-
-def parse_json(bronze: DataFrame, source: str) -> DataFrame:
-    """Bronze rows with their JSON value parsed into ``raw.*`` (all text) and ``raw._corrupt_record``."""
-    return bronze.withColumn("raw", _json_column(source))
+    schema = StructType([StructField(f, StringType()) for f in RAW_FIELDS[source]])
+    return json_values.parse_object(F.col(JSON), schema)
 
 
 def _reason(*rules: tuple[Column, str | Column]) -> Column:
-    """The reason of the first rule that fails, or null when all hold."""
-    expr = F.lit(None).cast("string")
-    for failed, reason in reversed(rules):
-        expr = F.when(failed, F.lit(reason) if isinstance(reason, str) else reason).otherwise(expr)
-    return expr
+    """The reason of the first rule that fails, or null when all hold. One flat ``coalesce`` rather than nested
+    ``CASE WHEN``s: the nesting of dozens of rules outgrew Spark Connect's message depth (the embedded engine's
+    way in), and the embedded engine's optimizer did not finish on it next to the typed columns."""
+    return F.coalesce(*[F.when(failed, F.lit(reason) if isinstance(reason, str) else reason)
+                        for failed, reason in rules], F.lit(None).cast("string"))
 
 
 def _contract_fields(source: str) -> Column:
@@ -65,33 +63,28 @@ def _contract_fields(source: str) -> Column:
 
 
 def unknown_fields(value: Column, source: str) -> Column:
-    """The fields of a JSON object the source's contract does not name, sorted (empty: none; null: not an
-    object)."""
-    # json_object_keys' strict parser gives null for an object holding NaN or Infinity (which from_json reads):
-    # only then are the keys read the slower way, so those records' unknown fields are rescued too
-    keys = F.coalesce(F.json_object_keys(value), F.map_keys(F.from_json(value, "map<string,variant>")))
-    return F.array_sort(F.array_except(keys, _contract_fields(source)))
+    """The fields of a JSON object the contract does not name, sorted (empty: none; null: not an object)."""
+    known = _contract_fields(source)
+    # filter, not array_except: the embedded engine refuses array_except of a nullable and a non-null array
+    return F.array_sort(F.filter(json_values.object_keys(value), lambda k: ~F.array_contains(known, k)))
 
 
 def rescued_data(value: Column, source: str) -> Column:
-    """The fields the contract does not name, as a JSON object with their values as sent (schema evolution:
-    a producer's new field is kept, never dropped and never written into a typed column)."""
-    known = _contract_fields(source)
-    return F.to_json(F.map_filter(F.from_json(value, "map<string,variant>"), lambda k, _: ~F.array_contains(known, k)))
+    """The fields the contract does not name, as a JSON object of their values' text (schema evolution: a
+    producer's new field is kept, never dropped and never written into a typed column)."""
+    return json_values.without_keys(value, _contract_fields(source))
 
 
 def type_changed(text: Column, value: Column, raw_name: str) -> Column:
     """True when the field arrived as a JSON object or array: a changed type (the contract's fields are scalars).
 
-    Only values whose text starts like one are parsed again (as a variant), so the common case costs nothing."""
-    path = "$['" + raw_name.replace("'", "\\'") + "']"
+    Only values whose text starts like one are parsed again, so the common case costs nothing."""
     looks = F.ltrim(text).startswith("{") | F.ltrim(text).startswith("[")
-    kind = F.schema_of_variant(F.try_variant_get(F.try_parse_json(value), path, "variant"))
-    return F.coalesce(looks & kind.rlike("^(OBJECT|ARRAY)"), F.lit(False))
+    return F.coalesce(F.when(looks, json_values.is_container(value, raw_name)), F.lit(False))
 
 
 def _not_json(value: Column) -> Column:
-    return F.col("raw").isNull() | F.col(f"raw.{CORRUPT}").isNotNull() | value.isNull()
+    return ~json_values.is_object(value)
 
 
 _TRUE = ("true", "yes", "y", "1", "t")
@@ -212,7 +205,7 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
     if unknown_fields_rule not in UNKNOWN_FIELD_RULES:
         raise ValueError(f"unknown_fields_rule must be one of {UNKNOWN_FIELD_RULES}, not {unknown_fields_rule!r}")
     raw, out = _source_columns(source, tuple(timestamp_formats), unknown_fields_rule, parse)
-    return bronze.withColumn("raw", raw).select(*out)
+    return bronze.withColumn(JSON, json_values.lenient(F.col("value"))).withColumn("raw", raw).select(*out)
 
 
 def _app_id() -> str:
@@ -242,8 +235,8 @@ def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fie
     """The parsed JSON (``raw``) and the output columns of :func:`transform_source`."""
     spec = SILVER_SPECS[source]
     typed: dict[str, Column] = {}
-    rules: list[tuple[Column, str | Column]] = [(_not_json(F.col("value")), "invalid_json")]
-    extra = unknown_fields(F.col("value"), source)
+    rules: list[tuple[Column, str | Column]] = [(_not_json(F.col(JSON)), "invalid_json")]
+    extra = unknown_fields(F.col(JSON), source)
     if unknown_fields_rule == "quarantine":
         rules.append((F.coalesce(F.size(extra) > 0, F.lit(False)), F.concat(F.lit("unknown_field_"), extra[0])))
     out: list[Column] = []
@@ -253,7 +246,7 @@ def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fie
         text = clean_text(sent)
         value = _parse_field(f, text, timestamp_formats, parse)
         typed[f.name] = value
-        rules.append((type_changed(sent, F.col("value"), f.raw), f"type_changed_{f.name}"))
+        rules.append((type_changed(sent, F.col(JSON), f.raw), f"type_changed_{f.name}"))
         rules += _checks(f, text, value, parse)
         if f.type == "enum" and not _closed(f, parse):
             unlisted.append(F.when(text.isNotNull() & _listed(f, parse).isNull(), F.lit(f.name)))
@@ -273,7 +266,7 @@ def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fie
         F.col("raw.event_id").alias("event_id"),
         *_lineage(),
         F.current_timestamp().alias("_updated_at"),
-        F.when(F.size(extra) > 0, rescued_data(F.col("value"), source)).alias(RESCUED),
+        F.when(F.size(extra) > 0, rescued_data(F.col(JSON), source)).alias(RESCUED),
         F.when(F.size(extra) > 0, extra).alias("_unknown_fields"),
         _names_or_null(unlisted).alias(UNLISTED),
         _reason(*rules).alias("_reject_reason"),
