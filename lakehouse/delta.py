@@ -97,6 +97,12 @@ def append_idempotent(df: DataFrame, path: str, *, app_id: str, version: int,
     retry(lambda: writer.save(path), what=f"append to {path}")
 
 
+def is_committed(spark: SparkSession, path: str, app_id: str, version: int) -> bool:
+    """Whether a commit tagged ``(app_id, version)`` (:func:`idempotent_txn`, :func:`append_idempotent`) is among the
+    table's last 100 commits."""
+    return _committed(spark, path, app_id, version) is True
+
+
 def _committed(spark: SparkSession, path: str, app_id: str, version: int, depth: int = 100) -> bool | None:
     """Whether the append ``(app_id, version)`` is committed to the table at ``path``, as the tags of its last
     ``depth`` commits tell; None when they cannot tell.

@@ -145,7 +145,7 @@ def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool,
     targets = [source_target(cfg, n, query) for n in sources]
     mode = stream_writer(cfg)
     writer = (kafka_stream(spark, cfg, [t.topic for t in targets], embedded=mode == "embedded").writeStream
-              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality, writer=mode)))
+              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality, writer=mode, cfg=cfg)))
     return _start(writer, spark, cfg, query, available_now=available_now, pool=INGEST_POOL)
 
 
@@ -165,7 +165,7 @@ def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
     q1 = _start(writer, spark, cfg, ANOMALY_QUERY, available_now=available_now, interval=interval)
     counts = transform_city_hour(logins, watermark=cfg.stream.city_hour_watermark)
     writer = counts.writeStream.outputMode("update").foreachBatch(
-        lambda df, batch_id: write_city_hour(cfg, df, batch_id))
+        QueryRun(lambda df, batch_id, new: write_city_hour(cfg, df, batch_id, new=new)))
     q2 = _start(writer, spark, cfg, CITY_HOUR_QUERY, available_now=available_now, interval=interval)
     return [q1, q2]
 
