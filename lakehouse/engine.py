@@ -103,6 +103,14 @@ def scratch_folder(cfg: Config) -> Path | None:
     return _folder[0]
 
 
+def use_scratch_folder(folder: Path | None) -> None:
+    """Give this process ``folder`` as its scratch folder instead of claiming one (a child process of one that has
+    a folder: its files go where the parent's go, and go with them)."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    _folder[:] = [folder]
+
+
 def _start_server(cfg: Config):
     global _server
     if _server is not None:

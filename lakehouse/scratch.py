@@ -88,6 +88,15 @@ def sweep(root: Path) -> list[Path]:
         return _sweep(root)
 
 
+_claimed: list[Path] = []  # the folder this process claimed last
+
+
+def current() -> Path | None:
+    """The folder this process claimed (the last one), if any: a child process that must not outlive this one
+    (the stream's parse worker) keeps its files in a subfolder of it, removed with it."""
+    return _claimed[0] if _claimed else None
+
+
 def claim(root: Path) -> Path | None:
     """A new folder under ``root`` for this process, locked until the process ends; first removes the folders of
     processes that are gone (:func:`sweep`). None where the platform has no ``flock`` (Windows). Raises OSError
@@ -102,6 +111,7 @@ def claim(root: Path) -> Path | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else can know the name yet
         folder = root / name
         folder.mkdir(mode=0o700)
+    _claimed[:] = [folder]
     if removed:
         log.info("removed the scratch folders of %d c360 process(es) that ended without cleaning up (in %s)",
                  len(removed), root)

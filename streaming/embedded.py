@@ -1,14 +1,15 @@
-"""The ingest query's embedded writer: one parse pass per micro-batch on Spark, every Delta commit by delta-rs.
+"""The ingest query's embedded writer: the parse on the embedded engine, every Delta commit by delta-rs.
 
-Why (docs/performance.md, "Stream: the embedded writer"): with Spark's writer each source of a batch paid a chain
-of 6-10 Spark jobs and 2-3 Delta commits (bronze append, parse, counters, MERGE with Delta-Spark's state
-rebuild), about 3.5 s a source and 17 sources a batch, so a record waited a minute for silver. Here a batch is
-one Spark job per source present, then milliseconds of driver work per table:
+Why (docs/performance.md, "Stream: the embedded writer" and "Stream: the parse on the embedded engine"): with
+Spark's writer each source of a batch paid a chain of 6-10 Spark jobs and 2-3 Delta commits (bronze append,
+parse, counters, MERGE with Delta-Spark's state rebuild), about 3.5 s a source and 17 sources a batch, so a
+record waited a minute for silver; parsed on Spark, a source still cost about a second of planning a batch. Here a
+batch is one Spark job (the Kafka read), then:
 
-1. the Kafka records are read once and kept (``localCheckpoint``), as with Spark's writer;
-2. per source, one job parses its records (the same ``transform_source`` as Spark's writer), marks the row of
-   each key that silver takes (the same rule as Spark's writer, as a flag: ``mark_latest_per_key``,
-   ``mark_first_per_key``) and brings everything to the driver as Arrow (``toArrow``); two sources at a time;
+1. the records come to the driver as Arrow, once;
+2. the parse worker (:mod:`streaming.parse_worker`, Sail in a child process) runs each source present through
+   :func:`source_rows`: the same ``transform_source`` as Spark's writer, and the row of each key that silver takes
+   marked by the same rule (``mark_latest_per_key``, ``mark_first_per_key``);
 3. delta-rs appends bronze (one multiplexed table), merges each silver table (several at once), appends the
    quarantine and the counters, every commit idempotent (:mod:`lakehouse.lake_writes`).
 
@@ -19,11 +20,9 @@ between runs. The batch must fit in the driver: ``stream.embedded_max_offsets_pe
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from pyspark import inheritable_thread_target
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -133,41 +132,27 @@ def _counts(records, source: str) -> tuple[dict, dict, dict, list[str]]:
     return counts, reasons, unlisted, unknown
 
 
-def write_batch(targets, batch: DataFrame, batch_id: int, *, tables: OpenTables, workers: int = 2,
+def write_batch(targets, batch, batch_id: int, *, tables: OpenTables, parse, workers: int = 2,
                 clock=None, report=None) -> dict[str, dict[str, int]]:
-    """Write one micro-batch (``batch``: the Kafka records through ``transform_bronze``, kept) to bronze, silver,
-    quarantine and the counters with delta-rs; returns the counters per source (as Spark's writer). ``clock``
-    times the steps; ``report(results, reasons, unlisted)`` gets the counters, quarantine reasons and unlisted
-    values per source."""
+    """Write one micro-batch (``batch``: the Kafka records through ``transform_bronze``, as Arrow) to bronze,
+    silver, quarantine and the counters with delta-rs; returns the counters per source (as Spark's writer).
+    ``parse({target: its records})`` gives each source's rows of :func:`source_rows` and the seconds each took
+    (:class:`streaming.parse_worker.ParseWorker`); ``clock`` times the steps; ``report(results, reasons,
+    unlisted)`` gets the counters, quarantine reasons and unlisted values per source."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     query = targets[0].query
     by_name = {t.source.name: t for t in targets}
     tick = clock or (lambda step: None)
-    # A job per source present, two at a time (Arrow per source, not one union of all: Arrow allocates every
-    # column of every row, and a union's rows would each carry every source's silver columns, nearly all null:
-    # 4 KB a record, 1 GB for a batch of 250k; and the optimizer's time grew with the union's size, seconds a batch)
-    topics = {r["topic"] for r in batch.select("topic").distinct().collect()}
+    topics = set(pc.unique(batch["topic"]).to_pylist())
     unknown = topics - {t.topic for t in targets}
     if unknown:  # cannot happen with `subscribe`; guards a misconfigured pattern (no record is dropped silently)
         raise ValueError(f"records from topics no source reads: {sorted(unknown)}")
     present = [t for t in targets if t.topic in topics]
     if not present:
         return {}
-    tick("read")
-    seconds: dict[str, float] = {}
-
-    def rows_of(t):
-        started = time.perf_counter()
-        try:
-            return source_rows(t, batch).toArrow()
-        finally:
-            seconds[t.source.name] = round(time.perf_counter() - started, 2)
-
-    collect = inheritable_thread_target(batch.sparkSession)(rows_of)
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix=f"c360-{query}") as pool:
-        parsed = dict(zip([t.source.name for t in present], pool.map(collect, present), strict=True))
+    parsed, seconds = parse({t: batch.filter(pc.equal(batch["topic"], t.topic)) for t in present})
     tick("parse")
     log.debug("%s batch %d: parse seconds per source %s", query, batch_id, seconds)
     records = pa.concat_tables([

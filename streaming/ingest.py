@@ -389,10 +389,11 @@ def read_kafka_batch(kafka_batch: DataFrame) -> DataFrame:
 
 def write_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFrame, batch_id: int, *,
                 writer: str = "spark", new: bool = False, workers: int = 1, quality: RunQuality | None = None,
-                state: dict | None = None) -> dict[str, dict[str, int]]:
-    """Write one micro-batch with ``writer``: ``spark`` (:func:`process_batch`) or ``embedded`` (delta-rs,
-    :mod:`streaming.embedded`); the counters per source. ``state`` keeps what a query's batches share (Spark
-    sessions, open delta-rs tables)."""
+                state: dict | None = None, cfg=None) -> dict[str, dict[str, int]]:
+    """Write one micro-batch with ``writer``: ``spark`` (:func:`process_batch`) or ``embedded`` (the parse on the
+    embedded engine, delta-rs commits: :mod:`streaming.embedded`); the counters per source. ``state`` keeps what a
+    query's batches share (Spark sessions, open delta-rs tables); ``cfg`` sets the embedded engine up (the
+    default configuration when None)."""
     targets = [targets] if isinstance(targets, IngestTarget) else targets
     state = {} if state is None else state
     if writer != "embedded":
@@ -400,18 +401,17 @@ def write_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFra
         return process_batch(targets, kafka_batch, batch_id, new=new, workers=workers, sessions=sessions,
                              quality=quality)
     from lakehouse.lake_writes import OpenTables
-    from streaming import embedded
+    from streaming import embedded, parse_worker
 
     query = targets[0].query
     clock = _Clock()
-    batch = read_kafka_batch(kafka_batch)
-    try:
-        results = embedded.write_batch(
-            targets, batch, batch_id, tables=state.setdefault("tables", OpenTables()), workers=workers, clock=clock,
-            report=lambda results, reasons, unlisted: report_batch(query, batch_id, results, reasons, unlisted,
-                                                                   quality))
-    finally:
-        batch.unpersist()
+    batch = transform_bronze(kafka_batch).toArrow()  # the Kafka read: the batch's one Spark job
+    clock("read")
+    worker = parse_worker.shared(cfg)
+    results = embedded.write_batch(
+        targets, batch, batch_id, tables=state.setdefault("tables", OpenTables()), parse=worker.parse,
+        workers=workers, clock=clock,
+        report=lambda results, reasons, unlisted: report_batch(query, batch_id, results, reasons, unlisted, quality))
     log.info("%s batch %d timings: %s", query, batch_id, clock)
     return results
 
@@ -422,14 +422,14 @@ class IngestRun(QueryRun):
     writes (:func:`write_batch`)."""
 
     def __init__(self, targets: list[IngestTarget], workers: int = 1, quality: RunQuality | None = None,
-                 writer: str = "spark"):
+                 writer: str = "spark", cfg=None):
         super().__init__(self._write)
-        self.targets, self.workers, self.quality, self.writer = targets, workers, quality, writer
+        self.targets, self.workers, self.quality, self.writer, self.cfg = targets, workers, quality, writer, cfg
         self.state: dict = {}
 
     def _write(self, kafka_batch: DataFrame, batch_id: int, new: bool) -> None:
         write_batch(self.targets, kafka_batch, batch_id, writer=self.writer, new=new, workers=self.workers,
-                    quality=self.quality, state=self.state)
+                    quality=self.quality, state=self.state, cfg=self.cfg)
 
 
 def ingest_query_name(sources: list[str]) -> str:

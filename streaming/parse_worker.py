@@ -1,0 +1,158 @@
+"""The stream's parse on the embedded engine (Sail), in a worker process of the ingest query.
+
+Why (docs/performance.md, "Stream: the parse on the embedded engine"): on Spark every source of a micro-batch
+cost 0.8-2.5 s of planning, optimizing and launching whatever its rows, so a batch of 17 sources took 10-14 s
+even at 15,000 records. Sail plans and runs the same ``transform_source`` in tens of milliseconds a source.
+
+A process runs either Spark's classic session or Spark Connect sessions (PySpark picks the implementation of its
+functions for the whole process: :mod:`lakehouse.engine`), and the ingest query reads Kafka on Spark. So the parse
+runs in a child process that holds a Sail session: the query sends it the batch's records (Arrow IPC over a
+pipe), it answers with each source's rows (:func:`streaming.embedded.source_rows`, the same code Spark would run).
+Nothing is written there: the query's process commits everything, so a crash of either process at any moment
+leaves no partial batch (the batch is simply parsed again).
+
+The child ends when the query closes it, or by itself when the query's process is gone (its end of the pipe
+closes): it never outlives the stream.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import threading
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from lakehouse import scratch
+from lakehouse.errors import C360Error
+
+log = logging.getLogger(__name__)
+
+
+def _ipc(tables: dict[str, pa.Table]) -> list[bytes]:
+    """Each table as one Arrow IPC stream, its name in the schema's metadata."""
+    out = []
+    for name, table in tables.items():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema.with_metadata({b"c360.name": name.encode()})) as writer:
+            writer.write_table(table)
+        out.append(sink.getvalue().to_pybytes())
+    return out
+
+
+def _read_ipc(data: bytes) -> tuple[str, pa.Table]:
+    table = pa.ipc.open_stream(data).read_all()
+    return table.schema.metadata[b"c360.name"].decode(), table.replace_schema_metadata(None)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A parse that raised in the worker: its message (the query's process raises it)."""
+
+    message: str
+
+
+def _serve(conn, cfg, folder) -> None:
+    """The worker's loop: a batch in (its sources' targets, then the records of each, one table a source), each
+    source's parsed rows and seconds out; a ``None`` message ends it."""
+    from lakehouse import engine
+    from streaming.embedded import source_rows
+
+    engine.use_scratch_folder(folder)
+    spark = engine.get_session(cfg.replace("batch", engine="embedded"), "c360-stream-parse")
+    conn.send(True)  # ready
+    while True:
+        try:
+            targets = conn.recv()
+        except EOFError:  # the query's process is gone
+            return
+        if targets is None:
+            return
+        by_name = {t.source.name: t for t in targets}
+        batch = [_read_ipc(conn.recv_bytes()) for _ in targets]
+        out, seconds = {}, {}
+        try:
+            for name, records in batch:
+                started = time.perf_counter()
+                out[name] = source_rows(by_name[name], spark.createDataFrame(records)).toArrow()
+                seconds[name] = round(time.perf_counter() - started, 2)
+        except Exception as e:  # noqa: BLE001 - sent to the query's process, which raises it
+            conn.send(_Failed(f"{type(e).__name__}: {e}"))
+            continue
+        conn.send(seconds)
+        for data in _ipc(out):
+            conn.send_bytes(data)
+
+
+class ParseWorker:
+    """The stream's parse on the embedded engine, in a child process (:func:`shared`: one per process, started on
+    the first batch and kept)."""
+
+    def __init__(self, cfg):
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no Spark JVM, no classic session
+        self._conn, child = context.Pipe()
+        parent = scratch.current()  # the worker's spill files in the query process's scratch folder, gone with it
+        folder = parent / "parse-worker" if parent is not None else None
+        self._process = context.Process(target=_serve, args=(child, cfg, folder), name="c360-stream-parse",
+                                        daemon=True)
+        self._process.start()
+        child.close()
+        try:
+            self._conn.recv()
+        except EOFError:
+            raise C360Error("the stream's parse worker (the embedded engine) did not start: see the log above, "
+                            "or set stream.writer = \"spark\"") from None
+
+    def parse(self, records: dict) -> tuple[dict[str, pa.Table], dict[str, float]]:
+        """Each source's records (``{target: the batch's rows of its topic}``) -> its rows from
+        :func:`streaming.embedded.source_rows`, and the seconds each took."""
+        try:
+            self._conn.send(list(records))
+            for data in _ipc({t.source.name: rows for t, rows in records.items()}):
+                self._conn.send_bytes(data)
+            answer = self._conn.recv()
+            if isinstance(answer, _Failed):
+                raise RuntimeError(f"the parse on the embedded engine failed: {answer.message}")
+            return dict(_read_ipc(self._conn.recv_bytes()) for _ in answer), answer
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise C360Error(f"the stream's parse worker stopped (exit code {self._process.exitcode}): see the log "
+                            "above; the batch runs again when the stream restarts") from None
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+        self._conn.close()
+
+
+_shared: list[ParseWorker] = []
+_lock = threading.Lock()
+
+
+def shared(cfg=None) -> ParseWorker:
+    """This process's parse worker, started on first use (with ``cfg``'s embedded-engine settings; the default
+    configuration when None) and stopped at exit."""
+    with _lock:
+        if not _shared:
+            if cfg is None:
+                from lakehouse.config import load
+
+                cfg = load()
+            _shared.append(ParseWorker(cfg))
+            atexit.register(close_shared)
+        return _shared[0]
+
+
+def close_shared() -> None:
+    """Stop this process's parse worker, if it runs."""
+    with _lock:
+        while _shared:
+            _shared.pop().close()
