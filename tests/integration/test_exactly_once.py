@@ -186,3 +186,49 @@ def test_a_table_an_older_c360_appended_to_untagged_falls_back_on_deltas_transac
     append_idempotent(rows, path, app_id=app, version=6)
     assert _appends(path) == [(None, [4]), (f"{app}:5", [5]), (f"{app}:6", [])]
     assert spark.read.format("delta").load(path).count() == 3
+
+
+def test_a_city_hour_batch_merged_before_a_kill_runs_again_and_the_query_goes_on(spark, kafka, tmp_path):
+    """A kill after the city x hour MERGE committed and before the checkpoint recorded the batch: on restart Spark
+    runs the batch again. Its MERGE is skipped (already committed), and the query must still read the batch, or
+    Spark 4.1 stops it for good (STATE_STORE_COMMIT_VALIDATION_FAILED: the aggregation's state stores did not
+    commit). The kill is made exact by removing the batch's entry from the checkpoint's commit log, which is the
+    state a kill between the two leaves."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.schemas import SILVER
+    from lakehouse.tables import checkpoint_path
+    from streaming.app import start_derived_queries
+    from streaming.outputs import CITY_HOUR_QUERY, CITY_HOUR_TABLE, ensure_stream_tables
+    from tests.conftest import make_config
+
+    cfg = make_config(tmp_path, kafka.bootstrap)
+    logins = spark.createDataFrame(
+        [("L1", "C1", datetime(2025, 1, 1, 10, 5), "Pune"), ("L2", "C2", datetime(2025, 1, 1, 10, 40), "Pune"),
+         ("L3", "C3", datetime(2025, 1, 1, 11, 5), None), ("L4", "C1", datetime(2025, 1, 2, 9, 0), "Delhi")],
+        "login_id string, customer_id string, login_datetime timestamp, city string")
+    logins.select([(F.col(f.name) if f.name in logins.columns else F.lit(None)).cast(f.dataType).alias(f.name)
+                   for f in SILVER["logins"].fields]).write.format("delta").save(
+        table_path(cfg.lake.root, "silver_logins"))
+    ensure_stream_tables(spark, cfg.lake.root)
+    table = table_path(cfg.lake.root, CITY_HOUR_TABLE)
+
+    def run() -> list:
+        queries = start_derived_queries(spark, cfg, available_now=True)
+        for q in queries:
+            q.awaitTermination()
+        assert [q.exception() for q in queries] == [None, None]
+        return sorted((r.city, r.window_start.hour, r.login_count) for r in spark.read.format("delta").load(table)
+                      .collect())
+
+    # by hand: Pune 10:00 holds L1 and L2, Unknown (no city) 11:00 L3, Delhi 09:00 L4
+    assert run() == [("Delhi", 9, 1), ("Pune", 10, 2), ("Unknown", 11, 1)]
+    commits = Path(checkpoint_path(cfg.lake.checkpoint_root, CITY_HOUR_QUERY), "commits")
+    merged = {json.loads(line)["commitInfo"].get("userMetadata")
+              for commit in Path(table, "_delta_log").glob("*.json") for line in commit.read_text().splitlines()
+              if "commitInfo" in line}
+    last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+    assert f"{CITY_HOUR_QUERY}:table:{last}" in merged  # the batch whose record the kill loses is in the table
+    for written in (commits / str(last), commits / f".{last}.crc"):  # the entry and its checksum file
+        written.unlink(missing_ok=True)
+    assert run() == [("Delhi", 9, 1), ("Pune", 10, 2), ("Unknown", 11, 1)]  # run again: the same table, no failure
