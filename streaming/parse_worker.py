@@ -18,6 +18,7 @@ closes): it never outlives the stream.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -57,11 +58,31 @@ class _Failed:
     message: str
 
 
+def _parse_batch(spark, targets, batch: dict[str, pa.Table], threads: int
+                 ) -> tuple[dict[str, pa.Table], dict[str, float]]:
+    """Each source's rows (:func:`streaming.embedded.source_rows` of its records) and the seconds each took."""
+    from streaming.embedded import source_rows
+
+    by_name = {t.source.name: t for t in targets}
+    seconds: dict[str, float] = {}
+
+    def parse(name: str) -> pa.Table:
+        started = time.perf_counter()
+        rows = source_rows(by_name[name], spark.createDataFrame(batch[name])).toArrow()
+        seconds[name] = round(time.perf_counter() - started, 2)
+        return rows
+
+    # the biggest sources first, on as many threads as cores: a query runs on one core (its input is one
+    # in-memory partition), and the engine runs concurrent queries side by side
+    order = sorted(batch, key=lambda name: -batch[name].num_rows)
+    with ThreadPoolExecutor(threads, thread_name_prefix="c360-parse") as pool:
+        return dict(zip(order, pool.map(parse, order), strict=True)), seconds
+
+
 def _serve(conn, cfg, folder) -> None:
     """The worker's loop: a batch in (its sources' targets, then the records of each, one table a source), each
     source's parsed rows and seconds out; a ``None`` message ends it."""
     from lakehouse import engine
-    from streaming.embedded import source_rows
 
     threads = max(1, min(4, os.cpu_count() or 1))
     engine.use_scratch_folder(folder)
@@ -74,22 +95,9 @@ def _serve(conn, cfg, folder) -> None:
             return
         if targets is None:
             return
-        by_name = {t.source.name: t for t in targets}
         batch = dict(_read_ipc(conn.recv_bytes()) for _ in targets)
-        seconds: dict[str, float] = {}
-
-        def parse(name: str):
-            started = time.perf_counter()
-            rows = source_rows(by_name[name], spark.createDataFrame(batch[name])).toArrow()
-            seconds[name] = round(time.perf_counter() - started, 2)
-            return rows
-
-        # the biggest sources first, on as many threads as cores: a query runs on one core (its input is one
-        # in-memory partition), and the engine runs concurrent queries side by side
-        order = sorted(batch, key=lambda name: -batch[name].num_rows)
         try:
-            with ThreadPoolExecutor(threads, thread_name_prefix="c360-parse") as pool:
-                out = dict(zip(order, pool.map(parse, order), strict=True))
+            out, seconds = _parse_batch(spark, targets, batch, threads)
         except Exception as e:  # noqa: BLE001 - sent to the query's process, which raises it
             conn.send(_Failed(f"{type(e).__name__}: {e}"))
             continue
@@ -134,10 +142,8 @@ class ParseWorker:
 
     def close(self) -> None:
         if self._process.is_alive():
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
             self._process.join(10)
             if self._process.is_alive():
                 self._process.kill()

@@ -93,6 +93,16 @@ def spark(tmp_path_factory):
         session.stop()
 
 
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory):
+    """A small clean generated universe (60 customers, no dirt), for the parsers' tests."""
+    from producers.generate import GenerateParams, generate
+
+    out = tmp_path_factory.mktemp("gen")
+    generate(out, GenerateParams(scale=60, seed=5, dirty_rate=0.0))
+    return out
+
+
 @pytest.fixture
 def cfg(tmp_path) -> config.Config:
     """A fresh lake per test, no broker."""

@@ -18,7 +18,6 @@ from streaming import parse_worker
 from streaming.bronze import transform_bronze
 from streaming.embedded import source_rows
 from streaming.ingest import source_target
-from tests.unit.test_silver_sources import generated  # noqa: F401 - the fixture
 from tests.unit.test_transforms import kafka_rows
 
 

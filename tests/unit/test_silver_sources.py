@@ -12,7 +12,6 @@ import pytest
 from lakehouse import config
 from lakehouse.schemas import OPTIONAL_RAW_FIELDS, RAW_FIELDS, SILVER, SILVER_SPECS
 from lakehouse.tables import GENERATED, SOURCES
-from producers.generate import GenerateParams, generate
 from streaming.silver import split_valid, transform_source
 from tests.unit.test_transforms import customer, kafka_rows
 
@@ -44,13 +43,6 @@ def test_every_source_has_a_spec_reading_exactly_its_file_columns():
                                                     "_kafka_timestamp", "_source_file", "_source_line"]
         for field in SILVER[name].fieldNames():
             assert field == field.lower(), f"{name}.{field} is not snake_case"
-
-
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gen")
-    generate(out, GenerateParams(scale=60, seed=5, dirty_rate=0.0))
-    return out
 
 
 def test_clean_generated_rows_of_every_source_are_all_valid(spark, generated):
