@@ -167,9 +167,9 @@ def merge_once(tables: OpenTables, path: str, source, *, predicate: str, app_id:
         table = tables.get(path)
         if is_committed(table, app_id, version):
             return committed_counts(table, txn_tag(app_id, version))
-        columns = {f.name: f"s.`{f.name}`" for f in target_schema(table)}
-        # the source's own columns, cast to the table's types (zones, decimals); extra ones kept for conditions
         schema = target_schema(table)
+        columns = {f.name: f"s.`{f.name}`" for f in schema}
+        # the source's own columns, cast to the table's types (zones, decimals); extra ones kept for conditions
         data = conform(source, schema)
         for name in source.column_names:
             if name not in data.column_names:

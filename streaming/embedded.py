@@ -103,16 +103,15 @@ NEWER = ("(s._kafka_timestamp > t._kafka_timestamp OR (s._kafka_timestamp = t._k
 REASON_SAMPLES = 20
 
 
-def _counts(records, source: str) -> tuple[dict, dict, dict, list[str]]:
+def _counts(rows) -> tuple[dict, dict, dict, list[str]]:
     """A source's counters (before the merge's), quarantine reasons (count, samples), unlisted values and the
-    fields its records carried that the contract does not name."""
+    fields its records carried that the contract does not name, from its rows of :func:`source_rows`."""
     import pyarrow.compute as pc
 
-    rows = records.filter(pc.equal(records["source"], source))
-    rejected = rows.filter(pc.is_valid(rows["reason"]))
-    valid = rows.filter(pc.is_null(rows["reason"]))
+    rejected = rows.filter(pc.is_valid(rows["_reason"]))
+    valid = rows.filter(pc.is_null(rows["_reason"]))
     reasons: dict[str, tuple[int, list[str]]] = {}
-    for reason, value in zip(rejected["reason"].to_pylist(), rejected["raw_value"].to_pylist(), strict=True):
+    for reason, value in zip(rejected["_reason"].to_pylist(), rejected["_raw_value"].to_pylist(), strict=True):
         n, samples = reasons.get(reason, (0, []))
         if len(samples) < REASON_SAMPLES:
             samples.append(value)
@@ -174,7 +173,7 @@ def write_batch(targets, batch, batch_id: int, *, tables: OpenTables, parse, wor
                 partition_by=["source", "_ingestion_date"])
     tick("bronze")
 
-    stats = {t.source.name: _counts(records, t.source.name) for t in present}
+    stats = {name: _counts(table) for name, table in parsed.items()}
 
     def merge(group: list) -> list[dict[str, int]]:
         out = []
