@@ -79,11 +79,12 @@ _KEY_FIELDS = sorted({s.key_column for s in SOURCES.values() if s.kind != "refer
 def lake_tables() -> list[str]:
     """Every table c360 writes, in the order they are erased (gold first: what readers see goes first)."""
     from batch.gold import PRODUCTS
+    from streaming.alerts import ALERTS_TABLE
     from streaming.outputs import ANOMALIES_TABLE, CITY_HOUR_TABLE
 
     silver = list(dict.fromkeys(spec.table for spec in SILVER_SPECS.values()))
     # the per-source bronze tables of a lake written before bronze_records (absent ones are skipped)
-    return [*PRODUCTS, ANOMALIES_TABLE, CITY_HOUR_TABLE, *silver, QUARANTINE, BRONZE_RECORDS,
+    return [*PRODUCTS, ANOMALIES_TABLE, ALERTS_TABLE, CITY_HOUR_TABLE, *silver, QUARANTINE, BRONZE_RECORDS,
             *(legacy_bronze(s) for s in SOURCES), OPS_BATCHES, OPS_PROGRESS]
 
 

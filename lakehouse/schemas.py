@@ -363,6 +363,16 @@ STREAM_LOGIN_ANOMALIES = _schema(
     ("severity", StringType()),
     ("evidence", StringType()),
 )
+# The alerts log (streaming/alerts.py): every alert, update and retraction sent to the alerts topic, and every
+# confirmation, one row each (``stage``: on the login's arrival or at the watermark; ``origin``: query:batch).
+STREAM_ALERTS = _schema(
+    ("alert_id", StringType()),
+    ("kind", StringType()),
+    ("stage", StringType()),
+    *[(f.name, f.dataType) for f in STREAM_LOGIN_ANOMALIES.fields],
+    ("origin", StringType()),
+    ("logged_at", TimestampType()),
+)
 STREAM_CITY_HOUR_LOGINS = _schema(
     ("city", StringType()),
     ("window_start", TimestampType()),

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from pyspark.sql.types import StringType, StructField, StructType
@@ -59,6 +59,12 @@ class AnomalyRules:
     short_gap_s: int = 2
     reactivation_days: int = 90
     state_ttl_days: int = 730
+
+    @classmethod
+    def of(cls, stream) -> AnomalyRules:
+        """The rules of a configuration's ``stream`` section."""
+        return cls(stream.burst_logins, stream.burst_window_s, stream.short_gap_s, stream.reactivation_days,
+                   stream.anomaly_state_ttl_days)
 
 
 @dataclass
@@ -221,12 +227,43 @@ def transform_login_anomalies(logins: DataFrame, *, rules: AnomalyRules, waterma
                                     GroupStateTimeout.EventTimeTimeout))
 
 
-def alert_records(anomalies: DataFrame) -> DataFrame:
-    """Anomalies as Kafka records for real-time consumers: key = customer, value = JSON with an ``alert_id``
-    (stable per login and rule, so a consumer can drop the repeat an at-least-once retry may send)."""
-    alert_id = F.sha2(F.concat_ws("|", "login_id", "rule"), 256).substr(1, 24)
-    value = F.to_json(F.struct(alert_id.alias("alert_id"), "customer_id", "login_id",
-                               F.date_format("login_datetime", "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("login_datetime"),
-                               "gap_s", "rule", "severity", F.from_json("evidence", "map<string,double>")
-                               .alias("evidence")))
-    return anomalies.select(F.col("customer_id").alias("key"), value.alias("value"))
+# What a login's arrival can decide at once: whether it (or a later login within the burst window) completes a
+# burst, and whether it (or the login after it) is a short gap. Both look back at most ``burst_window_s`` seconds,
+# so the logins around it tell. Reactivation needs the customer's whole history: it waits for the watermark.
+ARRIVAL_RULES = ("burst", "short_gap")
+
+
+def arrival_anomalies(logins: DataFrame, arrived: DataFrame, rules: AnomalyRules) -> DataFrame:
+    """The burst and short-gap anomalies the logins of ``arrived`` (a batch's, already in ``logins``, silver) make
+    visible now, rows as :data:`ANOMALY_SCHEMA`: for each customer of ``arrived``, every login from its earliest
+    arrived one to the burst window past its latest, evaluated as :func:`evaluate` does in event-time order (ties
+    by login id) over the logins silver holds, late ones included.
+
+    A short gap's severity depends on the customer's rolling gap statistics, which only the in-order evaluation
+    holds: here it is ``medium``, and the watermark's evaluation says ``high`` when the deviation is large (the
+    alert is then updated). Evidence: the gap, the logins in the window and the window."""
+    window_ms = rules.burst_window_s * 1000
+    ms = F.unix_millis("login_datetime")
+    span = arrived.groupBy("customer_id").agg(F.min(ms).alias("_lo"), F.max(ms).alias("_hi"))
+    near = (logins.select("customer_id", "login_id", "login_datetime", ms.alias("_ms"))
+            .join(F.broadcast(span), "customer_id")
+            .where((F.col("_ms") >= F.col("_lo") - window_ms) & (F.col("_ms") <= F.col("_hi") + window_ms)))
+    order = Window.partitionBy("customer_id").orderBy("_ms", "login_id")
+    older = Window.partitionBy("customer_id").orderBy("_ms").rangeBetween(Window.unboundedPreceding,
+                                                                          -window_ms - 1)
+    # in the window: the logins up to this one (in order) less those older than the window
+    in_window = F.row_number().over(order) - F.count(F.lit(1)).over(older)
+    gap_s = (F.col("_ms") - F.lag("_ms").over(order)) / 1000.0
+    scored = (near.select("customer_id", "login_id", "login_datetime", "_ms", "_lo", gap_s.alias("gap_s"),
+                          in_window.alias("_in_window"))
+              .where(F.col("_ms") >= F.col("_lo")))
+    evidence = F.to_json(F.struct(F.col("gap_s"), F.col("_in_window").alias("logins_in_window"),
+                                  F.lit(rules.burst_window_s).alias("window_s")))
+
+    def rule(name: str, when, severity: str) -> DataFrame:
+        return scored.where(when).select("customer_id", "login_id", "login_datetime", F.col("gap_s").cast("double"),
+                                         F.lit(name).alias("rule"), F.lit(severity).alias("severity"),
+                                         evidence.alias("evidence"))
+
+    return rule("burst", F.col("_in_window") >= rules.burst_logins, "high").unionByName(
+        rule("short_gap", F.col("gap_s") <= rules.short_gap_s, "medium"))

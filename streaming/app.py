@@ -16,6 +16,7 @@ from lakehouse.engine import stream_writer
 from lakehouse.errors import C360Error, error_text, storage_error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.kafka_security import client_security, spark_security
+from lakehouse.lake_writes import OpenTables
 from lakehouse.quality import RunQuality
 from lakehouse.spark import get_spark
 from lakehouse.tables import SOURCES, checkpoint_path, table_path
@@ -150,24 +151,25 @@ def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool,
 
 
 def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
-    """The queries over the silver_logins stream: login-gap anomalies and city x hour counts."""
+    """The queries over the silver_logins stream: login-gap anomalies in event-time order, and (Spark's writer)
+    city x hour counts."""
     # silver_logins only grows (logins are inserted once); the commits that delete rows (`c360 forget`) are skipped,
     # not replayed: without this the queries would stop on the first such commit
     logins = (spark.readStream.format("delta").option("skipChangeCommits", "true")
               .load(table_path(cfg.lake.root, "silver_logins")))
-    rules = AnomalyRules(cfg.stream.burst_logins, cfg.stream.burst_window_s, cfg.stream.short_gap_s,
-                         cfg.stream.reactivation_days, cfg.stream.anomaly_state_ttl_days)
-    anomalies = transform_login_anomalies(logins, rules=rules,
+    anomalies = transform_login_anomalies(logins, rules=AnomalyRules.of(cfg.stream),
                                           watermark=cfg.stream.anomaly_watermark)
+    tables = OpenTables()
     writer = anomalies.writeStream.outputMode("append").foreachBatch(
-        QueryRun(lambda df, batch_id, new: write_anomalies(cfg, df, batch_id, new=new)))
+        QueryRun(lambda df, batch_id, new: write_anomalies(cfg, df, batch_id, new=new, tables=tables)))
     interval = cfg.stream.derived_trigger_interval
-    q1 = _start(writer, spark, cfg, ANOMALY_QUERY, available_now=available_now, interval=interval)
-    counts = transform_city_hour(logins, watermark=cfg.stream.city_hour_watermark)
-    writer = counts.writeStream.outputMode("update").foreachBatch(
-        QueryRun(lambda df, batch_id, new: write_city_hour(cfg, df, batch_id, new=new)))
-    q2 = _start(writer, spark, cfg, CITY_HOUR_QUERY, available_now=available_now, interval=interval)
-    return [q1, q2]
+    queries = [_start(writer, spark, cfg, ANOMALY_QUERY, available_now=available_now, interval=interval)]
+    if stream_writer(cfg) != "embedded":  # the embedded writer recounts the windows in each batch
+        counts = transform_city_hour(logins, watermark=cfg.stream.city_hour_watermark)
+        writer = counts.writeStream.outputMode("update").foreachBatch(
+            QueryRun(lambda df, batch_id, new: write_city_hour(cfg, df, batch_id, new=new)))
+        queries.append(_start(writer, spark, cfg, CITY_HOUR_QUERY, available_now=available_now, interval=interval))
+    return queries
 
 
 DATA_LOSS_MARKERS = ("KAFKA_DATA_LOSS", "Some data may have been lost")

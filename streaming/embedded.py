@@ -132,12 +132,14 @@ def _counts(rows) -> tuple[dict, dict, dict, list[str]]:
 
 
 def write_batch(targets, batch, batch_id: int, *, tables: OpenTables, parse, workers: int = 2,
-                clock=None, report=None) -> dict[str, dict[str, int]]:
+                clock=None, report=None, after_silver=None) -> dict[str, dict[str, int]]:
     """Write one micro-batch (``batch``: the Kafka records through ``transform_bronze``, as Arrow) to bronze,
     silver, quarantine and the counters with delta-rs; returns the counters per source (as Spark's writer).
     ``parse({target: its records})`` gives each source's rows of :func:`source_rows` and the seconds each took
     (:class:`streaming.parse_worker.ParseWorker`); ``clock`` times the steps; ``report(results, reasons,
-    unlisted)`` gets the counters, quarantine reasons and unlisted values per source."""
+    unlisted)`` gets the counters, quarantine reasons and unlisted values per source; ``after_silver(rows)`` runs
+    once silver holds the batch, with each source's rows that silver took (:mod:`streaming.outputs`: the login
+    views)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -199,6 +201,9 @@ def write_batch(targets, batch, batch_id: int, *, tables: OpenTables, parse, wor
     merged = {t.source.name: r for g, out in zip(groups.values(), outs, strict=True) for t, r in zip(g, out,
                                                                                                         strict=True)}
     tick("silver")
+    if after_silver is not None:
+        after_silver(rows)
+        tick("views")
     rejected = records.filter(pc.is_valid(records["reason"]))
     if rejected.num_rows:
         quarantine = pa.table({

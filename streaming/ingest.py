@@ -393,7 +393,8 @@ def write_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFra
     """Write one micro-batch with ``writer``: ``spark`` (:func:`process_batch`) or ``embedded`` (the parse on the
     embedded engine, delta-rs commits: :mod:`streaming.embedded`); the counters per source. ``state`` keeps what a
     query's batches share (Spark sessions, open delta-rs tables); ``cfg`` sets the embedded engine up (the
-    default configuration when None)."""
+    default configuration when None) and, given, has the embedded writer keep the login views (city x hour counts,
+    alerts on arrival: :func:`streaming.outputs.write_login_views`)."""
     targets = [targets] if isinstance(targets, IngestTarget) else targets
     state = {} if state is None else state
     if writer != "embedded":
@@ -408,10 +409,19 @@ def write_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFra
     batch = transform_bronze(kafka_batch).toArrow()  # the Kafka read: the batch's one Spark job
     clock("read")
     worker = parse_worker.shared(cfg)
+    tables = state.setdefault("tables", OpenTables())
+
+    def login_views(rows) -> None:
+        from streaming.outputs import write_login_views
+
+        logins = rows.get("logins")
+        if logins is not None and logins.num_rows:
+            write_login_views(cfg, tables, worker, query, batch_id, logins)
+
     results = embedded.write_batch(
-        targets, batch, batch_id, tables=state.setdefault("tables", OpenTables()), parse=worker.parse,
-        workers=workers, clock=clock,
-        report=lambda results, reasons, unlisted: report_batch(query, batch_id, results, reasons, unlisted, quality))
+        targets, batch, batch_id, tables=tables, parse=worker.parse, workers=workers, clock=clock,
+        report=lambda results, reasons, unlisted: report_batch(query, batch_id, results, reasons, unlisted, quality),
+        after_silver=login_views if cfg is not None else None)
     log.info("%s batch %d timings: %s", query, batch_id, clock)
     return results
 

@@ -12,6 +12,7 @@ from lakehouse.config import Config
 from lakehouse.delta import ensure_table, retry, short_vacuum_retention
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, OPS_PROGRESS, QUARANTINE, table_path
+from streaming.alerts import ALERTS_TABLE
 from streaming.outputs import ANOMALIES_TABLE, CITY_HOUR_TABLE
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ PROGRESS_EVERY_S = 30
 
 def stream_table_names(sources: list[str]) -> list[str]:
     """Every table the streaming app writes."""
-    names = [BRONZE_RECORDS, QUARANTINE, OPS_BATCHES, ANOMALIES_TABLE, CITY_HOUR_TABLE]
+    names = [BRONZE_RECORDS, QUARANTINE, OPS_BATCHES, ANOMALIES_TABLE, ALERTS_TABLE, CITY_HOUR_TABLE]
     for s in sources:
         names.append(SILVER_SPECS[s].table)
     return list(dict.fromkeys(names))

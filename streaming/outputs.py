@@ -1,5 +1,7 @@
-"""The stream tables the derived queries write: ``stream_login_anomalies`` (+ the alerts topic) and
-``stream_city_hour_logins``. Every write is idempotent per micro-batch (see ``lakehouse.delta``)."""
+"""The stream tables over the logins: ``stream_login_anomalies`` (+ the alerts topic and its log,
+:mod:`streaming.alerts`) and ``stream_city_hour_logins``, written by the derived queries or, with the embedded
+writer, by the ingest batch itself (:func:`write_login_views`). Every write is idempotent per micro-batch (see
+``lakehouse.delta``, ``lakehouse.lake_writes``)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from pyspark.sql import DataFrame
 
 from lakehouse.config import Config
 from lakehouse.delta import append_idempotent, ensure_table, idempotent_txn, is_committed, retry
-from lakehouse.kafka_security import spark_security
-from lakehouse.tables import table_path
-from streaming.anomalies import ANOMALY_SCHEMA, alert_records
+from lakehouse.lake_writes import OpenTables, merge_once
+from lakehouse.schemas import STREAM_ALERTS
+from lakehouse.tables import checkpoint_path, table_path
+from streaming.alerts import ALERTS_TABLE, publish_at_watermark, publish_on_arrival
+from streaming.anomalies import ANOMALY_SCHEMA, AnomalyRules
 from streaming.city_hour import CITY_HOUR_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -25,29 +29,59 @@ CITY_HOUR_TABLE = "stream_city_hour_logins"
 def ensure_stream_tables(spark, lake_root: str) -> None:
     ensure_table(spark, table_path(lake_root, ANOMALIES_TABLE), ANOMALY_SCHEMA)
     ensure_table(spark, table_path(lake_root, CITY_HOUR_TABLE), CITY_HOUR_SCHEMA)
+    ensure_table(spark, table_path(lake_root, ALERTS_TABLE), STREAM_ALERTS)
 
 
-def write_anomalies(cfg: Config, anomalies: DataFrame, batch_id: int, new: bool = False) -> None:
-    """Append a batch of anomalies (once per batch; ``new``: see :func:`append_idempotent`), then send them to the
-    alerts topic.
+def write_anomalies(cfg: Config, anomalies: DataFrame, batch_id: int, new: bool = False,
+                    tables: OpenTables | None = None) -> None:
+    """Append a batch of anomalies (once per batch; ``new``: see :func:`append_idempotent`), then settle them
+    with what was sent on arrival (:func:`streaming.alerts.publish_at_watermark`: alerts, updates, retractions).
 
-    The table is exactly-once; the topic is at-least-once (a batch run again after a crash sends its alerts
-    again, with the same ``alert_id``)."""
+    The table and the alerts log are exactly-once; the topic is at-least-once (a batch run again after a crash
+    sends its records again, with the same ``alert_id``)."""
     rows = anomalies.persist()
     try:
-        n = rows.count()
-        if not n:
-            return
-        append_idempotent(rows, table_path(cfg.lake.root, ANOMALIES_TABLE), app_id=f"{ANOMALY_QUERY}:table",
-                          version=batch_id, new=new)
-        (alert_records(rows).write.format("kafka")
-         .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
-         .option("topic", cfg.kafka.topic(cfg.stream.alerts_topic))
-         .options(**spark_security(cfg.kafka))
-         .save())
-        log.info("%s batch %d: %d anomalies", ANOMALY_QUERY, batch_id, n)
+        found = rows.toArrow()
+        if found.num_rows:
+            append_idempotent(rows, table_path(cfg.lake.root, ANOMALIES_TABLE), app_id=f"{ANOMALY_QUERY}:table",
+                              version=batch_id, new=new)
+        watermark = batch_watermark_ms(checkpoint_path(cfg.lake.checkpoint_root, ANOMALY_QUERY), batch_id)
+        counts = publish_at_watermark(cfg, tables or OpenTables(), found, query=ANOMALY_QUERY, batch_id=batch_id,
+                                      watermark_ms=watermark)
+        if any(counts.values()):
+            log.info("%s batch %d: %d anomalies; alerts: %s", ANOMALY_QUERY, batch_id, found.num_rows, counts)
     finally:
         rows.unpersist()
+
+
+def batch_watermark_ms(checkpoint: str, batch_id: int) -> int | None:
+    """The event-time watermark a micro-batch of a query ran with (its entry in the checkpoint's offset log;
+    None when the log cannot be read here, e.g. on an object store)."""
+    import json
+    from pathlib import Path
+
+    entry = Path(checkpoint, "offsets", str(batch_id))
+    if "://" in checkpoint or not entry.exists():
+        return None
+    lines = entry.read_text().splitlines()
+    return int(json.loads(lines[1]).get("batchWatermarkMs", 0)) if len(lines) > 1 else None
+
+
+def write_login_views(cfg: Config, tables: OpenTables, worker, query: str, batch_id: int, logins) -> None:
+    """With the embedded writer, once silver holds an ingest batch: recount the city x hour windows its logins
+    (``logins``, Arrow) fall in and upsert them, and send the anomalies they make visible
+    (:func:`streaming.alerts.publish_on_arrival`). The counts and anomalies come from silver, so a batch run again
+    after a crash finds the same ones; both writes are once per batch."""
+    arrived = logins.select(["customer_id", "login_id", "login_datetime", "city"])
+    views = worker.login_views(table_path(cfg.lake.root, "silver_logins"), AnomalyRules.of(cfg.stream), arrived)
+    counts = views["city_hour"]
+    if counts.num_rows:
+        merge_once(tables, table_path(cfg.lake.root, CITY_HOUR_TABLE), counts,
+                   predicate="t.city = s.city AND t.window_start = s.window_start", app_id=f"{query}:city_hour",
+                   version=batch_id, update_when="t.login_count <> s.login_count")
+    sent = publish_on_arrival(cfg, tables, views["anomalies"], query=query, batch_id=batch_id)
+    if sent:
+        log.info("%s batch %d: %d alerts sent on arrival", query, batch_id, sent)
 
 
 def write_city_hour(cfg: Config, counts: DataFrame, batch_id: int, new: bool = False) -> None:

@@ -79,9 +79,23 @@ def _parse_batch(spark, targets, batch: dict[str, pa.Table], threads: int
         return dict(zip(order, pool.map(parse, order), strict=True)), seconds
 
 
+def _login_views(spark, silver_logins: str, rules, arrived: pa.Table) -> dict[str, pa.Table]:
+    """What a batch's new logins (``arrived``, in silver already) change: the counts of their city x hour windows
+    (:func:`streaming.city_hour.recount_windows`) and the anomalies they make visible
+    (:func:`streaming.anomalies.arrival_anomalies`), both read from the silver table at ``silver_logins``."""
+    from streaming.anomalies import arrival_anomalies
+    from streaming.city_hour import recount_windows
+
+    logins = spark.read.format("delta").load(silver_logins)
+    batch = spark.createDataFrame(arrived)
+    return {"city_hour": recount_windows(logins, batch).toArrow(),
+            "anomalies": arrival_anomalies(logins, batch, rules).toArrow()}
+
+
 def _serve(conn, cfg, folder) -> None:
-    """The worker's loop: a batch in (its sources' targets, then the records of each, one table a source), each
-    source's parsed rows and seconds out; a ``None`` message ends it."""
+    """The worker's loop. A job in: ``("parse", targets)`` then the records of each source (one table a source),
+    answered by the seconds of each and its parsed rows; or ``("views", (silver_logins, rules))`` then the batch's
+    logins, answered by :func:`_login_views`' tables. A ``None`` message ends it."""
     from lakehouse import engine
 
     threads = max(1, min(4, os.cpu_count() or 1))
@@ -90,18 +104,23 @@ def _serve(conn, cfg, folder) -> None:
     conn.send(True)  # ready
     while True:
         try:
-            targets = conn.recv()
+            job = conn.recv()
         except EOFError:  # the query's process is gone
             return
-        if targets is None:
+        if job is None:
             return
-        batch = dict(_read_ipc(conn.recv_bytes()) for _ in targets)
+        kind, meta = job
         try:
-            out, seconds = _parse_batch(spark, targets, batch, threads)
+            if kind == "parse":
+                batch = dict(_read_ipc(conn.recv_bytes()) for _ in meta)
+                out, seconds = _parse_batch(spark, meta, batch, threads)
+            else:
+                _, arrived = _read_ipc(conn.recv_bytes())
+                out, seconds = _login_views(spark, *meta, arrived), {}
         except Exception as e:  # noqa: BLE001 - sent to the query's process, which raises it
             conn.send(_Failed(f"{type(e).__name__}: {e}"))
             continue
-        conn.send(seconds)
+        conn.send((list(out), seconds))
         for data in _ipc(out):
             conn.send_bytes(data)
 
@@ -128,14 +147,22 @@ class ParseWorker:
     def parse(self, records: dict) -> tuple[dict[str, pa.Table], dict[str, float]]:
         """Each source's records (``{target: the batch's rows of its topic}``) -> its rows from
         :func:`streaming.embedded.source_rows`, and the seconds each took."""
+        return self._ask(("parse", list(records)), {t.source.name: rows for t, rows in records.items()})
+
+    def login_views(self, silver_logins: str, rules, arrived: pa.Table) -> dict[str, pa.Table]:
+        """:func:`_login_views` of a batch's logins (``arrived``)."""
+        return self._ask(("views", (silver_logins, rules)), {"arrived": arrived})[0]
+
+    def _ask(self, job: tuple, tables: dict[str, pa.Table]) -> tuple[dict[str, pa.Table], dict[str, float]]:
         try:
-            self._conn.send(list(records))
-            for data in _ipc({t.source.name: rows for t, rows in records.items()}):
+            self._conn.send(job)
+            for data in _ipc(tables):
                 self._conn.send_bytes(data)
             answer = self._conn.recv()
             if isinstance(answer, _Failed):
-                raise RuntimeError(f"the parse on the embedded engine failed: {answer.message}")
-            return dict(_read_ipc(self._conn.recv_bytes()) for _ in answer), answer
+                raise RuntimeError(f"the {job[0]} job on the embedded engine failed: {answer.message}")
+            names, seconds = answer
+            return dict(_read_ipc(self._conn.recv_bytes()) for _ in names), seconds
         except (EOFError, BrokenPipeError, ConnectionResetError):
             raise C360Error(f"the stream's parse worker stopped (exit code {self._process.exitcode}): see the log "
                             "above; the batch runs again when the stream restarts") from None

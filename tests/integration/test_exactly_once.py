@@ -202,7 +202,7 @@ def test_a_city_hour_batch_merged_before_a_kill_runs_again_and_the_query_goes_on
     from streaming.outputs import CITY_HOUR_QUERY, CITY_HOUR_TABLE, ensure_stream_tables
     from tests.conftest import make_config
 
-    cfg = make_config(tmp_path, kafka.bootstrap)
+    cfg = make_config(tmp_path, kafka.bootstrap).replace("stream", writer="spark")  # its city x hour query
     logins = spark.createDataFrame(
         [("L1", "C1", datetime(2025, 1, 1, 10, 5), "Pune"), ("L2", "C2", datetime(2025, 1, 1, 10, 40), "Pune"),
          ("L3", "C3", datetime(2025, 1, 1, 11, 5), None), ("L4", "C1", datetime(2025, 1, 2, 9, 0), "Delhi")],
