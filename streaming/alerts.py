@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from datetime import datetime, timezone
 
 from lakehouse.config import Config
@@ -153,28 +154,51 @@ def publish_at_watermark(cfg: Config, tables: OpenTables, final, *, query: str, 
 SEND_TIMEOUT_S = 120
 
 
-def send(cfg: Config, rows) -> None:
-    """Send log rows to the alerts topic (key: the customer; value: JSON with the alert's id, kind and evidence),
-    waiting until the broker has them all."""
-    if not rows.num_rows:
-        return
+_producers: dict[tuple, object] = {}
+_producers_lock = threading.Lock()
+
+
+def _producer(cfg: Config):
+    """This process's alerts producer for ``cfg``'s broker (kept: a new client costs a connection a batch)."""
     from confluent_kafka import Producer
 
     from lakehouse.kafka_admin import client_config
     from lakehouse.kafka_security import client_security
 
+    settings = client_config(cfg.kafka.bootstrap_servers, client_security(cfg.kafka),
+                             **{"acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                                "message.timeout.ms": SEND_TIMEOUT_S * 1000})
+    key = tuple(sorted((k, str(v)) for k, v in settings.items()))
+    with _producers_lock:
+        if key not in _producers:
+            _producers[key] = Producer(settings)
+        return _producers[key]
+
+
+def send(cfg: Config, rows) -> None:
+    """Send log rows to the alerts topic (key: the customer; value: JSON with the alert's id, kind, stage and
+    evidence), waiting until the broker has them all."""
+    if not rows.num_rows:
+        return
+    with _send_lock:  # one sender at a time: a flush serves every delivery report, so each sees only its own
+        _send(cfg, rows)
+
+
+_send_lock = threading.Lock()
+
+
+def _send(cfg: Config, rows) -> None:
     errors: list[str] = []
-    producer = Producer(client_config(cfg.kafka.bootstrap_servers, client_security(cfg.kafka),
-                                      **{"acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                                         "message.timeout.ms": SEND_TIMEOUT_S * 1000}))
+    producer = _producer(cfg)
     topic = cfg.kafka.topic(cfg.stream.alerts_topic)
     for r in rows.to_pylist():
-        value = {"alert_id": r["alert_id"], "kind": r["kind"], "customer_id": r["customer_id"],
+        value = {"alert_id": r["alert_id"], "kind": r["kind"], "stage": r["stage"], "customer_id": r["customer_id"],
                  "login_id": r["login_id"], "login_datetime": r["login_datetime"].strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "gap_s": r["gap_s"], "rule": r["rule"], "severity": r["severity"],
                  "evidence": json.loads(r["evidence"]) if r["evidence"] else None}
         producer.produce(topic, key=(r["customer_id"] or "").encode(), value=json.dumps(value).encode(),
                          on_delivery=lambda err, _msg: err is not None and errors.append(str(err)))
+        producer.poll(0)
     left = producer.flush(SEND_TIMEOUT_S)
     if errors or left:
         raise C360Error(f"could not send {len(errors) or left} alerts to {topic} "

@@ -72,8 +72,10 @@ def write_login_views(cfg: Config, tables: OpenTables, worker, query: str, batch
     (``logins``, Arrow) fall in and upsert them, and send the anomalies they make visible
     (:func:`streaming.alerts.publish_on_arrival`). The counts and anomalies come from silver, so a batch run again
     after a crash finds the same ones; both writes are once per batch."""
+    rules = AnomalyRules.of(cfg.stream)
     arrived = logins.select(["customer_id", "login_id", "login_datetime", "city"])
-    views = worker.login_views(table_path(cfg.lake.root, "silver_logins"), AnomalyRules.of(cfg.stream), arrived)
+    silver = silver_logins_near(tables, table_path(cfg.lake.root, "silver_logins"), arrived, rules.burst_window_s)
+    views = worker.login_views(rules, arrived, silver)
     counts = views["city_hour"]
     if counts.num_rows:
         merge_once(tables, table_path(cfg.lake.root, CITY_HOUR_TABLE), counts,
@@ -82,6 +84,24 @@ def write_login_views(cfg: Config, tables: OpenTables, worker, query: str, batch
     sent = publish_on_arrival(cfg, tables, views["anomalies"], query=query, batch_id=batch_id)
     if sent:
         log.info("%s batch %d: %d alerts sent on arrival", query, batch_id, sent)
+
+
+def silver_logins_near(tables: OpenTables, path: str, arrived, window_s: int):
+    """Silver's logins on the days the logins of ``arrived`` fall on, a day either side: every login in their hour
+    windows and in the burst window around each (the views filter further). Read with delta-rs from the table the
+    batch just merged into, its days' partitions only (``login_date``): a batch's logins span a few days, silver
+    years."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    assert window_s < 86400  # a day either side covers the burst window
+    days = {d + dt.timedelta(days=k) for d in pc.unique(pc.cast(arrived["login_datetime"], pa.date32())).to_pylist()
+            if d is not None for k in (-1, 0, 1)}
+    dataset = tables.get(path).to_pyarrow_dataset()
+    return dataset.to_table(columns=["customer_id", "login_id", "login_datetime", "city"],
+                            filter=pc.field("login_date").isin(pa.array(sorted(days), pa.date32())))
 
 
 def write_city_hour(cfg: Config, counts: DataFrame, batch_id: int, new: bool = False) -> None:

@@ -79,23 +79,22 @@ def _parse_batch(spark, targets, batch: dict[str, pa.Table], threads: int
         return dict(zip(order, pool.map(parse, order), strict=True)), seconds
 
 
-def _login_views(spark, silver_logins: str, rules, arrived: pa.Table) -> dict[str, pa.Table]:
-    """What a batch's new logins (``arrived``, in silver already) change: the counts of their city x hour windows
-    (:func:`streaming.city_hour.recount_windows`) and the anomalies they make visible
-    (:func:`streaming.anomalies.arrival_anomalies`), both read from the silver table at ``silver_logins``."""
+def _login_views(spark, rules, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """What a batch's new logins (``tables["arrived"]``, in silver already) change: the counts of their city x hour
+    windows (:func:`streaming.city_hour.recount_windows`) and the anomalies they make visible
+    (:func:`streaming.anomalies.arrival_anomalies`), from silver's logins around them (``tables["silver"]``)."""
     from streaming.anomalies import arrival_anomalies
     from streaming.city_hour import recount_windows
 
-    logins = spark.read.format("delta").load(silver_logins)
-    batch = spark.createDataFrame(arrived)
+    logins, batch = spark.createDataFrame(tables["silver"]), spark.createDataFrame(tables["arrived"])
     return {"city_hour": recount_windows(logins, batch).toArrow(),
             "anomalies": arrival_anomalies(logins, batch, rules).toArrow()}
 
 
 def _serve(conn, cfg, folder) -> None:
     """The worker's loop. A job in: ``("parse", targets)`` then the records of each source (one table a source),
-    answered by the seconds of each and its parsed rows; or ``("views", (silver_logins, rules))`` then the batch's
-    logins, answered by :func:`_login_views`' tables. A ``None`` message ends it."""
+    answered by the seconds of each and its parsed rows; or ``("views", rules)`` then the batch's logins and
+    silver's around them, answered by :func:`_login_views`' tables. A ``None`` message ends it."""
     from lakehouse import engine
 
     threads = max(1, min(4, os.cpu_count() or 1))
@@ -115,8 +114,8 @@ def _serve(conn, cfg, folder) -> None:
                 batch = dict(_read_ipc(conn.recv_bytes()) for _ in meta)
                 out, seconds = _parse_batch(spark, meta, batch, threads)
             else:
-                _, arrived = _read_ipc(conn.recv_bytes())
-                out, seconds = _login_views(spark, *meta, arrived), {}
+                views = dict(_read_ipc(conn.recv_bytes()) for _ in range(2))
+                out, seconds = _login_views(spark, meta, views), {}
         except Exception as e:  # noqa: BLE001 - sent to the query's process, which raises it
             conn.send(_Failed(f"{type(e).__name__}: {e}"))
             continue
@@ -149,9 +148,9 @@ class ParseWorker:
         :func:`streaming.embedded.source_rows`, and the seconds each took."""
         return self._ask(("parse", list(records)), {t.source.name: rows for t, rows in records.items()})
 
-    def login_views(self, silver_logins: str, rules, arrived: pa.Table) -> dict[str, pa.Table]:
-        """:func:`_login_views` of a batch's logins (``arrived``)."""
-        return self._ask(("views", (silver_logins, rules)), {"arrived": arrived})[0]
+    def login_views(self, rules, arrived: pa.Table, silver: pa.Table) -> dict[str, pa.Table]:
+        """:func:`_login_views` of a batch's logins (``arrived``) and silver's logins around them."""
+        return self._ask(("views", rules), {"arrived": arrived, "silver": silver})[0]
 
     def _ask(self, job: tuple, tables: dict[str, pa.Table]) -> tuple[dict[str, pa.Table], dict[str, float]]:
         try:

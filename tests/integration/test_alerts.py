@@ -73,12 +73,13 @@ def test_arrival_then_watermark_alerts_once_and_settles_every_alert(spark, kafka
                                 watermark_ms=watermark_ms + 60_000) == dict.fromkeys(counts, 0)
 
     records = _topic(cfg, kafka.bootstrap)
-    got = sorted((r["login_id"], r["rule"], r["kind"], r["severity"]) for r in records)
-    assert got == sorted([("L1", "burst", "alert", "high"), ("L2", "short_gap", "alert", "medium"),
-                          ("L3", "short_gap", "alert", "medium"), ("L4", "burst", "alert", "high"),
-                          ("L4", "burst", "alert", "high"),  # batch 1 ran twice: at-least-once, same alert_id
-                          ("L2", "short_gap", "update", "high"), ("L3", "short_gap", "retraction", "medium"),
-                          ("L0", "reactivation", "alert", "medium")])
+    got = sorted((r["login_id"], r["rule"], r["kind"], r["stage"], r["severity"]) for r in records)
+    assert got == sorted([("L1", "burst", "alert", "arrival", "high"), ("L2", "short_gap", "alert", "arrival", "medium"),
+                          ("L3", "short_gap", "alert", "arrival", "medium"), ("L4", "burst", "alert", "arrival", "high"),
+                          ("L4", "burst", "alert", "arrival", "high"),  # batch 1 ran twice: at-least-once, same id
+                          ("L2", "short_gap", "update", "watermark", "high"),
+                          ("L3", "short_gap", "retraction", "watermark", "medium"),
+                          ("L0", "reactivation", "alert", "watermark", "medium")])
     assert all(r["alert_id"] == alert_id(r["login_id"], r["rule"]) for r in records)
     log = tables.get(table_path(cfg.lake.root, ALERTS_TABLE)).to_pyarrow_table().to_pylist()
     assert sorted((r["login_id"], r["kind"], r["stage"]) for r in log) == sorted([

@@ -11,12 +11,15 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from lakehouse import config
+from lakehouse.lake_writes import OpenTables
 from streaming import parse_worker
 from streaming.anomalies import ARRIVAL_RULES, AnomalyRules, CustomerState, arrival_anomalies, evaluate
 from streaming.city_hour import recount_windows
+from streaming.outputs import silver_logins_near
 
 RULES = AnomalyRules(burst_logins=4, burst_window_s=60, short_gap_s=2, reactivation_days=90)
 T0 = datetime(2024, 3, 1, 9, 40, tzinfo=timezone.utc)
@@ -35,6 +38,9 @@ def _logins(seed: int = 7) -> pd.DataFrame:
     # the window's edge: the fourth login exactly burst_window_s after the first is a burst (inclusive)
     rows += [{"login_id": f"edge-{i}", "customer_id": "edge", "login_datetime": T0 + timedelta(seconds=20 * i),
               "city": "Pune"} for i in range(4)]
+    # a customer of a month before, whose logins no batch here brings
+    rows += [{"login_id": f"old-{i}", "customer_id": "old", "login_datetime": T0 - timedelta(days=30, seconds=i),
+              "city": "Lyon"} for i in range(5)]
     return pd.DataFrame(rows)
 
 
@@ -64,9 +70,12 @@ def lake(tmp_path_factory):
 
     logins = _logins()
     path = str(tmp_path_factory.mktemp("views") / "silver_logins")
-    write_deltalake(path, _arrow(logins))
+    table = _arrow(logins)
+    write_deltalake(path, table.append_column("login_date", pc.cast(table["login_datetime"], pa.date32())),
+                    partition_by=["login_date"])
     # the batch: each customer's last five logins, and one early login of customer c2 arriving late
-    arrived = pd.concat([logins.groupby("customer_id").tail(5), logins[logins.login_id == "c2-3"]])
+    recent = logins[logins.customer_id != "old"]
+    arrived = pd.concat([recent.groupby("customer_id").tail(5), logins[logins.login_id == "c2-3"]])
     return path, logins, arrived
 
 
@@ -121,6 +130,8 @@ def test_city_hour_recount_on_spark_equals_pandas(spark, lake):
 def test_the_parse_worker_gives_the_same_views(lake):
     path, logins, arrived = lake
     worker = parse_worker.shared(config.load())
-    views = worker.login_views(path, RULES, _arrow(arrived))
+    silver = silver_logins_near(OpenTables(), path, _arrow(arrived), RULES.burst_window_s)
+    assert set(silver["customer_id"].to_pylist()) == set(logins.customer_id) - {"old"}  # the batch's days only
+    views = worker.login_views(RULES, _arrow(arrived), silver)
     assert _found(views["anomalies"]) == _expected(logins, arrived)
     assert _counted(views["city_hour"]) == _counts(logins, arrived)
