@@ -263,14 +263,12 @@ def silver_latencies(spark, lake: Path):
     return commit_latencies(spark, paths, "_updated_at", "_kafka_timestamp")
 
 
-def alert_latencies(spark, bootstrap: str, topic: str, lake: Path, stage: str):
-    """Per record of the alerts topic that raised an alert (kind ``alert``) at ``stage`` (``arrival``: as the
-    login arrived; ``watermark``): when its login was produced and the seconds from then to the alert's own Kafka
-    timestamp, as :func:`commit_latencies`' frame; and the count of the topic's records of each kind and stage."""
-    import pandas as pd
+def read_topic(bootstrap: str, topic: str) -> list[tuple[dict, int]]:
+    """Every record of ``topic`` from its start, as (JSON value, Kafka timestamp in ms), read until the topic has
+    been quiet for 3 s."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "c360-read", "enable.auto.commit": False})
     records = []
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -282,6 +280,16 @@ def alert_latencies(spark, bootstrap: str, topic: str, lake: Path, stage: str):
             records += [(json.loads(m.value()), m.timestamp()[1]) for m in msgs if m.error() is None]
     finally:
         consumer.close()
+    return records
+
+
+def alert_latencies(spark, bootstrap: str, topic: str, lake: Path, stage: str):
+    """Per record of the alerts topic that raised an alert (kind ``alert``) at ``stage`` (``arrival``: as the
+    login arrived; ``watermark``): when its login was produced and the seconds from then to the alert's own Kafka
+    timestamp, as :func:`commit_latencies`' frame; and the count of the topic's records of each kind and stage."""
+    import pandas as pd
+
+    records = read_topic(bootstrap, topic)
     kinds: dict[str, int] = {}
     for value, _ in records:
         key = f"{value['kind']}_{value['stage']}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lakehouse.config import BATCH_ENGINES as ENGINES
 from lakehouse.config import GOLD_ACCELERATORS
-from lakehouse.errors import C360Error, check_writable, error_text, storage_error
+from lakehouse.errors import C360Error, check_writable, error_text, mixed_timestamps_error, storage_error
 from lakehouse.quality import RunQuality
 
 EXIT_USAGE = 2
@@ -466,9 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one line, the trace with --debug
         if args.debug:
             raise
-        storage = storage_error(error_text(exc), "the lake, its checkpoints or exports")
-        if storage:
-            print(f"c360: error: {storage}", file=sys.stderr)
+        text = error_text(exc)
+        known = storage_error(text, "the lake, its checkpoints or exports") or mixed_timestamps_error(text)
+        if known:
+            print(f"c360: error: {known}", file=sys.stderr)
             return 1
         print(f"c360: error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the trace)",
               file=sys.stderr)

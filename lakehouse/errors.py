@@ -46,6 +46,20 @@ def storage_error(text: str, where: str) -> str | None:
     return None
 
 
+def mixed_timestamps_error(text: str) -> str | None:
+    """A one-line message when ``text`` says the embedded engine met a table whose files hold timestamps of two
+    Parquet types (Spark's INT96 before 2026-12-07, delta-rs' UTC microseconds); None otherwise."""
+    import re
+
+    found = re.search(r"Fail to merge schema field '([^']+)' because the from data_type = Timestamp", text)
+    if not found:
+        return None
+    return (f"a table's files hold column {found.group(1)!r} as two timestamp types (Spark's INT96, written before "
+            "2026-12-07, and delta-rs' microseconds), which the embedded engine cannot read together: run with "
+            "batch.engine = \"spark\" (--engine spark), or rewrite the table once (docs/operations.md, \"The "
+            "stream's writer, and lakes from before bronze_records\")")
+
+
 def check_writable(path: str, what: str, flag: str) -> None:
     """Fail fast, before Spark starts, when a local folder cannot be written: a file is created and removed in it,
     or, when it does not exist yet, in its nearest existing parent (nothing is left behind). Object-store URIs

@@ -66,6 +66,11 @@ def spark_conf(cfg: Config, jars: list[str], java_options: str = "",
         # A static setting: it must be there when the session starts.
         "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
         "spark.sql.session.timeZone": cfg.spark.timezone,
+        # Timestamps as Parquet INT64 microseconds marked UTC, as delta-rs writes them, not Spark's default INT96: a
+        # table holding both (the stream's delta-rs MERGEs, then Spark's OPTIMIZE) failed to read on the embedded
+        # engine ("Fail to merge schema field ... Timestamp(µs) does not equal Timestamp(µs, "UTC")"; the soak's
+        # second gold run, 2026-12-07)
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         # c360's tables are Delta tables at paths, never in the catalog; but a statement on a path (forget's REORG)
         # makes Spark create the catalog's warehouse folder, by default spark-warehouse/ in the working directory
         "spark.sql.warehouse.dir": str(Path(cfg.lake.state_dir).absolute() / "spark-warehouse"),

@@ -87,18 +87,18 @@ def write_login_views(cfg: Config, tables: OpenTables, worker, query: str, batch
 
 
 def silver_logins_near(tables: OpenTables, path: str, arrived, window_s: int):
-    """Silver's logins on the days the logins of ``arrived`` fall on, a day either side: every login in their hour
-    windows and in the burst window around each (the views filter further). Read with delta-rs from the table the
-    batch just merged into, its days' partitions only (``login_date``): a batch's logins span a few days, silver
-    years."""
+    """Silver's logins on the days the logins of ``arrived`` fall on, a day (or more) either side: every login in
+    their hour windows and in the burst window around each (the views filter further). Read with delta-rs from the
+    table the batch just merged into, its days' partitions only (``login_date``): a batch's logins span a few
+    days, silver years."""
     import datetime as dt
 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    assert window_s < 86400  # a day either side covers the burst window
+    margin = 1 + window_s // 86400  # days either side: the burst window, and a zone's date against UTC's
     days = {d + dt.timedelta(days=k) for d in pc.unique(pc.cast(arrived["login_datetime"], pa.date32())).to_pylist()
-            if d is not None for k in (-1, 0, 1)}
+            if d is not None for k in range(-margin, margin + 1)}
     dataset = tables.get(path).to_pyarrow_dataset()
     return dataset.to_table(columns=["customer_id", "login_id", "login_datetime", "city"],
                             filter=pc.field("login_date").isin(pa.array(sorted(days), pa.date32())))

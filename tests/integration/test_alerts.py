@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
+from bench.run import read_topic
 from lakehouse.delta import ensure_table
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.lake_writes import OpenTables
@@ -31,22 +31,6 @@ def _anomalies(*rows) -> pa.Table:
         {"customer_id": "C1", "login_id": lid, "login_datetime": datetime(2024, 5, 1, 10, mm, tzinfo=timezone.utc),
          "gap_s": 1.0, "rule": rule, "severity": sev, "evidence": json.dumps({"gap_s": 1.0})}
         for lid, mm, rule, sev in rows], schema=schema)
-
-
-def _topic(cfg, bootstrap: str) -> list[dict]:
-    topic = cfg.kafka.topic(cfg.stream.alerts_topic)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t", "enable.auto.commit": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        out, idle = [], 0
-        while idle < 3:
-            msgs = consumer.consume(100, timeout=1)
-            idle = 0 if msgs else idle + 1
-            out += [json.loads(m.value()) for m in msgs if m.error() is None]
-        return out
-    finally:
-        consumer.close()
 
 
 def test_arrival_then_watermark_alerts_once_and_settles_every_alert(spark, kafka, kafka_cfg):
@@ -72,7 +56,7 @@ def test_arrival_then_watermark_alerts_once_and_settles_every_alert(spark, kafka
     assert publish_at_watermark(cfg, tables, final.slice(0, 0), query="login_anomalies", batch_id=1,
                                 watermark_ms=watermark_ms + 60_000) == dict.fromkeys(counts, 0)
 
-    records = _topic(cfg, kafka.bootstrap)
+    records = [v for v, _ in read_topic(kafka.bootstrap, cfg.kafka.topic(cfg.stream.alerts_topic))]
     got = sorted((r["login_id"], r["rule"], r["kind"], r["stage"], r["severity"]) for r in records)
     assert got == sorted([("L1", "burst", "alert", "arrival", "high"), ("L2", "short_gap", "alert", "arrival", "medium"),
                           ("L3", "short_gap", "alert", "arrival", "medium"), ("L4", "burst", "alert", "arrival", "high"),

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from bench.chaos import OPS_TOTALS, comparable
+from bench.run import read_topic
 from c360 import cli
 from lakehouse import scratch
 from lakehouse.schemas import SILVER_SPECS
@@ -75,18 +75,7 @@ def test_login_anomalies_match_the_ground_truth(spark, streamed):
 
 def test_alerts_topic_carries_every_anomaly_once_most_of_them_on_arrival(spark, streamed, kafka):
     cfg, _ = streamed
-    topic = cfg.kafka.topic(cfg.stream.alerts_topic)
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "t", "enable.auto.commit": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        records, idle = [], 0
-        while idle < 3:
-            msgs = consumer.consume(500, timeout=1)
-            idle = 0 if msgs else idle + 1
-            records += [json.loads(m.value()) for m in msgs if m.error() is None]
-    finally:
-        consumer.close()
+    records = [v for v, _ in read_topic(kafka.bootstrap, cfg.kafka.topic(cfg.stream.alerts_topic))]
     table = {(r.login_id, r.rule): r for r in _table(spark, cfg, "stream_login_anomalies").collect()}
     alerts = [a for a in records if a["kind"] == "alert"]
     assert len({a["alert_id"] for a in alerts}) == len(alerts)  # one alert per login and rule

@@ -240,3 +240,15 @@ def test_setup_goes_on_without_comet_for_auto_but_not_for_comet(tmp_path, monkey
                                        "until it is")
     else:
         assert err.strip() == "c360: error: mvn could not fetch the comet jars (is Maven Central reachable?): offline"
+
+
+def test_a_table_mixing_timestamp_types_gets_the_fix_in_one_line():
+    from lakehouse.errors import mixed_timestamps_error
+
+    # the embedded engine's words (the soak's second gold run, 2026-12-07), inside a longer error text
+    text = ("SparkRuntimeException: Schema error: Fail to merge schema field 'refund_datetime' because the from "
+            "data_type = Timestamp(µs) does not equal Timestamp(µs, \"UTC\")\n\tat ...")
+    message = mixed_timestamps_error(text)
+    assert message is not None and "\n" not in message
+    assert "'refund_datetime'" in message and 'batch.engine = "spark"' in message
+    assert mixed_timestamps_error("Schema error: something else") is None

@@ -111,3 +111,24 @@ def test_small_files_are_compacted_every_n_commits_without_changing_data(tmp_pat
     assert len(compactions) == 3 and all(c["tag"] == "c360 compaction" for c in compactions)
     assert _rows(path) == sorted((f"k{n}", n) for n in range(12))
     assert len(DeltaTable(path).file_uris()) <= 4
+
+
+def test_spark_writes_timestamps_of_the_type_delta_rs_writes(spark, tmp_path):
+    """A table both writers touch (the stream's delta-rs commits, then Spark's OPTIMIZE or `c360 forget`) must hold
+    one timestamp type in every file: the embedded engine refused to read a table whose files mixed Spark's INT96
+    with delta-rs' UTC microseconds (the soak's second gold run failed on it)."""
+    import glob
+
+    import pyarrow.parquet as pq
+    from delta.tables import DeltaTable as SparkDeltaTable
+
+    path = _table(tmp_path / "t")
+    tables = OpenTables()
+    for version in range(2):  # two delta-rs files
+        append_once(tables, path, pa.table({"id": [f"r{version}"], "v": [version], "ts": pa.array(
+            [1_700_000_000_000_000 + version], pa.timestamp("us", "UTC"))}), app_id="a", version=version)
+    spark.sql(f"INSERT INTO delta.`{path}` VALUES ('r2', 2, TIMESTAMP'2024-01-01 10:00:00')")  # a Spark file
+    SparkDeltaTable.forPath(spark, path).optimize().executeCompaction()  # Spark rewrites them all
+    types = {str(pq.read_schema(f).field("ts").type) for f in glob.glob(f"{path}/*.parquet")}
+    assert types == {"timestamp[us, tz=UTC]"}
+    assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == ["r0", "r1", "r2"]
