@@ -255,12 +255,14 @@ def commit_latencies(spark, paths: list[str], written: str, produced: str):
     return frame.dropna()
 
 
-def silver_latencies(spark, lake: Path):
-    """:func:`commit_latencies` of every silver table (a row is written at its ``_updated_at``)."""
+def silver_latencies(spark, lake: Path, kinds: tuple[str, ...] | None = None):
+    """:func:`commit_latencies` of every silver table (a row is written at its ``_updated_at``); ``kinds``: only the
+    tables of sources of those kinds (``event``, ``entity``, ``reference``)."""
     from lakehouse.schemas import SILVER_SPECS
+    from lakehouse.tables import SOURCES
 
-    paths = [str(lake / table) for table in sorted({s.table for s in SILVER_SPECS.values()})]
-    return commit_latencies(spark, paths, "_updated_at", "_kafka_timestamp")
+    tables = {spec.table for name, spec in SILVER_SPECS.items() if kinds is None or SOURCES[name].kind in kinds}
+    return commit_latencies(spark, [str(lake / table) for table in sorted(tables)], "_updated_at", "_kafka_timestamp")
 
 
 def read_topic(bootstrap: str, topic: str) -> list[tuple[dict, int]]:
@@ -458,6 +460,9 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
         latencies = silver_latencies(spark, lat_lake)
         steady_from = pd.Timestamp(load_start) + pd.Timedelta(seconds=warmup_seconds)
         measured = latency_percentiles(latencies, since=steady_from, until=pd.Timestamp(load_end))
+        by_kind = {kind: latency_percentiles(silver_latencies(spark, lat_lake, kinds), since=steady_from,
+                                             until=pd.Timestamp(load_end))
+                   for kind, kinds in (("events", ("event",)), ("entities", ("entity", "reference")))}
         alerts_topic = "lat." + config.load(environ={}).stream.alerts_topic
         alert_lat, alert_kinds = alert_latencies(spark, broker.bootstrap, alerts_topic, lat_lake, "arrival")
         alerts_measured = latency_percentiles(alert_lat, since=steady_from, until=pd.Timestamp(load_end))
@@ -501,7 +506,9 @@ def bench_stream(scale: int, latency_seconds: int, warmup_seconds: int, workdir:
                     "batches_in_load_after_first": capacity["batches"],
                     "median_batch_s": capacity["median_batch_s"],
                     "median_batch_records": capacity["median_batch_records"],
-                    "under_load_events_per_s": capacity["events_per_s"]},
+                    "under_load_events_per_s": capacity["events_per_s"],
+                    **{f"{kind}_p95_s": v["p95_s"] for kind, v in by_kind.items()},
+                    **{f"{kind}_rows": v["rows"] for kind, v in by_kind.items()}},
                    {"name": floor_peer + " (p95)", "value": floor_p95, "goal_ratio": 2.0}, p95 / floor_p95)]
     alert_p95 = alerts_measured["p95_s"] if alerts_measured["p95_s"] is not None else float("nan")
     retractions = alert_kinds.get("retraction_watermark", 0)

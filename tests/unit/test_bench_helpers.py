@@ -133,6 +133,9 @@ def test_a_rows_latency_runs_from_its_production_to_the_commit_that_made_it_visi
         time.sleep(2)
     got = silver_latencies(spark, tmp_path / "lake").sort_values("latency_s")
     assert len(got) == 4
+    # logins are events: none among the entities' latencies
+    assert len(silver_latencies(spark, tmp_path / "lake", ("event",))) == 4
+    assert silver_latencies(spark, tmp_path / "lake", ("entity", "reference")).empty
     # each row is visible from its own commit (not the other one, 2 s away), whatever a commit took here
     from delta.tables import DeltaTable
 
