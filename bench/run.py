@@ -296,9 +296,10 @@ def alert_latencies(spark, bootstrap: str, topic: str, lake: Path, stage: str):
     for value, _ in records:
         key = f"{value['kind']}_{value['stage']}"
         kinds[key] = kinds.get(key, 0) + 1
-    alerts = pd.DataFrame([{"login_id": v["login_id"], "sent": pd.Timestamp(ts, unit="ms")}
-                           for v, ts in records if v["kind"] == "alert" and v["stage"] == stage],
-                          columns=["login_id", "sent"])
+    picked = [(v["login_id"], ts) for v, ts in records if v["kind"] == "alert" and v["stage"] == stage]
+    # typed even when empty (a run whose watermark sent nothing): the subtraction below needs datetimes
+    alerts = pd.DataFrame({"login_id": pd.Series([p[0] for p in picked], dtype=object),
+                           "sent": pd.to_datetime(pd.Series([p[1] for p in picked], dtype="int64"), unit="ms")})
     logins = (spark.read.format("delta").load(str(lake / "silver_logins"))
               .selectExpr("login_id", "_kafka_timestamp AS produced").toPandas())
     joined = alerts.merge(logins, on="login_id")

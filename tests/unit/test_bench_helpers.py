@@ -204,3 +204,27 @@ def test_the_spark_sql_run_of_the_gold_peer_gives_duckdbs_answers(spark, tmp_pat
     rfm = {r.customer_id: (r.recency_days, r.frequency, float(r.monetary))
            for r in spark.read.parquet(str(tmp_path / "spark" / "rfm")).collect()}
     assert rfm["C1"] == ((date(2025, 1, 1) - date(2024, 3, 5)).days, 3, 160.0)
+
+
+def test_alert_latencies_per_stage_from_a_real_topic_also_when_a_stage_sent_nothing(spark, kafka, tmp_path):
+    import json
+    from datetime import datetime
+
+    from confluent_kafka import Producer
+
+    from bench.run import alert_latencies
+    from lakehouse.kafka_admin import ensure_topics
+
+    topic = f"alerts{tmp_path.name}"
+    ensure_topics(kafka.bootstrap, [topic], partitions=1, retention_hours=1, timeout_s=10)
+    produced = datetime(2026, 1, 1, 10, 0, 0)
+    spark.createDataFrame([("L1", produced)], "login_id string, _kafka_timestamp timestamp").write.format(
+        "delta").save(str(tmp_path / "lake" / "silver_logins"))
+    sent_ms = int((produced - datetime(1970, 1, 1)).total_seconds() * 1000) + 2500  # 2.5 s after its login
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer.produce(topic, value=json.dumps({"login_id": "L1", "kind": "alert", "stage": "arrival"}), timestamp=sent_ms)
+    producer.flush(10)
+    arrival, kinds = alert_latencies(spark, kafka.bootstrap, topic, tmp_path / "lake", "arrival")
+    assert arrival.latency_s.tolist() == [2.5] and kinds == {"alert_arrival": 1}
+    watermark, _ = alert_latencies(spark, kafka.bootstrap, topic, tmp_path / "lake", "watermark")
+    assert watermark.empty
