@@ -6,8 +6,12 @@ even at 15,000 records. Sail plans and runs the same ``transform_source`` in ten
 
 A process runs either Spark's classic session or Spark Connect sessions (PySpark picks the implementation of its
 functions for the whole process: :mod:`lakehouse.engine`), and the ingest query reads Kafka on Spark. So the parse
-runs in a child process that holds a Sail session: the query sends it the batch's records (Arrow IPC over a
-pipe), it answers with each source's rows (:func:`streaming.embedded.source_rows`, the same code Spark would run).
+runs in a child process that holds a Sail session: the query writes each source's records of the batch to a
+Parquet file in its scratch folder, the worker reads them and answers with each source's rows
+(:func:`streaming.embedded.source_rows`, the same code Spark would run; Arrow IPC over a pipe). The rows come back
+without the columns the query already holds (the raw key and value, the topic and the source file; the query puts
+them back by partition and offset): measured on 100k clickstream records (2026-12-07), the records in and out
+through Spark Connect's gRPC (``createDataFrame``, ``toArrow``) took 0.9 s of the source's 2.2 s.
 Nothing is written there: the query's process commits everything, so a crash of either process at any moment
 leaves no partial batch (the batch is simply parsed again).
 
@@ -22,10 +26,13 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -58,25 +65,50 @@ class _Failed:
     message: str
 
 
-def _parse_batch(spark, targets, batch: dict[str, pa.Table], threads: int
-                 ) -> tuple[dict[str, pa.Table], dict[str, float]]:
-    """Each source's rows (:func:`streaming.embedded.source_rows` of its records) and the seconds each took."""
+# the columns of a source's rows that are its records' own, as the query's process has them (output -> input):
+# the worker leaves them empty and the query puts them back (:func:`_put_back`)
+PASSED = {"_raw_key": "key", "_raw_value": "value", "_kafka_topic": "topic", "_source_file": "_source_file"}
+# what the parse reads of a record (streaming.bronze.transform_bronze's columns but the ingestion time)
+_READ = ("key", "value", "topic", "partition", "offset", "kafka_timestamp", "_source_file", "_source_line")
+
+
+def _parse_batch(spark, targets, inbox: str, threads: int) -> tuple[dict[str, pa.Table], dict[str, float]]:
+    """Each source's rows (:func:`streaming.embedded.source_rows` of its records, ``<inbox>/<source>.parquet``,
+    listed biggest first) with the columns of :data:`PASSED` null, and the seconds each took."""
+    from pyspark.sql import functions as F
+
     from streaming.embedded import source_rows
 
-    by_name = {t.source.name: t for t in targets}
     seconds: dict[str, float] = {}
 
-    def parse(name: str) -> pa.Table:
+    def parse(target) -> pa.Table:
         started = time.perf_counter()
-        rows = source_rows(by_name[name], spark.createDataFrame(batch[name])).toArrow()
-        seconds[name] = round(time.perf_counter() - started, 2)
+        rows = source_rows(target, spark.read.parquet(f"{inbox}/{target.source.name}.parquet"))
+        rows = rows.withColumns({c: F.lit(None).cast("string") for c in PASSED}).toArrow()
+        seconds[target.source.name] = round(time.perf_counter() - started, 2)
         return rows
 
-    # the biggest sources first, on as many threads as cores: a query runs on one core (its input is one
-    # in-memory partition), and the engine runs concurrent queries side by side
-    order = sorted(batch, key=lambda name: -batch[name].num_rows)
+    # on as many threads as cores: a query runs on one core (its input is one small file), and the engine runs
+    # concurrent queries side by side
     with ThreadPoolExecutor(threads, thread_name_prefix="c360-parse") as pool:
-        return dict(zip(order, pool.map(parse, order), strict=True)), seconds
+        return dict(zip([t.source.name for t in targets], pool.map(parse, targets), strict=True)), seconds
+
+
+def _put_back(rows: pa.Table, records: pa.Table) -> pa.Table:
+    """``rows`` (a source's, from :func:`_parse_batch`) with the columns of :data:`PASSED` taken from its
+    ``records``, matched by Kafka partition and offset (one record each)."""
+    import numpy as np
+
+    mine = pa.table({"p": rows["_kafka_partition"], "o": rows["_kafka_offset"], "i": np.arange(rows.num_rows)})
+    theirs = pa.table({"p": records["partition"], "o": records["offset"], "j": np.arange(records.num_rows)})
+    pairs = mine.join(theirs, ["p", "o"]).sort_by("i")
+    if pairs.num_rows != rows.num_rows:
+        raise RuntimeError(f"the parse returned {rows.num_rows} rows that match {pairs.num_rows} of its records")
+    taken = records.take(pairs["j"])
+    for out, column in PASSED.items():
+        i = rows.schema.get_field_index(out)
+        rows = rows.set_column(i, pa.field(out, taken[column].type), taken[column])
+    return rows
 
 
 def _login_views(spark, rules, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
@@ -92,7 +124,7 @@ def _login_views(spark, rules, tables: dict[str, pa.Table]) -> dict[str, pa.Tabl
 
 
 def _serve(conn, cfg, folder) -> None:
-    """The worker's loop. A job in: ``("parse", targets)`` then the records of each source (one table a source),
+    """The worker's loop. A job in: ``("parse", (targets, inbox))`` (the records of each source in ``inbox``),
     answered by the seconds of each and its parsed rows; or ``("views", rules)`` then the batch's logins and
     silver's around them, answered by :func:`_login_views`' tables. A ``None`` message ends it."""
     from lakehouse import engine
@@ -111,8 +143,7 @@ def _serve(conn, cfg, folder) -> None:
         kind, meta = job
         try:
             if kind == "parse":
-                batch = dict(_read_ipc(conn.recv_bytes()) for _ in meta)
-                out, seconds = _parse_batch(spark, meta, batch, threads)
+                out, seconds = _parse_batch(spark, *meta, threads)
             else:
                 views = dict(_read_ipc(conn.recv_bytes()) for _ in range(2))
                 out, seconds = _login_views(spark, meta, views), {}
@@ -137,6 +168,8 @@ class ParseWorker:
                                         daemon=True)
         self._process.start()
         child.close()
+        self._inbox = Path(folder or tempfile.mkdtemp(prefix="c360-parse-")) / "inbox"
+        self._own_inbox = folder is None
         try:
             self._conn.recv()
         except EOFError:
@@ -146,7 +179,15 @@ class ParseWorker:
     def parse(self, records: dict) -> tuple[dict[str, pa.Table], dict[str, float]]:
         """Each source's records (``{target: the batch's rows of its topic}``) -> its rows from
         :func:`streaming.embedded.source_rows`, and the seconds each took."""
-        return self._ask(("parse", list(records)), {t.source.name: rows for t, rows in records.items()})
+        import pyarrow.parquet as pq
+
+        self._inbox.mkdir(parents=True, exist_ok=True)
+        for target, rows in records.items():  # uncompressed: written and read once, at memory speed
+            pq.write_table(rows.select(_READ), self._inbox / f"{target.source.name}.parquet", compression="none")
+        order = sorted(records, key=lambda t: -records[t].num_rows)  # the biggest first
+        out, seconds = self._ask(("parse", (order, str(self._inbox))), {})
+        by_name = {t.source.name: rows for t, rows in records.items()}
+        return {name: _put_back(rows, by_name[name]) for name, rows in out.items()}, seconds
 
     def login_views(self, rules, arrived: pa.Table, silver: pa.Table) -> dict[str, pa.Table]:
         """:func:`_login_views` of a batch's logins (``arrived``) and silver's logins around them."""
@@ -174,6 +215,8 @@ class ParseWorker:
             if self._process.is_alive():
                 self._process.kill()
         self._conn.close()
+        if self._own_inbox:
+            shutil.rmtree(self._inbox.parent, ignore_errors=True)
 
 
 _shared: list[ParseWorker] = []
