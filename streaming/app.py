@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import math
 import signal
@@ -11,17 +10,16 @@ import threading
 import time
 from pathlib import Path
 
-from lakehouse import checkpoint_log
 from lakehouse.config import Config
 from lakehouse.delta import QueryRun
 from lakehouse.engine import stream_writer
 from lakehouse.errors import C360Error, error_text, storage_error
 from lakehouse.kafka_admin import ensure_topics
 from lakehouse.kafka_security import client_security, spark_security
-from lakehouse.lake_writes import OpenTables, is_committed
+from lakehouse.lake_writes import OpenTables
 from lakehouse.quality import RunQuality
 from lakehouse.spark import get_spark
-from lakehouse.tables import OPS_BATCHES, SOURCES, checkpoint_path, table_path
+from lakehouse.tables import SOURCES, checkpoint_path, table_path
 from streaming.anomalies import AnomalyRules, transform_login_anomalies
 from streaming.city_hour import transform_city_hour
 from streaming.ingest import IngestRun, ensure_tables, ingest_query_name, source_target
@@ -142,60 +140,14 @@ def _start(writer, spark, cfg: Config, query: str, *, available_now: bool, inter
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
 
 
-def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool, quality: RunQuality | None = None
-                 ) -> tuple[object, IngestRun]:
-    """The ingest query (every source's topic -> bronze -> silver, one micro-batch for all of them) and its
-    foreachBatch function, whose :meth:`~streaming.ingest.IngestRun.finish` the caller runs once the query has
-    stopped. With the embedded writer and a local checkpoint the batches are pipelined (the next one is read while
-    this one is written); the checkpoint's last batch is then written first if the lake lacks it
-    (:func:`recover_ingest`)."""
+def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool, quality: RunQuality | None = None):
+    """The ingest query: every source's topic -> bronze -> silver, one micro-batch for all of them."""
     query = ingest_query_name(sources)
     targets = [source_target(cfg, n, query) for n in sources]
     mode = stream_writer(cfg)
-    checkpoint = checkpoint_path(cfg.lake.checkpoint_root, query)
-    ingest = IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality, writer=mode, cfg=cfg,
-                       pipelined=mode == "embedded" and checkpoint_log.is_local(checkpoint))
-    if ingest.pipelined:
-        recover_ingest(spark, cfg, ingest)
-    writer = kafka_stream(spark, cfg, [t.topic for t in targets], embedded=mode == "embedded").writeStream \
-        .foreachBatch(ingest)
-    return _start(writer, spark, cfg, query, available_now=available_now, pool=INGEST_POOL), ingest
-
-
-def recover_ingest(spark, cfg: Config, ingest: IngestRun) -> int | None:
-    """Write the ingest checkpoint's last batch if the lake does not hold it: a pipelined run
-    (:class:`~streaming.ingest.IngestRun`) stopped after Spark recorded the batch done and before its writes
-    ended. The batch is read again from Kafka with the offsets it ran with (the checkpoint's offset log), and
-    written as any batch (each commit once: a batch partly written is completed, not doubled). Returns the batch
-    written, or None."""
-    from deltalake import DeltaTable
-
-    query = ingest.targets[0].query
-    checkpoint = checkpoint_path(cfg.lake.checkpoint_root, query)
-    last = checkpoint_log.last_committed(checkpoint)
-    if last is None:
-        return None
-    # the counters are a batch's last commit (any writer's, with the same transaction id)
-    if is_committed(DeltaTable(ingest.targets[0].path(OPS_BATCHES)), f"{query}:ops", last):
-        return None
-    start, end = checkpoint_log.kafka_offsets(checkpoint, last - 1), checkpoint_log.kafka_offsets(checkpoint, last)
-    if start is None or end is None:
-        raise C360Error(f"the ingest checkpoint ({checkpoint}) records batch {last} done but the lake does not "
-                        "hold it, and its offset log lacks the batch's Kafka offsets: see docs/operations.md "
-                        "('The ingest checkpoint is ahead of the lake')")
-    starting = {topic: {p: start.get(topic, {}).get(p, -2) for p in parts} for topic, parts in end.items()}
-    records = (spark.read.format("kafka")
-               .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
-               .option("assign", json.dumps({topic: sorted(map(int, parts)) for topic, parts in end.items()}))
-               .option("startingOffsets", json.dumps(starting)).option("endingOffsets", json.dumps(end))
-               .option("failOnDataLoss", str(cfg.stream.fail_on_data_loss).lower())
-               .option("includeHeaders", "true")
-               .options(**spark_security(cfg.kafka))
-               .load())
-    log.warning("%s: batch %d was recorded done but not written (a pipelined run stopped in between): writing it "
-                "now, read again from Kafka", query, last)
-    ingest.write_now(records, last)
-    return last
+    writer = (kafka_stream(spark, cfg, [t.topic for t in targets], embedded=mode == "embedded").writeStream
+              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality, writer=mode, cfg=cfg)))
+    return _start(writer, spark, cfg, query, available_now=available_now, pool=INGEST_POOL)
 
 
 def start_derived_queries(spark, cfg: Config, *, available_now: bool) -> list:
@@ -229,43 +181,28 @@ BROKER_GONE_MARKERS = ("org.apache.kafka.common.errors.TimeoutException", "Faile
 
 def _failure(query) -> str | None:
     exc = query.exception()
-    return None if exc is None else _error_message(query.name, exc)
-
-
-def _write_failure(ingest: IngestRun | None) -> str | None:
-    """Wait for the ingest's batch in writing (pipelined: :class:`~streaming.ingest.IngestRun`); its error as
-    one line, or None."""
-    try:
-        if ingest is not None:
-            ingest.finish()
-    except Exception as exc:  # noqa: BLE001 - reported as the query's failure, in one line
-        log.debug("the ingest batch's writes failed", exc_info=True)
-        return _error_message(ingest.targets[0].query, exc)
-    return None
-
-
-def _error_message(name: str, exc) -> str:
-    """A query's error (Spark's, or the pipelined ingest's writes') as one line naming the way out."""
+    if exc is None:
+        return None
     text = str(getattr(exc, "desc", None) or exc).strip()
     if any(m in text for m in DATA_LOSS_MARKERS):
-        return (f"query {name} stopped: Kafka no longer holds records the checkpoint has not processed yet "
+        return (f"query {query.name} stopped: Kafka no longer holds records the checkpoint has not processed yet "
                 "(deleted by retention or by hand); nothing was skipped. To recover, see docs/operations.md "
                 "('Kafka lost records the stream had not read')")
     if any(m in text for m in STATE_LAYOUT_MARKERS):
-        return (f"query {name} stopped: its checkpoint holds state in a layout this c360 does not read (written "
+        return (f"query {query.name} stopped: its checkpoint holds state in a layout this c360 does not read (written "
                 f"by an older version; Spark: {text.splitlines()[0]}). Rebuild it from silver: see "
                 "docs/operations.md ('Rebuilding the login-anomaly query')")
     full = error_text(exc)  # the JVM's causes included
     if any(m in full for m in BROKER_GONE_MARKERS):
-        return (f"query {name} stopped: the Kafka broker stayed unreachable for longer than "
+        return (f"query {query.name} stopped: the Kafka broker stayed unreachable for longer than "
                 "stream.broker_outage_s; nothing was skipped and the checkpoint is intact. Start `c360 stream` "
                 "again once the broker is back (a supervisor that restarts it on a non-zero exit does this; "
                 "docs/operations.md, 'The broker went away')")
-    storage = storage_error(full, f"query {name}'s tables or checkpoint")
+    storage = storage_error(full, f"query {query.name}'s tables or checkpoint")
     if storage:
-        return f"query {name} stopped: {storage}"
+        return f"query {query.name} stopped: {storage}"
     lines = text.splitlines()
-    return f"query {name} failed: {lines[0] if lines else type(exc).__name__}"
+    return f"query {query.name} failed: {lines[0] if lines else type(exc).__name__}"
 
 
 def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None = None,
@@ -300,29 +237,22 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
         maintenance = Maintenance(spark, cfg, stream_table_names(names), stop) if not available_now else None
         handlers = _install_stop_handlers(stop)
         queries: list = []
-        ingest: IngestRun | None = None
-        write_failures: list[str] = []
         try:
-            query, ingest = start_ingest(spark, cfg, names, available_now=available_now, quality=quality)
-            queries = [query]
+            queries = [start_ingest(spark, cfg, names, available_now=available_now, quality=quality)]
             if derived and not available_now:
                 queries += start_derived_queries(spark, cfg, available_now=False)
             if maintenance:
                 maintenance.start()
-            _supervise(queries, stop, available_now, progress, ingest)
-            if _kafka_metrics_bug(queries[0]) and not ingest.failure():
+            _supervise(queries, stop, available_now, progress)
+            if _kafka_metrics_bug(queries[0]):
                 # Spark 4.1.1: the first batch after a crash, re-run from the offset log, fails *after* its commit
                 # while reporting the Kafka source's metrics (a null "latest offsets"). Start the ingest once
                 # more: it resumes from the committed batch like any restart.
                 log.warning("ingest stopped on Spark's Kafka metrics bug after recovering a batch; restarting it")
                 progress.flush(queries)
-                ingest.finish()  # the batch it handed over
-                queries[0], ingest = start_ingest(spark, cfg, names, available_now=available_now, quality=quality)
-                _supervise(queries, stop, available_now, progress, ingest)
-            # the derived queries read silver: it must hold the last batch
-            write_failures += filter(None, [_write_failure(ingest)])
-            if (derived and available_now and not stop.is_set() and not write_failures
-                    and not any(_failure(q) for q in queries)):
+                queries[0] = start_ingest(spark, cfg, names, available_now=available_now, quality=quality)
+                _supervise(queries, stop, available_now, progress)
+            if derived and available_now and not stop.is_set() and not any(_failure(q) for q in queries):
                 phase2 = start_derived_queries(spark, cfg, available_now=True)
                 queries += phase2
                 _supervise(phase2, stop, available_now, progress)
@@ -331,9 +261,8 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
             for q in queries:
                 if q.isActive:
                     _stop_gracefully(q)
-            write_failures += filter(None, [_write_failure(ingest)])  # the batch in flight is finished
             progress.flush(queries)
-        failures = write_failures + [f for f in (_failure(q) for q in queries) if f]
+        failures = [f for f in (_failure(q) for q in queries) if f]
         if failures:
             raise C360Error(failures[0])
         return {q.name: q.lastProgress or {} for q in queries}
@@ -348,11 +277,10 @@ def _kafka_metrics_bug(query) -> bool:
     return "IterableOps.map" in text and "Option.get()" in text
 
 
-def _supervise(queries, stop: threading.Event, available_now: bool, progress: ProgressLog,
-               ingest: IngestRun | None = None) -> None:
+def _supervise(queries, stop: threading.Event, available_now: bool, progress: ProgressLog) -> None:
     last_log = time.monotonic()
     while not stop.is_set():
-        if any(_failure(q) for q in queries) or (ingest is not None and ingest.failure()):
+        if any(_failure(q) for q in queries):
             return
         if not any(q.isActive for q in queries):
             return

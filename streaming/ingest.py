@@ -401,25 +401,13 @@ def write_batch(targets: IngestTarget | list[IngestTarget], kafka_batch: DataFra
         sessions = state.setdefault("sessions", _Sessions(kafka_batch.sparkSession))
         return process_batch(targets, kafka_batch, batch_id, new=new, workers=workers, sessions=sessions,
                              quality=quality)
-    clock = _Clock()
-    batch = transform_bronze(kafka_batch).toArrow()  # the Kafka read: the batch's one Spark job
-    clock("read")
-    return write_records(targets, batch, batch_id, workers=workers, quality=quality, state=state, cfg=cfg,
-                         clock=clock)
-
-
-def write_records(targets: list[IngestTarget], batch, batch_id: int, *, workers: int = 1,
-                  quality: RunQuality | None = None, state: dict | None = None, cfg=None, clock=None
-                  ) -> dict[str, dict[str, int]]:
-    """The embedded writer's part of :func:`write_batch` once the batch's records are read (``batch``: Arrow, in
-    ``transform_bronze``'s columns): the parse, every Delta commit and, with ``cfg``, the login views. Runs no
-    Spark job."""
     from lakehouse.lake_writes import OpenTables
     from streaming import embedded, parse_worker
 
-    state = {} if state is None else state
     query = targets[0].query
-    clock = clock or _Clock()
+    clock = _Clock()
+    batch = transform_bronze(kafka_batch).toArrow()  # the Kafka read: the batch's one Spark job
+    clock("read")
     worker = parse_worker.shared(cfg)
     tables = state.setdefault("tables", OpenTables())
 
@@ -441,57 +429,17 @@ def write_records(targets: list[IngestTarget], batch, batch_id: int, *, workers:
 class IngestRun(QueryRun):
     """The foreachBatch function of one run of the ingest query (:class:`~lakehouse.delta.QueryRun`): the batches
     after its first append without the check for an earlier commit. ``writer``: who commits the batch's Delta
-    writes (:func:`write_batch`).
-
-    ``pipelined`` (the embedded writer): a batch's call reads its records (the batch's one Spark job), waits for
-    the previous batch's writes, hands its own to a thread (:func:`write_records`) and returns, so that Spark
-    reads the next batch while this one is parsed and committed. Why: on 2 cores the read of a 250k batch took
-    2.4 s next to 5-6 s of parse and commits, one after the other (docs/performance.md). The cost: Spark records
-    a batch done in its checkpoint before the lake holds it. A batch's writes end before the next batch's call
-    returns, so after a crash only the checkpoint's last batch can be missing: :meth:`recover` writes it before
-    the query starts again. Call :meth:`finish` once the query has stopped."""
+    writes (:func:`write_batch`)."""
 
     def __init__(self, targets: list[IngestTarget], workers: int = 1, quality: RunQuality | None = None,
-                 writer: str = "spark", cfg=None, pipelined: bool = False):
+                 writer: str = "spark", cfg=None):
         super().__init__(self._write)
         self.targets, self.workers, self.quality, self.writer, self.cfg = targets, workers, quality, writer, cfg
         self.state: dict = {}
-        self.pipelined = pipelined and writer == "embedded"
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="c360-ingest-write") if self.pipelined else None
-        self._pending = None
 
     def _write(self, kafka_batch: DataFrame, batch_id: int, new: bool) -> None:
-        if not self.pipelined:
-            write_batch(self.targets, kafka_batch, batch_id, writer=self.writer, new=new, workers=self.workers,
-                        quality=self.quality, state=self.state, cfg=self.cfg)
-            return
-        clock = _Clock()
-        batch = transform_bronze(kafka_batch).toArrow()
-        clock("read")
-        self.finish()  # raises the previous batch's error: this batch fails, and runs again at the restart
-        self._pending = self._pool.submit(self._write_records, batch, batch_id, clock)
-
-    def _write_records(self, batch, batch_id: int, clock: _Clock) -> None:
-        clock("wait")  # for the previous batch's writes
-        write_records(self.targets, batch, batch_id, workers=self.workers, quality=self.quality, state=self.state,
-                      cfg=self.cfg, clock=clock)
-
-    def write_now(self, kafka_batch: DataFrame, batch_id: int) -> None:
-        """Write a batch whole before returning (:meth:`recover`)."""
-        self.finish()
-        write_batch(self.targets, kafka_batch, batch_id, writer=self.writer, workers=self.workers,
+        write_batch(self.targets, kafka_batch, batch_id, writer=self.writer, new=new, workers=self.workers,
                     quality=self.quality, state=self.state, cfg=self.cfg)
-
-    def failure(self) -> BaseException | None:
-        """The error of the batch written last, once it has ended in one."""
-        pending = self._pending
-        return pending.exception() if pending is not None and pending.done() else None
-
-    def finish(self) -> None:
-        """Wait for the batch being written; raises its error."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
 
 
 def ingest_query_name(sources: list[str]) -> str:

@@ -9,7 +9,6 @@ import logging
 
 from pyspark.sql import DataFrame
 
-from lakehouse.checkpoint_log import batch_watermark_ms
 from lakehouse.config import Config
 from lakehouse.delta import append_idempotent, ensure_table, idempotent_txn, is_committed, retry
 from lakehouse.lake_writes import OpenTables, merge_once
@@ -53,6 +52,19 @@ def write_anomalies(cfg: Config, anomalies: DataFrame, batch_id: int, new: bool 
             log.info("%s batch %d: %d anomalies; alerts: %s", ANOMALY_QUERY, batch_id, found.num_rows, counts)
     finally:
         rows.unpersist()
+
+
+def batch_watermark_ms(checkpoint: str, batch_id: int) -> int | None:
+    """The event-time watermark a micro-batch of a query ran with (its entry in the checkpoint's offset log;
+    None when the log cannot be read here, e.g. on an object store)."""
+    import json
+    from pathlib import Path
+
+    entry = Path(checkpoint, "offsets", str(batch_id))
+    if "://" in checkpoint or not entry.exists():
+        return None
+    lines = entry.read_text().splitlines()
+    return int(json.loads(lines[1]).get("batchWatermarkMs", 0)) if len(lines) > 1 else None
 
 
 def write_login_views(cfg: Config, tables: OpenTables, worker, query: str, batch_id: int, logins) -> None:
