@@ -115,7 +115,7 @@ def _parse_field(f: Field, text: Column, timestamp_formats: Sequence[str], parse
         return (F.when(low.isin(*_TRUE, *parse.true_values), F.lit(True))
                 .when(low.isin(*_FALSE, *parse.false_values), F.lit(False)))
     if f.type == "enum":
-        listed = _listed(f, parse)
+        listed = _listed(f, text, parse)
         return listed if _closed(f, parse) else F.coalesce(listed, text)
     raise ValueError(f"unknown field type {f.type!r}")
 
@@ -125,14 +125,13 @@ def _closed(f: Field, parse: ParseOptions) -> bool:
     return f.closed if vocab.closed is None else vocab.closed
 
 
-def _listed(f: Field, parse: ParseOptions) -> Column:
-    """An enum's value in its canonical spelling when the text is one of its values (built-in or the mapping's)
-    or a synonym of one, matched case-insensitively; null otherwise."""
+def _listed(f: Field, text: Column, parse: ParseOptions) -> Column:
+    """An enum's value in its canonical spelling when the text (cleaned) is one of its values (built-in or the
+    mapping's) or a synonym of one, matched case-insensitively; null otherwise."""
     vocab = parse.vocabulary(f.name)
     values = (*f.values, *vocab.extra)
     canonical = {v.lower(): v for v in values}
     canonical |= {k.lower(): canonical[v.lower()] for k, v in vocab.synonyms}
-    text = clean_text(F.col(f"raw.{f.raw}"))
     return F.try_element_at(F.create_map(*[F.lit(x) for kv in canonical.items() for x in kv]), F.lower(text))
 
 
@@ -204,8 +203,9 @@ def transform_source(bronze: DataFrame, source: str, *, timestamp_formats: Seque
     """
     if unknown_fields_rule not in UNKNOWN_FIELD_RULES:
         raise ValueError(f"unknown_fields_rule must be one of {UNKNOWN_FIELD_RULES}, not {unknown_fields_rule!r}")
-    raw, out = _source_columns(source, tuple(timestamp_formats), unknown_fields_rule, parse)
-    return bronze.withColumn(JSON, json_values.lenient(F.col("value"))).withColumn("raw", raw).select(*out)
+    raw, texts, values, out = _source_columns(source, tuple(timestamp_formats), unknown_fields_rule, parse)
+    return (bronze.withColumn(JSON, json_values.lenient(F.col("value"))).withColumn("raw", raw)
+            .withColumns(texts).withColumns(values).select(*out))
 
 
 def _app_id() -> str:
@@ -229,12 +229,27 @@ def _per_application(build):
     return wrapper
 
 
+def _text(f: Field) -> str:
+    return f"_text_{f.name}"
+
+
+def _value(f: Field) -> str:
+    return f"_value_{f.name}"
+
+
 @_per_application
 def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fields_rule: str,
-                    parse: ParseOptions = DEFAULT_PARSE) -> tuple[Column, tuple[Column, ...]]:
-    """The parsed JSON (``raw``) and the output columns of :func:`transform_source`."""
+                    parse: ParseOptions = DEFAULT_PARSE
+                    ) -> tuple[Column, dict[str, Column], dict[str, Column], tuple[Column, ...]]:
+    """The parsed JSON (``raw``), each field's cleaned text and typed value (columns of their own, two
+    projections), and the output columns of :func:`transform_source`, which refer to those by name. Why the
+    stages: a field's text is read by its value, its checks and its vocabulary test, and a timestamp's value by
+    every format tried, so written inline each cleaned text appeared 5-15 times in the plan, and the embedded
+    engine spent most of a small batch planning (docs/performance.md)."""
     spec = SILVER_SPECS[source]
-    typed: dict[str, Column] = {}
+    texts = {_text(f): clean_text(F.col(f"raw.{f.raw}")) for f in spec.fields}
+    values = {_value(f): _parse_field(f, F.col(_text(f)), timestamp_formats, parse) for f in spec.fields}
+    typed: dict[str, Column] = {f.name: F.col(_value(f)) for f in spec.fields}
     rules: list[tuple[Column, str | Column]] = [(_not_json(F.col(JSON)), "invalid_json")]
     extra = unknown_fields(F.col(JSON), source)
     if unknown_fields_rule == "quarantine":
@@ -243,13 +258,11 @@ def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fie
     unlisted: list[Column] = []
     for f in spec.fields:
         sent = F.col(f"raw.{f.raw}")
-        text = clean_text(sent)
-        value = _parse_field(f, text, timestamp_formats, parse)
-        typed[f.name] = value
+        text, value = F.col(_text(f)), typed[f.name]
         rules.append((type_changed(sent, F.col(JSON), f.raw), f"type_changed_{f.name}"))
         rules += _checks(f, text, value, parse)
         if f.type == "enum" and not _closed(f, parse):
-            unlisted.append(F.when(text.isNotNull() & _listed(f, parse).isNull(), F.lit(f.name)))
+            unlisted.append(F.when(text.isNotNull() & _listed(f, text, parse).isNull(), F.lit(f.name)))
         out.append(value.alias(f.name))
         if f.type == "email":
             valid = F.coalesce(value.rlike(EMAIL_PATTERN), F.lit(False))
@@ -261,7 +274,7 @@ def _source_columns(source: str, timestamp_formats: tuple[str, ...], unknown_fie
         out[[i for i, f in enumerate(spec.fields) if f.name == "status"][0]] = F.coalesce(
             typed["status"], F.lit("Completed")).alias("status")
     out += _derived(spec.table, typed)
-    return _json_column(source), (
+    return _json_column(source), texts, values, (
         *out,
         F.col("raw.event_id").alias("event_id"),
         *_lineage(),
