@@ -360,9 +360,9 @@ def _ingested(spark, lake: Path, records: int) -> bool:
 
 
 def _under_load(cmd: list[str], env: dict[str, str], data: Path, workdir: Path, name: str, warmup_s: int,
-                seconds: int, caught_up) -> tuple:
+                seconds: int, caught_up, rate: int = 5000) -> tuple:
     """Run the streaming app ``cmd`` (1 s trigger) while ``c360 replay`` sends every source at once (as in
-    production, not one file after another: a micro-batch then touches every source's tables) at 5,000 events/s
+    production, not one file after another: a micro-batch then touches every source's tables) at ``rate`` events/s
     for ``warmup_s + seconds``; then wait until ``caught_up(sent)`` and stop the app (SIGTERM). Returns (load start,
     load end, whether it caught up) as naive UTC times."""
     app_log = (workdir / f"{name}.log").open("w")  # a pipe nobody reads fills up and blocks the app
@@ -372,7 +372,7 @@ def _under_load(cmd: list[str], env: dict[str, str], data: Path, workdir: Path, 
         replay_log = workdir / f"{name}-replay.log"
         with replay_log.open("w") as out:
             replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
-                                         "5000", "--interleave", "--no-progress"], cwd=ROOT, env=env, stdout=out,
+                                         str(rate), "--interleave", "--no-progress"], cwd=ROOT, env=env, stdout=out,
                                         stderr=subprocess.STDOUT)
             load_start = datetime.now(timezone.utc).replace(tzinfo=None)
             time.sleep(warmup_s + seconds)
@@ -598,8 +598,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="how long the 5k events/s load is measured, after its warm-up")
     ap.add_argument("--latency-warmup-seconds", type=int, default=120,
                     help="how long the 5k events/s load runs before the records measured")
-    ap.add_argument("--soak-minutes", type=float, default=10, help="how long the soak's load lasts")
-    ap.add_argument("--soak-rate", type=int, default=1000, help="events/s during the soak")
+    ap.add_argument("--soak-minutes", type=float, default=30, help="how long the soak's load lasts")
+    ap.add_argument("--soak-rate", type=int, default=5000, help="events/s during the soak")
     ap.add_argument("--gold-scale", type=int, default=1_000_000, help="customers of the gold refresh figure")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -16,6 +16,7 @@ import pytest
 from bench.chaos import _batches, _moment, comparable
 from bench.gold_bench import _jsonable, duckdb_peer, spark_sql_peer
 from bench.soak import (
+    _outside,
     _same_address_space,
     check_reads,
     committed_offsets,
@@ -86,6 +87,19 @@ def test_memory_of_a_process_tree_and_the_batch_trend():
                                       "python_rss_gib": 0.0, "other_rss_gib": 0.0, "shared_address_spaces": 0}
     assert abs(trend_ms_per_min([(0, 1000), (1, 1500), (2, 2000)]) - 500) < 1e-6
     assert trend_ms_per_min([(0, 1000)]) == 0.0
+
+
+def test_the_soaks_lag_outside_the_gold_runs_leaves_out_each_run_and_the_30_s_after_it():
+    import pandas as pd
+
+    at = pd.Timestamp("2026-12-07 10:00:00")
+    rows = pd.DataFrame({"produced": [at + pd.Timedelta(seconds=s) for s in (0, 60, 100, 126, 140, 300)],
+                         "latency_s": [2.0, 40.0, 35.0, 20.0, 3.0, 4.0]})
+    # a gold run from 50 s to 95 s: the rows produced at 60 and 100 s (within 30 s after it) are left out; 126 s is
+    # past 95 + 30 and counts
+    assert _outside(rows, [(at + pd.Timedelta(seconds=50), at + pd.Timedelta(seconds=95))]) == 20.0
+    assert _outside(rows, []) == 40.0
+    assert _outside(rows, [(at - pd.Timedelta(seconds=1), at + pd.Timedelta(seconds=400))]) is None
 
 
 def test_a_read_is_checked_against_the_version_it_saw(spark, tmp_path):
