@@ -348,7 +348,9 @@ def run_command(args: argparse.Namespace) -> int:
         return _report_quality(quality, cfg.stream.quarantine_failure_share)
     if args.command == "gold":
         from batch import gold
+        from lakehouse.engine import run_below_stream
 
+        run_below_stream(cfg.batch.nice)
         check_writable(cfg.lake.root, "lake", "--lake")
         if not args.no_exports:
             check_writable(cfg.gold.export_dir, "exports folder", "--exports")

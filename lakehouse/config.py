@@ -189,6 +189,7 @@ class GoldConfig:
 class BatchConfig:
     engine: str  # auto | embedded | spark (lakehouse/engine.py)
     embedded_memory: str  # auto or a size: the embedded engine's memory pool
+    nice: int  # how far below the stream's CPU priority batch work runs (Unix nice, 0-19)
 
 
 @dataclass(frozen=True)
@@ -381,6 +382,7 @@ def _validate(cfg: Config) -> None:
         (cfg.batch.engine in BATCH_ENGINES, "batch.engine must be auto, embedded or spark"),
         (cfg.batch.embedded_memory == "auto" or _is_memory(cfg.batch.embedded_memory),
          "batch.embedded_memory must be auto or a size like '8g' or '512m'"),
+        (0 <= cfg.batch.nice <= 19, "batch.nice must be 0-19 (0: the stream's own CPU priority)"),
         (bool(cfg.lake.root), "lake.root must not be empty"),
         (bool(cfg.dashboard.file), "dashboard.file must not be empty"),
         (bool(cfg.dashboard.host), "dashboard.host must not be empty"),

@@ -65,18 +65,34 @@ class OpenTables:
 
     def committed(self, path: str) -> None:
         """Count a commit to ``path``; compact the table when its turn has come."""
-        from deltalake import CommitProperties
-
         every = self.compact_every
         done = self._commits.get(path, zlib.crc32(os.path.basename(path.rstrip("/")).encode()) % every) + 1
         if done >= every:
-            metadata = CommitProperties(custom_metadata={"userMetadata": "c360 compaction"})
-            metrics = _with_retries(lambda: self.get(path).optimize.compact(commit_properties=metadata), self, path,
-                                    f"compact {path}")
-            log.debug("compacted %s: %s files into %s", path, metrics.get("numFilesRemoved"),
-                      metrics.get("numFilesAdded"))
+            self.compact(path)
             done = 0
         self._commits[path] = done
+
+    def compact(self, path: str) -> None:
+        """Rewrite the table's small files into bigger ones: one commit that changes no data (stream readers skip
+        it), retried when it loses to a concurrent writer."""
+        from deltalake import CommitProperties
+
+        metadata = CommitProperties(custom_metadata={"userMetadata": "c360 compaction"})
+        metrics = _with_retries(lambda: self.get(path).optimize.compact(commit_properties=metadata), self, path,
+                                f"compact {path}")
+        log.debug("compacted %s: %s files into %s", path, metrics.get("numFilesRemoved"),
+                  metrics.get("numFilesAdded"))
+
+    def vacuum(self, path: str, retention_hours: int) -> int:
+        """Delete the files of ``path`` that no version of the last ``retention_hours`` needs (the number
+        deleted). The hours are the operator's (``stream.vacuum_retention_hours``), below Delta's 168 too."""
+        from deltalake import CommitProperties
+
+        metadata = CommitProperties(custom_metadata={"userMetadata": "c360 maintenance"})
+        return len(_with_retries(lambda: self.get(path).vacuum(retention_hours, dry_run=False,
+                                                               enforce_retention_duration=False,
+                                                               commit_properties=metadata),
+                                 self, path, f"vacuum {path}"))
 
 
 def txn_tag(app_id: str, version: int) -> str:

@@ -132,3 +132,50 @@ def test_spark_writes_timestamps_of_the_type_delta_rs_writes(spark, tmp_path):
     types = {str(pq.read_schema(f).field("ts").type) for f in glob.glob(f"{path}/*.parquet")}
     assert types == {"timestamp[us, tz=UTC]"}
     assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == ["r0", "r1", "r2"]
+
+
+def test_the_streams_maintenance_compacts_and_vacuums_in_a_child_process_without_changing_data(tmp_path):
+    """The embedded writer's scheduled maintenance (a child process below the stream's CPU priority): the small
+    files become one, the ones no version needs any more are deleted from disk, the rows are the same, and a
+    folder with no table yet is passed over."""
+    import glob
+
+    from streaming.ops import _maintain_in_child
+
+    path, tables = _table(tmp_path / "t"), OpenTables(compact_every=1000)
+    for n in range(5):
+        append_once(tables, path, _batch((f"k{n}", n)), app_id="q", version=n)
+    assert len(glob.glob(f"{path}/*.parquet")) == 5
+    done = _maintain_in_child([path, str(tmp_path / "not-yet")], retention_hours=0, nice=1)
+    assert done == {"tables": 1, "files_deleted": 5, "failed": []}
+    assert _rows(path) == sorted((f"k{n}", n) for n in range(5))
+    on_disk = {Path(f).name for f in glob.glob(f"{path}/*.parquet")}
+    assert on_disk == {Path(u).name for u in DeltaTable(path).file_uris()} and len(on_disk) == 1
+    assert [c["tag"] for c in _commits(path)[-3:]] == ["c360 compaction", "c360 maintenance", "c360 maintenance"]
+
+
+def test_batch_work_runs_below_the_streams_cpu_priority_on_every_thread(tmp_path):
+    """``run_below_stream`` lowers the threads a process already has and the ones it starts afterwards (a nice
+    value belongs to each thread on Linux). In a child process: the test run keeps its own priority."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("per-thread priorities are read from /proc (Linux)")
+    code = """
+import os, threading, time
+from lakehouse.engine import run_below_stream
+gate = threading.Event()
+before = threading.Thread(target=gate.wait); before.start()
+base = os.getpriority(os.PRIO_PROCESS, before.native_id)
+run_below_stream(3)
+after = threading.Thread(target=gate.wait); after.start()
+print(base, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+      os.getpriority(os.PRIO_PROCESS, before.native_id), os.getpriority(os.PRIO_PROCESS, after.native_id))
+gate.set()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    base = int(out[0])
+    assert [int(v) for v in out[1:]] == [min(19, base + 3)] * 3
