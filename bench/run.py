@@ -338,6 +338,11 @@ def load_capacity(batches, since, until) -> dict[str, float | int | None]:
             "events_per_s": round(float(later.input_rows.sum() / seconds)) if seconds else None}
 
 
+def utc_now() -> datetime:
+    """Now in UTC without a zone: how the lake's Spark session (UTC) shows its timestamps."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
 def _wait_for(done, timeout_s: float) -> bool:
     """Wait until ``done()`` (checked every 5 s; a table not there yet counts as not done)."""
     deadline = time.monotonic() + timeout_s
@@ -374,11 +379,11 @@ def _under_load(cmd: list[str], env: dict[str, str], data: Path, workdir: Path, 
             replayer = subprocess.Popen([sys.executable, "-m", "c360", "replay", "--input", str(data), "--rate",
                                          str(rate), "--interleave", "--no-progress"], cwd=ROOT, env=env, stdout=out,
                                         stderr=subprocess.STDOUT)
-            load_start = datetime.now(timezone.utc).replace(tzinfo=None)
+            load_start = utc_now()
             time.sleep(warmup_s + seconds)
             replayer.send_signal(signal.SIGTERM)
             replayer.wait(timeout=60)
-        load_end = datetime.now(timezone.utc).replace(tzinfo=None)
+        load_end = utc_now()
         sent = re.search(r"sent (\d+) records", replay_log.read_text())
         ok = _wait_for(lambda: app.poll() is not None or caught_up(int(sent.group(1)) if sent else 0),
                        timeout_s=600)

@@ -44,7 +44,9 @@ from bench.run import (
     markdown,
     save_results,
     silver_latencies,
+    utc_now,
 )
+from lakehouse.engine import run_below_stream
 
 SAMPLE_EVERY_S = 5
 READ_EVERY_S = 10
@@ -61,6 +63,7 @@ GOLD_AT = (0.2, 0.6)  # the two gold refreshes start at these fractions of the l
 DRIVER_MEMORY_GIB = 4
 FLOOR_WARMUP_S, FLOOR_S = 60, 120  # the floor's load: a warm-up, then the records measured (as bench.run's)
 LAG_GOAL = 3.0  # the maximum lag, in p95s of the floor
+READER_NICE = 10  # the default batch.nice
 
 
 def _same_address_space(a: int, b: int) -> bool:
@@ -214,12 +217,6 @@ def trend_ms_per_min(points: list[tuple[float, float]]) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def _utc_now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 def _outside(latencies, windows: list[tuple]) -> float | None:
     """The maximum latency of the rows produced outside every ``(start, end)`` window (naive UTC) and the 30 s
     after each (a gold run's effect on the stream outlasts it while the backlog it left drains)."""
@@ -298,6 +295,10 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        # the reader is a BI tool's: like `c360 gold`, it runs below the stream's CPU priority (batch.nice). At
+        # full priority its checks took 27% of the 2 cores at minute 10 (2026-12-07 20:27), more than the
+        # stream's JVM and its parse worker together
+        run_below_stream(READER_NICE, spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
         reader = threading.Thread(target=read_while_writing, args=(spark, lake, stop, reads), daemon=True)
         reader.start()
         replay_log = workdir / "soak-replay.log"
@@ -306,12 +307,12 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         def refresh_gold():  # twice, at fixed moments of the load (the second waits if the first is still running)
             for at in GOLD_AT:
                 time.sleep(max(0.0, started + at * minutes * 60 - time.monotonic()))
-                t0, began = time.monotonic(), _utc_now()
+                t0, began = time.monotonic(), utc_now()
                 gold = subprocess.run([sys.executable, "-m", "c360", "gold", "--as-of", "2025-01-15"], cwd=ROOT,
                                       env=env, capture_output=True, text=True)
                 gold_runs.append({"started_min": round((t0 - started) / 60, 1), "exit": gold.returncode,
                                   "seconds": round(time.monotonic() - t0), "started_at": began,
-                                  "ended_at": _utc_now(),
+                                  "ended_at": utc_now(),
                                   "error": gold.stderr.strip()[-300:] if gold.returncode else ""})
 
         refresher = threading.Thread(target=refresh_gold, daemon=True)

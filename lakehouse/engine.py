@@ -291,17 +291,17 @@ class Intermediates:
             shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def run_below_stream(nice: int) -> None:
-    """Lower this process's CPU priority by ``nice`` (``batch.nice``): batch work on the stream's machine then
-    takes only the CPU the stream leaves, and the stream keeps its latency.
+def run_below_stream(nice: int, pid: int | None = None) -> None:
+    """Lower this process's (or process ``pid``'s) CPU priority by ``nice`` (``batch.nice``): batch work on the
+    stream's machine then takes only the CPU the stream leaves, and the stream keeps its latency.
 
     On Linux the nice value belongs to each thread and a new thread (a JVM, Sail's or delta-rs' runtime threads)
-    takes its creator's, so every thread this process already has is lowered and the ones it starts follow. Where
+    takes its creator's, so every thread the process already has is lowered and the ones it starts follow. Where
     the OS has no priorities (Windows) nothing changes."""
     if nice <= 0 or not hasattr(os, "setpriority"):
         return
-    tasks = Path("/proc/self/task")
-    ids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    tasks = Path(f"/proc/{pid or 'self'}/task")
+    ids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid or 0]
     for tid in ids:
         try:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))

@@ -317,6 +317,9 @@ def _silver_schema(spec: SilverSpec) -> StructType:
 
 
 SILVER: dict[str, StructType] = {name: _silver_schema(spec) for name, spec in SILVER_SPECS.items()}
+# each event table's event-time column: its files are compacted in this order (lakehouse.lake_writes), so that a
+# merge, which looks only at the files whose event-time range overlaps its batch's, keeps reading few of them
+EVENT_TIME_OF_TABLE: dict[str, str] = {s.table: s.event_time for s in SILVER_SPECS.values() if s.event_time}
 
 # The fields each source's JSON value carries (all strings on the wire: the files are text).
 RAW_FIELDS: dict[str, tuple[str, ...]] = {

@@ -179,3 +179,109 @@ gate.set()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     base = int(out[0])
     assert [int(v) for v in out[1:]] == [min(19, base + 3)] * 3
+
+
+def _event_rows(minutes: list[int], channel: str | None = None) -> pa.Table:
+    """Login-like rows at 2024-01-01 00:00 + each minute (ids l<minute>)."""
+    base = 1_704_067_200_000_000
+    cols = {"login_id": pa.array([f"l{m}" for m in minutes], pa.string()),
+            "login_datetime": pa.array([base + m * 60_000_000 for m in minutes], pa.timestamp("us", "UTC"))}
+    if channel:
+        cols["channel"] = pa.array([channel] * len(minutes), pa.string())
+    return pa.table(cols)
+
+
+def _files(path: str) -> list[dict]:
+    return sorted(pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist(),
+                  key=lambda f: f["min.login_datetime"])
+
+
+def test_an_event_table_is_compacted_in_event_time_order_and_its_big_files_are_left_alone(tmp_path, monkeypatch):
+    """silver_logins' files are joined with their neighbours in event time only: afterwards each file's
+    event-time range is disjoint from the others' (a merge reads only the files its batch's range overlaps), a
+    file already big is not rewritten, the rows are the same, and the commit changes no data."""
+    from lakehouse import lake_writes
+
+    path = str(tmp_path / "silver_logins")
+    write_deltalake(path, _event_rows([]).slice(0, 0), mode="overwrite")
+    tables = OpenTables(compact_every=1000)
+    # batches whose times interleave: 0-9, 100-109, 10-19, 110-119, ... (a compaction by size would mix them)
+    for n in range(8):
+        start = (n // 2) * 10 + (100 if n % 2 else 0)
+        append_once(tables, path, _event_rows(list(range(start, start + 10))), app_id="q", version=n)
+    sizes = sorted(f["size_bytes"] for f in _files(path))
+    monkeypatch.setattr(lake_writes, "SMALL_FILE_BYTES", sizes[-1])  # the biggest file counts as big
+    monkeypatch.setattr(lake_writes, "TARGET_FILE_BYTES", 4 * sizes[-1])
+    big = max(_files(path), key=lambda f: f["size_bytes"])["path"]
+    before = _rows_of(path)
+
+    tables.compact(path)
+
+    files = _files(path)
+    assert big in [f["path"] for f in files]
+    ranges = [(f["min.login_datetime"], f["max.login_datetime"]) for f in files]
+    assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False)), ranges
+    assert len(files) < 8 and _rows_of(path) == before
+    last = _commit_actions(path)[-1]
+    assert last["tag"] == "c360 compaction"
+    assert {a["dataChange"] for a in last["add"] + last["remove"]} == {False}
+    assert not (tmp_path / "silver_logins" / "_c360_compaction").exists() or not any(
+        (tmp_path / "silver_logins" / "_c360_compaction").iterdir())
+
+
+def test_a_partitioned_event_table_is_compacted_per_partition(tmp_path):
+    """silver_transactions is partitioned by channel: each partition's files are joined apart, and keep their
+    partition value."""
+    path = str(tmp_path / "silver_transactions")
+    schema = pa.schema([("transaction_id", pa.string()), ("transaction_datetime", pa.timestamp("us", "UTC")),
+                        ("channel", pa.string())])
+    write_deltalake(path, pa.Table.from_pylist([], schema), mode="overwrite", partition_by=["channel"])
+    tables = OpenTables(compact_every=1000)
+    for n in range(6):
+        rows = _event_rows(list(range(n * 5, n * 5 + 5)), "online" if n % 2 else "in-store").rename_columns(
+            ["transaction_id", "transaction_datetime", "channel"])
+        append_once(tables, path, rows, app_id="q", version=n, partition_by=["channel"])
+    tables.compact(path)
+    files = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pylist()
+    assert sorted(f["partition.channel"] for f in files) == ["in-store", "online"]
+    got = DeltaTable(path).to_pyarrow_table().to_pylist()
+    assert sorted((r["channel"], r["transaction_id"]) for r in got) == sorted(
+        ("online" if n % 2 else "in-store", f"l{m}") for n in range(6) for m in range(n * 5, n * 5 + 5))
+
+
+def test_a_compaction_planned_before_a_delete_commits_nothing_that_brings_the_row_back(tmp_path):
+    """`c360 forget` deletes a row while a compaction of the same files is under way: the compaction's commit
+    loses (its old files are gone), is planned again on the new version, and the forgotten row stays gone."""
+    from deltalake.exceptions import CommitFailedError
+
+    path = str(tmp_path / "silver_logins")
+    write_deltalake(path, _event_rows([]).slice(0, 0), mode="overwrite")
+    tables = OpenTables(compact_every=1000)
+    for n in range(4):
+        append_once(tables, path, _event_rows(list(range(n * 10, n * 10 + 10))), app_id="q", version=n)
+    stale = tables.get(path)  # the compaction's view, before the delete
+    DeltaTable(path).delete("login_id = 'l15'")
+    tables.get = lambda p: stale  # plan and commit from the stale version
+    try:
+        tables.compact_in_order(path, "login_datetime")
+        raise AssertionError("the stale compaction committed")
+    except CommitFailedError:
+        pass
+    del tables.get
+    tables.compact(path)  # planned again
+    ids = {r["login_id"] for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
+    assert "l15" not in ids and len(ids) == 39
+
+
+def _rows_of(path: str) -> list[tuple]:
+    return sorted((r["login_id"], r["login_datetime"]) for r in DeltaTable(path).to_pyarrow_table().to_pylist())
+
+
+def _commit_actions(path: str) -> list[dict]:
+    out = []
+    for commit in sorted(Path(path, "_delta_log").glob("*.json")):
+        actions = [json.loads(line) for line in commit.read_text().splitlines()]
+        out.append({"tag": next(a["commitInfo"].get("userMetadata") for a in actions if "commitInfo" in a),
+                    "add": [a["add"] for a in actions if "add" in a],
+                    "remove": [a["remove"] for a in actions if "remove" in a]})
+    return out
