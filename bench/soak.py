@@ -64,6 +64,10 @@ DRIVER_MEMORY_GIB = 4
 FLOOR_WARMUP_S, FLOOR_S = 60, 120  # the floor's load: a warm-up, then the records measured (as bench.run's)
 LAG_GOAL = 3.0  # the maximum lag, in p95s of the floor
 READER_NICE = 10  # the default batch.nice
+# the stream, gold and the reader run in the soak's session, in a process group of their own: Linux's autogroup
+# scheduling shares the CPU between sessions before nice values count, so a stream in a session of its own took
+# only its session's share against the reader's and gold's, whatever their nice values (2026-12-07 21:19)
+SAME_SESSION = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
 
 
 def _same_address_space(a: int, b: int) -> bool:
@@ -273,7 +277,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         floor = measure_floor(spark, broker.bootstrap, data, rate, workdir)
         with open(workdir / "soak-stream.log", "w") as out:
             app = subprocess.Popen([sys.executable, "-m", "c360", "stream"], cwd=ROOT, env=env,
-                                   start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+                                   stdout=out, stderr=subprocess.STDOUT, **SAME_SESSION)
         checkpoint = checkpoints / "ingest"
         deadline = time.monotonic() + 300
         while _batches(checkpoint)[1] < 0 and app.poll() is None and time.monotonic() < deadline:

@@ -297,13 +297,26 @@ def run_below_stream(nice: int, pid: int | None = None) -> None:
 
     On Linux the nice value belongs to each thread and a new thread (a JVM, Sail's or delta-rs' runtime threads)
     takes its creator's, so every thread the process already has is lowered and the ones it starts follow. Where
-    the OS has no priorities (Windows) nothing changes."""
+    the OS has no priorities (Windows) nothing changes.
+
+    Linux's autogroup scheduling (on by default on most distributions) shares the CPU between sessions first and
+    by nice only within one: a nice value does not reach a stream started in another session. A process that
+    leads its own session (started by a scheduler, or with ``setsid``) therefore lowers its session's group as
+    well; one started from a shell's session lowers only itself, which would otherwise lower the shell's other
+    jobs too."""
     if nice <= 0 or not hasattr(os, "setpriority"):
         return
-    tasks = Path(f"/proc/{pid or 'self'}/task")
+    me = pid or os.getpid()
+    tasks = Path(f"/proc/{me}/task")
     ids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid or 0]
     for tid in ids:
         try:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
         except OSError:  # a thread that ended meanwhile
             continue
+    group = Path(f"/proc/{me}/autogroup")
+    try:
+        if os.getsid(me) == me and group.exists():
+            group.write_text(str(min(19, nice)))
+    except OSError:  # not allowed here: the threads' nice values still hold within the session
+        log.debug("could not lower the session's scheduling group (%s)", group)

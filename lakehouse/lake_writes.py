@@ -75,7 +75,11 @@ class OpenTables:
         every = self.compact_every
         done = self._commits.get(path, zlib.crc32(os.path.basename(path.rstrip("/")).encode()) % every) + 1
         if done >= every:
-            self.compact(path)
+            try:
+                self.compact(path)
+            except Exception as exc:  # noqa: BLE001 - the data is committed; compaction only helps readers
+                log.warning("compaction of %s failed (the next one tries again): %s", path,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             done = 0
         self._commits[path] = done
 
@@ -122,6 +126,7 @@ class OpenTables:
         from deltalake.exceptions import CommitFailedError
         from deltalake.transaction import AddAction, RemoveAction
 
+        _remove_stale_scratch(os.path.join(path, "_c360_compaction"))
         table = self.get(path)
         parts = list(table.metadata().partition_columns)
         removed = 0
@@ -189,6 +194,21 @@ def _plain(table) -> bool:
     if protocol.min_reader_version < 3:  # 2: column mapping
         return protocol.min_reader_version == 1
     return not set(protocol.reader_features or []) & {"deletionVectors", "columnMapping"}
+
+
+STALE_SCRATCH_S = 3600
+
+
+def _remove_stale_scratch(folder: str) -> None:
+    """Remove the scratch tables a compaction killed mid-way left (an hour old: none is still being written).
+    Delta's VACUUM does not look into folders whose name starts with an underscore."""
+    import shutil
+
+    if not os.path.isdir(folder):
+        return
+    for entry in os.scandir(folder):
+        if time.time() - entry.stat().st_mtime > STALE_SCRATCH_S:
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _runs_in_order(table, column: str, parts: list[str]) -> list[list[dict]]:

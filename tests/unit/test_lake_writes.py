@@ -179,6 +179,11 @@ gate.set()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     base = int(out[0])
     assert [int(v) for v in out[1:]] == [min(19, base + 3)] * 3
+    if Path("/proc/self/autogroup").exists():  # Linux's autogroup: a session leader lowers its session's group
+        leads = "from lakehouse.engine import run_below_stream; run_below_stream(3); print(open('/proc/self/autogroup').read())"
+        group = subprocess.run([sys.executable, "-c", leads], capture_output=True, text=True, check=True,
+                               start_new_session=True).stdout
+        assert group.strip().endswith("nice 3"), group
 
 
 def _event_rows(minutes: list[int], channel: str | None = None) -> pa.Table:
