@@ -221,6 +221,15 @@ def trend_ms_per_min(points: list[tuple[float, float]]) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def lag_by_minute(latencies) -> dict[str, float]:
+    """The maximum latency of the rows produced in each minute of the load (from its first row): where the lag
+    peaked."""
+    if not len(latencies):
+        return {}
+    minute = ((latencies.produced - latencies.produced.min()).dt.total_seconds() // 60).astype(int)
+    return {str(m): round(float(v), 1) for m, v in latencies.latency_s.groupby(minute).max().items()}
+
+
 def _outside(latencies, windows: list[tuple]) -> float | None:
     """The maximum latency of the rows produced outside every ``(start, end)`` window (naive UTC) and the 30 s
     after each (a gold run's effect on the stream outlasts it while the backlog it left drains)."""
@@ -369,6 +378,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         "max_backlog_records": max((s["backlog_records"] for s in samples), default=None),
         "p95_lag_s": round(lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
         "max_lag_outside_gold_s": quiet,
+        "max_lag_s_by_minute": lag_by_minute(latencies),
         "floor": floor,
         "rss_gib_by_minute": by_minute,
         "doubled_records": doubled,

@@ -242,3 +242,16 @@ def test_alert_latencies_per_stage_from_a_real_topic_also_when_a_stage_sent_noth
     assert arrival.latency_s.tolist() == [2.5] and kinds == {"alert_arrival": 1}
     watermark, _ = alert_latencies(spark, kafka.bootstrap, topic, tmp_path / "lake", "watermark")
     assert watermark.empty
+
+
+def test_the_soaks_lag_by_minute_is_each_minutes_peak_from_the_first_row():
+    import pandas as pd
+
+    from bench.soak import lag_by_minute
+
+    at = pd.Timestamp("2026-12-07 10:00:30")
+    rows = pd.DataFrame({"produced": [at + pd.Timedelta(seconds=s) for s in (0, 59, 60, 130, 179)],
+                         "latency_s": [2.0, 7.5, 40.0, 3.0, 9.25]})
+    # minute 0: 0-59 s after the first row; minute 1: 60-119 s (none at 120 s... would be minute 2)
+    assert lag_by_minute(rows) == {"0": 7.5, "1": 40.0, "2": 9.2}
+    assert lag_by_minute(rows.iloc[:0]) == {}
