@@ -32,6 +32,7 @@ from lakehouse.errors import C360Error
 log = logging.getLogger(__name__)
 
 _server = None  # the embedded engine's server of this process, started once
+SESSION_TIMEOUT_S = 30 * 24 * 3600
 _folder: list[Path | None] = []  # this process's scratch folder, claimed once
 
 
@@ -130,6 +131,9 @@ def _start_server(cfg: Config):
         os.environ.setdefault(key, value)  # a SAIL_* variable the user set wins
     # Sail logs every request at INFO and every no-op (persist, hints) at WARN on stderr; c360 says what matters
     os.environ.setdefault("RUST_LOG", "debug" if log.isEnabledFor(logging.DEBUG) else "error")
+    # Sail ends a session idle for spark.session_timeout_secs (120 s by default): the stream's parse worker, idle
+    # while no records come, then failed its next batch ("session ... is not running"); 30 days instead
+    os.environ.setdefault("SAIL_SPARK__SESSION_TIMEOUT_SECS", str(SESSION_TIMEOUT_S))
     try:
         server = SparkConnectServer(cfg.spark.bind_address, 0)
         server.start(background=True)
