@@ -36,6 +36,12 @@ def error_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line for a log line (its type when it says nothing)."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def storage_error(text: str, where: str) -> str | None:
     """A one-line message when ``text`` (an error's text) says storage refused a write; None otherwise."""
     for marker, what in STORAGE_ERRORS.items():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote
 
+from lakehouse.errors import first_line
 from lakehouse.lake import uri
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,7 @@ class OpenTables:
             try:
                 self.compact(path)
             except Exception as exc:  # noqa: BLE001 - the data is committed; compaction only helps readers
-                log.warning("compaction of %s failed (the next one tries again): %s", path,
-                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                log.warning("compaction of %s failed (the next one tries again): %s", path, first_line(exc))
             done = 0
         self._commits[path] = done
 
@@ -225,14 +225,17 @@ def _runs_in_order(table, column: str, parts: list[str]) -> list[list[dict]]:
     for group in groups.values():
         group.sort(key=lambda f: (f.get(f"min.{column}") is not None, f.get(f"min.{column}") or 0, f["path"]))
         run: list[dict] = []
+        run_bytes = 0
         for f in [*group, None]:
             size = f["size_bytes"] if f else 0
-            if f is None or size >= SMALL_FILE_BYTES or sum(g["size_bytes"] for g in run) + size > TARGET_FILE_BYTES:
+            if f is None or size >= SMALL_FILE_BYTES or run_bytes + size > TARGET_FILE_BYTES:
                 if len(run) > 1:
                     runs.append(run)
                 run = [f] if f is not None and size < SMALL_FILE_BYTES else []
+                run_bytes = size if run else 0
             else:
                 run.append(f)
+                run_bytes += size
     return runs
 
 

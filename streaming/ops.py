@@ -14,6 +14,7 @@ from lakehouse import schemas
 from lakehouse.config import Config
 from lakehouse.delta import ensure_table, retry, short_vacuum_retention
 from lakehouse.engine import run_below_stream, stream_writer
+from lakehouse.errors import first_line
 from lakehouse.schemas import SILVER_SPECS
 from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, OPS_PROGRESS, QUARANTINE, table_path
 from streaming.alerts import ALERTS_TABLE
@@ -99,19 +100,22 @@ def maintain_embedded(paths: list[str], *, retention_hours: int) -> dict:
     Why not Spark here: Delta-Spark's OPTIMIZE and VACUUM plan Spark jobs and rebuild each table's state, about a
     minute of the stream's JVM for 23 tables, taken from the batches on a small machine (the soak,
     docs/performance.md); delta-rs reads each log itself and the embedded writer has compacted as it went."""
-    from lakehouse.lake import open_table
+    from deltalake.exceptions import TableNotFoundError
+
     from lakehouse.lake_writes import OpenTables
 
     tables, done, deleted, failed = OpenTables(), 0, 0, []
     for path in paths:
-        if open_table(path) is None:
+        try:
+            tables.get(path)  # opened once: compact and vacuum use it
+        except TableNotFoundError:
             continue
         try:
             tables.compact(path)
             deleted += tables.vacuum(path, retention_hours)
             done += 1
         except Exception as exc:  # noqa: BLE001 - the next round tries again; the other tables go on
-            failed.append(f"{path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            failed.append(f"{path}: {first_line(exc)}")
     return {"tables": done, "files_deleted": deleted, "failed": failed}
 
 
