@@ -109,7 +109,14 @@ class DashboardServer:
             due = time.monotonic() - last_gold >= self.gold_check_seconds
             try:
                 self.tick(check_gold=due)
-            except Exception:  # noqa: BLE001 - keep serving the last good page; say what failed
+            except Exception as exc:  # noqa: BLE001 - keep serving the last good page; say what failed
+                from lakehouse import engine
+
+                if engine.session_ended(exc):  # idle past the engine's timeout: the next refresh redoes this one
+                    log.warning("the embedded engine ended the dashboard's session: the next refresh opens a new one")
+                    self.spark = engine.get_session(self.cfg, "c360-dashboard", new=True)
+                    self._gold_versions, self._live_versions = {}, {}
+                    continue
                 log.exception("dashboard refresh failed; serving the previous data")
             if due:
                 last_gold = time.monotonic()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -147,9 +148,10 @@ def _start_server(cfg: Config):
     return server
 
 
-def get_session(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
+def get_session(cfg: Config, app_name: str = "c360", accelerator: str = "none", *, new: bool = False):
     """The session for batch work on :func:`resolve`'s engine: a Spark Connect session on the embedded engine, or
-    :func:`lakehouse.spark.get_spark`'s (``accelerator``: Comet, Spark only)."""
+    :func:`lakehouse.spark.get_spark`'s (``accelerator``: Comet, Spark only). ``new``: a new Spark Connect session
+    rather than the active one (which :func:`session_ended` says the engine ended)."""
     engine = resolve(cfg)
     if engine == "spark":
         from lakehouse.spark import get_spark
@@ -161,15 +163,23 @@ def get_session(cfg: Config, app_name: str = "c360", accelerator: str = "none"):
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
-    if active is not None:
+    if active is not None and not new:
         return active
     # Spark Connect's client warns (a Python warning, on stderr) for every window over a whole table; c360's are
     # meant (RFM's quintiles rank every buyer), and c360's Spark log settings silence the same warning there
     warnings.filterwarnings("ignore", message="WARN WindowExpression: No Partition Defined", category=UserWarning)
     host, port = _start_server(cfg).listening_address
-    spark = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+    builder = SparkSession.builder.remote(f"sc://{host}:{port}")
+    spark = builder.create() if new else builder.getOrCreate()
     spark.conf.set("spark.sql.session.timeZone", cfg.spark.timezone)
     return spark
+
+
+def session_ended(exc: BaseException) -> bool:
+    """Whether ``exc`` is the embedded engine's answer to a request on a session it has ended (Sail: "session <id>
+    is not running", after :data:`SESSION_TIMEOUT_S` idle, or a setting of the user's): the request did nothing, and
+    runs again on a :func:`get_session` ``new=True``."""
+    return bool(re.search(r"session \S+ is not running", str(exc)))
 
 
 def is_embedded(spark) -> bool:

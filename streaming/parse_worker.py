@@ -38,7 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from lakehouse import scratch
-from lakehouse.errors import C360Error
+from lakehouse.errors import C360Error, first_line
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,16 @@ def _serve(conn, cfg, folder) -> None:
 
     threads = max(1, min(4, os.cpu_count() or 1))
     engine.use_scratch_folder(folder)
-    spark = engine.get_session(cfg.replace("batch", engine="embedded"), "c360-stream-parse")
+    cfg = cfg.replace("batch", engine="embedded")
+    session = [engine.get_session(cfg, "c360-stream-parse")]
+
+    def run(job: tuple, views: dict[str, pa.Table]) -> tuple[list[str], dict[str, float], dict[str, pa.Table]]:
+        kind, meta = job
+        if kind == "parse":  # the rows in files (_parse_batch), only their names through the pipe
+            return *_parse_batch(session[0], *meta, threads), {}
+        out = _login_views(session[0], meta, views)
+        return list(out), {}, out
+
     conn.send(True)  # ready
     while True:
         try:
@@ -162,15 +171,19 @@ def _serve(conn, cfg, folder) -> None:
             return
         if job is None:
             return
-        kind, meta = job
         try:
-            if kind == "parse":  # the rows in files (_parse_batch), only their names through the pipe
-                names, seconds = _parse_batch(spark, *meta, threads)
-                out = {}
-            else:
-                views = dict(_read_ipc(conn.recv_bytes()) for _ in range(2))
-                out, seconds = _login_views(spark, meta, views), {}
-                names = list(out)
+            views = dict(_read_ipc(conn.recv_bytes()) for _ in range(2)) if job[0] == "views" else {}
+            try:
+                names, seconds, out = run(job, views)
+            except Exception as e:
+                if not engine.session_ended(e):
+                    raise
+                # the engine ended the session (idle past its timeout): the job did nothing, and runs once more on
+                # a new one rather than failing the batch
+                log.warning("the embedded engine ended the parse worker's session (%s): the job runs on a new one",
+                            first_line(e))
+                session[0] = engine.get_session(cfg, "c360-stream-parse", new=True)
+                names, seconds, out = run(job, views)
         except Exception as e:  # noqa: BLE001 - sent to the query's process, which raises it
             conn.send(_Failed(f"{type(e).__name__}: {e}"))
             continue

@@ -195,3 +195,29 @@ def test_a_fresh_lake_gives_an_explanatory_empty_state_for_every_view(spark, cfg
     # plotly.js embedded, nothing loaded from elsewhere: the file works offline
     assert "Plotly" in page and not re.search(r"<(script|link)[^>]+(src|href)=\"?https?:", page)
 
+
+
+def test_the_served_dashboard_opens_a_new_session_when_the_engine_ended_its_own(cfg, monkeypatch):
+    """The embedded engine ends a session idle past its timeout: the server's next refresh runs on a new session,
+    and rebuilds what the failed one would have (the versions it had seen are forgotten), rather than logging the
+    failure at every refresh for ever."""
+    from batch.dashboard_serve import DashboardServer
+    from lakehouse import engine
+
+    server = DashboardServer(cfg, "the first session", port=0, refresh_seconds=0.01)
+    ticks = []
+
+    def tick(*, check_gold):
+        ticks.append((server.spark, server._live_versions))
+        if len(ticks) == 1:
+            raise RuntimeError("invalid argument: session 0dc9d5e7-2932 is not running")
+        server._stop.set()
+
+    server.tick = tick
+    server._live_versions = {"stream_city_hour": 7}
+    monkeypatch.setattr(engine, "get_session", lambda cfg, name, new=False: f"a new session: {new}")
+    try:
+        server._loop()
+    finally:
+        server.httpd.server_close()
+    assert ticks == [("the first session", {"stream_city_hour": 7}), ("a new session: True", {})]

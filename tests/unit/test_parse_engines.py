@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import pyarrow as pa
 import pytest
@@ -72,3 +73,25 @@ def test_the_parse_worker_on_the_embedded_engine_gives_sparks_rows(spark, genera
     # the dirty records did reach the checks (the comparison is not between two empty answers)
     reasons = {r["_reason"] for r in on_spark.to_pylist()}
     assert None in reasons and "invalid_json" in reasons and len(reasons) >= 4, reasons
+
+
+def test_the_parse_worker_goes_on_after_the_engine_ends_its_idle_session(spark, generated, monkeypatch):
+    """The embedded engine ends a session left idle past its timeout (Sail's default was 120 s: a stream with no
+    records for two minutes then failed its next batch). The worker's next job runs on a new session, with the
+    same rows. The timeout is 2 s here, in a worker of the test's own."""
+    monkeypatch.setenv("SAIL_SPARK__SESSION_TIMEOUT_SECS", "2")
+    cfg = config.load()
+    target = source_target(cfg, "logins", "idle")
+    records = [{"event_id": f"e{i}", **row} for i, row in enumerate(_rows(generated, "logins"))]
+    bronze = transform_bronze(kafka_rows(spark, records, topic=target.topic))
+    expected = _sorted(source_rows(target, bronze).toArrow())
+    worker = parse_worker.ParseWorker(cfg)
+    try:
+        first, _ = worker.parse({target: bronze.toArrow()})
+        time.sleep(5)  # idle past the timeout: the engine ends the session
+        second, _ = worker.parse({target: bronze.toArrow()})
+    finally:
+        worker.close()
+    assert len(expected) == len(records)
+    assert _sorted(first["logins"]) == expected
+    assert _sorted(second["logins"]) == expected
