@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,6 +231,36 @@ def lag_by_minute(latencies) -> dict[str, float]:
     return {str(m): round(float(v), 1) for m, v in latencies.latency_s.groupby(minute).max().items()}
 
 
+_TIMINGS = re.compile(r"^(\d\d:\d\d:\d\d) INFO streaming\.ingest: \S+ batch (\d+) timings: (.*)$")
+_COMPACTED = re.compile(r"^(\d\d:\d\d:\d\d) INFO lakehouse\.lake_writes: compacted (\S+) in ([\d.]+)s$")
+
+
+def stream_log_summary(text: str, slowest: int = 5) -> dict:
+    """Where the stream's batches spent their time, from its log: each step's p50, p95 and maximum seconds over the
+    batches, the ``slowest`` batches with their steps (and the clock time each ended), and the compactions made
+    inside batches per table (count, total and longest seconds)."""
+    import numpy as np
+
+    batches, compactions = [], {}
+    for line in text.splitlines():
+        if m := _TIMINGS.match(line):
+            steps = {k: float(v.rstrip("s")) for k, v in (kv.split("=", 1) for kv in m[3].split())}
+            batches.append({"batch": int(m[2]), "ended": m[1], "total_s": round(sum(steps.values()), 2), **steps})
+        elif m := _COMPACTED.match(line):
+            c = compactions.setdefault(Path(m[2]).name, {"count": 0, "seconds_total": 0.0, "seconds_max": 0.0})
+            c["count"] += 1
+            c["seconds_total"] = round(c["seconds_total"] + float(m[3]), 2)
+            c["seconds_max"] = max(c["seconds_max"], float(m[3]))
+    names = list(dict.fromkeys(k for b in batches for k in b if k not in ("batch", "ended")))
+    steps = {}
+    for name in names:
+        values = np.array([b[name] for b in batches if name in b])
+        steps[name] = {"p50": round(float(np.percentile(values, 50)), 2),
+                       "p95": round(float(np.percentile(values, 95)), 2), "max": round(float(values.max()), 2)}
+    return {"batches": len(batches), "steps_s": steps,
+            "slowest_batches": sorted(batches, key=lambda b: -b["total_s"])[:slowest], "compactions": compactions}
+
+
 def _outside(latencies, windows: list[tuple]) -> float | None:
     """The maximum latency of the rows produced outside every ``(start, end)`` window (naive UTC) and the 30 s
     after each (a gold run's effect on the stream outlasts it while the backlog it left drains)."""
@@ -379,6 +410,7 @@ def run_soak(minutes: float, rate: int, workdir: Path) -> list[dict]:
         "p95_lag_s": round(lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
         "max_lag_outside_gold_s": quiet,
         "max_lag_s_by_minute": lag_by_minute(latencies),
+        "stream_log": stream_log_summary((workdir / "soak-stream.log").read_text(errors="replace")),
         "floor": floor,
         "rss_gib_by_minute": by_minute,
         "doubled_records": doubled,

@@ -76,10 +76,13 @@ class OpenTables:
         every = self.compact_every
         done = self._commits.get(path, zlib.crc32(os.path.basename(path.rstrip("/")).encode()) % every) + 1
         if done >= every:
+            started = time.monotonic()
             try:
                 self.compact(path)
             except Exception as exc:  # noqa: BLE001 - the data is committed; compaction only helps readers
                 log.warning("compaction of %s failed (the next one tries again): %s", path, first_line(exc))
+            else:  # inside the batch that made the commit: its share of the batch's time
+                log.info("compacted %s in %.2fs", path, time.monotonic() - started)
             done = 0
         self._commits[path] = done
 

@@ -255,3 +255,26 @@ def test_the_soaks_lag_by_minute_is_each_minutes_peak_from_the_first_row():
     # minute 0: 0-59 s after the first row; minute 1: 60-119 s (none at 120 s... would be minute 2)
     assert lag_by_minute(rows) == {"0": 7.5, "1": 40.0, "2": 9.2}
     assert lag_by_minute(rows.iloc[:0]) == {}
+
+
+def test_the_soaks_log_summary_gives_each_steps_spread_the_slowest_batches_and_the_compactions():
+    from bench.soak import stream_log_summary
+
+    log = "\n".join([
+        "21:30:01 INFO streaming.ingest: ingest batch 7 timings: read=0.5s parse=2.0s bronze=0.5s silver=1.0s",
+        "21:30:05 INFO lakehouse.lake_writes: compacted /lake/bronze_records in 12.70s",
+        "21:30:09 INFO streaming.ingest: ingest batch 8 timings: read=0.25s parse=1.0s bronze=13.0s silver=1.5s",
+        "21:30:10 WARNING lakehouse.lake_writes: compaction of /lake/silver_logins failed: x",
+        "21:30:12 INFO lakehouse.lake_writes: compacted /lake/bronze_records in 0.30s",
+        "21:30:13 INFO streaming.ingest: ingest batch 9 timings: read=0.5s parse=3.0s bronze=0.25s silver=0.5s",
+        "21:30:14 INFO lakehouse.lake_writes: compacted /lake/silver_logins in 1.00s",
+    ])
+    got = stream_log_summary(log, slowest=2)
+    assert got["batches"] == 3
+    # numpy's percentiles of three values (linear): p50 the middle one, p95 = a + 0.9 * (b - a) of the top two
+    assert got["steps_s"]["parse"] == {"p50": 2.0, "p95": 2.9, "max": 3.0}
+    assert got["steps_s"]["bronze"] == {"p50": 0.5, "p95": 11.75, "max": 13.0}
+    assert [(b["batch"], b["ended"], b["total_s"]) for b in got["slowest_batches"]] == [
+        (8, "21:30:09", 15.75), (9, "21:30:13", 4.25)]
+    assert got["compactions"] == {"bronze_records": {"count": 2, "seconds_total": 13.0, "seconds_max": 12.7},
+                                  "silver_logins": {"count": 1, "seconds_total": 1.0, "seconds_max": 1.0}}
