@@ -232,13 +232,13 @@ def lag_by_minute(latencies) -> dict[str, float]:
 
 
 _TIMINGS = re.compile(r"^(\d\d:\d\d:\d\d) INFO streaming\.ingest: \S+ batch (\d+) timings: (.*)$")
-_COMPACTED = re.compile(r"^(\d\d:\d\d:\d\d) INFO lakehouse\.lake_writes: compacted (\S+) in ([\d.]+)s$")
+_COMPACTED = re.compile(r"^(\d\d:\d\d:\d\d) INFO \S+: compacted (\S+) in ([\d.]+)s( in the background)?$")
 
 
 def stream_log_summary(text: str, slowest: int = 5) -> dict:
     """Where the stream's batches spent their time, from its log: each step's p50, p95 and maximum seconds over the
-    batches, the ``slowest`` batches with their steps (and the clock time each ended), and the compactions made
-    inside batches per table (count, total and longest seconds)."""
+    batches, the ``slowest`` batches with their steps (and the clock time each ended), and the compactions per
+    table (count, total and longest seconds; ``<table> (background)`` for those made beside the batches)."""
     import numpy as np
 
     batches, compactions = [], {}
@@ -247,7 +247,8 @@ def stream_log_summary(text: str, slowest: int = 5) -> dict:
             steps = {k: float(v.rstrip("s")) for k, v in (kv.split("=", 1) for kv in m[3].split())}
             batches.append({"batch": int(m[2]), "ended": m[1], "total_s": round(sum(steps.values()), 2), **steps})
         elif m := _COMPACTED.match(line):
-            c = compactions.setdefault(Path(m[2]).name, {"count": 0, "seconds_total": 0.0, "seconds_max": 0.0})
+            name = Path(m[2]).name + (" (background)" if m[4] else "")
+            c = compactions.setdefault(name, {"count": 0, "seconds_total": 0.0, "seconds_max": 0.0})
             c["count"] += 1
             c["seconds_total"] = round(c["seconds_total"] + float(m[3]), 2)
             c["seconds_max"] = max(c["seconds_max"], float(m[3]))

@@ -53,10 +53,14 @@ class OpenTables:
     different points of that count (a hash of the table's folder name, so the same table compacts at the same
     commits wherever the lake lives), so that they do not all compact in the same batch."""
 
-    def __init__(self, compact_every: int = COMPACT_EVERY):
+    def __init__(self, compact_every: int = COMPACT_EVERY, compactor: Callable[[str], bool] | None = None):
+        """``compactor(path)``, given, compacts a table whose turn has come instead of the committing thread (the
+        long-running stream's :class:`streaming.ops.BackgroundCompactor`); False when it cannot take the table
+        now, which then asks again at its next commit."""
         self._open: dict[str, object] = {}
         self._commits: dict[str, int] = {}
         self.compact_every = compact_every
+        self.compactor = compactor
 
     def get(self, path: str):
         from deltalake import DeltaTable
@@ -75,7 +79,9 @@ class OpenTables:
         """Count a commit to ``path``; compact the table when its turn has come."""
         every = self.compact_every
         done = self._commits.get(path, zlib.crc32(os.path.basename(path.rstrip("/")).encode()) % every) + 1
-        if done >= every:
+        if done >= every and self.compactor is not None:
+            done = 0 if self.compactor(path) else every
+        elif done >= every:
             started = time.monotonic()
             try:
                 self.compact(path)

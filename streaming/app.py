@@ -23,7 +23,7 @@ from lakehouse.tables import SOURCES, checkpoint_path, table_path
 from streaming.anomalies import AnomalyRules, transform_login_anomalies
 from streaming.city_hour import transform_city_hour
 from streaming.ingest import IngestRun, ensure_tables, ingest_query_name, source_target
-from streaming.ops import PROGRESS_EVERY_S, Maintenance, ProgressLog, stream_table_names
+from streaming.ops import PROGRESS_EVERY_S, BackgroundCompactor, Maintenance, ProgressLog, stream_table_names
 from streaming.outputs import (
     ANOMALY_QUERY,
     CITY_HOUR_QUERY,
@@ -140,13 +140,16 @@ def _start(writer, spark, cfg: Config, query: str, *, available_now: bool, inter
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
 
 
-def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool, quality: RunQuality | None = None):
-    """The ingest query: every source's topic -> bronze -> silver, one micro-batch for all of them."""
+def start_ingest(spark, cfg: Config, sources: list[str], *, available_now: bool, quality: RunQuality | None = None,
+                 compactor: BackgroundCompactor | None = None):
+    """The ingest query: every source's topic -> bronze -> silver, one micro-batch for all of them (``compactor``:
+    the embedded writer's tables compacted beside the batches rather than in them)."""
     query = ingest_query_name(sources)
     targets = [source_target(cfg, n, query) for n in sources]
     mode = stream_writer(cfg)
     writer = (kafka_stream(spark, cfg, [t.topic for t in targets], embedded=mode == "embedded").writeStream
-              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality, writer=mode, cfg=cfg)))
+              .foreachBatch(IngestRun(targets, workers=cfg.stream.parallel_sources, quality=quality, writer=mode,
+                                      cfg=cfg, compactor=compactor)))
     return _start(writer, spark, cfg, query, available_now=available_now, pool=INGEST_POOL)
 
 
@@ -235,10 +238,15 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
         ensure_stream_tables(spark, cfg.lake.root)
         progress = ProgressLog(spark, cfg.lake.root)
         maintenance = Maintenance(spark, cfg, stream_table_names(names), stop) if not available_now else None
+        # a stream that runs on compacts its tables beside its batches; one that drains and stops, in them (its
+        # tables are final when it returns)
+        compactor = (BackgroundCompactor(cfg.batch.nice)
+                     if not available_now and stream_writer(cfg) == "embedded" else None)
         handlers = _install_stop_handlers(stop)
         queries: list = []
         try:
-            queries = [start_ingest(spark, cfg, names, available_now=available_now, quality=quality)]
+            queries = [start_ingest(spark, cfg, names, available_now=available_now, quality=quality,
+                                    compactor=compactor)]
             if derived and not available_now:
                 queries += start_derived_queries(spark, cfg, available_now=False)
             if maintenance:
@@ -250,7 +258,8 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
                 # more: it resumes from the committed batch like any restart.
                 log.warning("ingest stopped on Spark's Kafka metrics bug after recovering a batch; restarting it")
                 progress.flush(queries)
-                queries[0] = start_ingest(spark, cfg, names, available_now=available_now, quality=quality)
+                queries[0] = start_ingest(spark, cfg, names, available_now=available_now, quality=quality,
+                                          compactor=compactor)
                 _supervise(queries, stop, available_now, progress)
             if derived and available_now and not stop.is_set() and not any(_failure(q) for q in queries):
                 phase2 = start_derived_queries(spark, cfg, available_now=True)
@@ -261,6 +270,8 @@ def run(cfg: Config, *, available_now: bool = False, sources: list[str] | None =
             for q in queries:
                 if q.isActive:
                     _stop_gracefully(q)
+            if compactor is not None:
+                compactor.close()
             progress.flush(queries)
         failures = [f for f in (_failure(q) for q in queries) if f]
         if failures:

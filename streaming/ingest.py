@@ -432,10 +432,16 @@ class IngestRun(QueryRun):
     writes (:func:`write_batch`)."""
 
     def __init__(self, targets: list[IngestTarget], workers: int = 1, quality: RunQuality | None = None,
-                 writer: str = "spark", cfg=None):
+                 writer: str = "spark", cfg=None, compactor=None):
+        """``compactor``: who compacts the embedded writer's tables when their turn comes (the batch that made the
+        commit when None; :class:`lakehouse.lake_writes.OpenTables`)."""
         super().__init__(self._write)
         self.targets, self.workers, self.quality, self.writer, self.cfg = targets, workers, quality, writer, cfg
         self.state: dict = {}
+        if compactor is not None:
+            from lakehouse.lake_writes import OpenTables
+
+            self.state["tables"] = OpenTables(compactor=compactor)
 
     def _write(self, kafka_batch: DataFrame, batch_id: int, new: bool) -> None:
         write_batch(self.targets, kafka_batch, batch_id, writer=self.writer, new=new, workers=self.workers,

@@ -268,6 +268,7 @@ def test_the_soaks_log_summary_gives_each_steps_spread_the_slowest_batches_and_t
         "21:30:12 INFO lakehouse.lake_writes: compacted /lake/bronze_records in 0.30s",
         "21:30:13 INFO streaming.ingest: ingest batch 9 timings: read=0.5s parse=3.0s bronze=0.25s silver=0.5s",
         "21:30:14 INFO lakehouse.lake_writes: compacted /lake/silver_logins in 1.00s",
+        "21:30:15 INFO streaming.ops: compacted /lake/silver_logins in 2.50s in the background",
     ])
     got = stream_log_summary(log, slowest=2)
     assert got["batches"] == 3
@@ -277,4 +278,6 @@ def test_the_soaks_log_summary_gives_each_steps_spread_the_slowest_batches_and_t
     assert [(b["batch"], b["ended"], b["total_s"]) for b in got["slowest_batches"]] == [
         (8, "21:30:09", 15.75), (9, "21:30:13", 4.25)]
     assert got["compactions"] == {"bronze_records": {"count": 2, "seconds_total": 13.0, "seconds_max": 12.7},
-                                  "silver_logins": {"count": 1, "seconds_total": 1.0, "seconds_max": 1.0}}
+                                  "silver_logins": {"count": 1, "seconds_total": 1.0, "seconds_max": 1.0},
+                                  "silver_logins (background)": {"count": 1, "seconds_total": 2.5,
+                                                                 "seconds_max": 2.5}}

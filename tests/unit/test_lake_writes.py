@@ -283,3 +283,33 @@ def test_a_compaction_planned_before_a_delete_commits_nothing_that_brings_the_ro
 def _rows_of(path: str) -> list[tuple]:
     return sorted((r["login_id"], r["login_datetime"]) for r in DeltaTable(path).to_pyarrow_table().to_pylist())
 
+
+
+def test_the_long_running_streams_compactions_run_beside_its_commits_one_table_at_a_time(tmp_path, caplog):
+    """A table whose turn comes is compacted in a child process while the commits go on; while it runs, another
+    table's turn waits for its next commit rather than starting a second compaction. The rows never change, and
+    the compaction commits are logged with their seconds."""
+    import logging
+
+    from streaming.ops import BackgroundCompactor
+
+    first, second = _table(tmp_path / "a"), _table(tmp_path / "b")
+    compactor = BackgroundCompactor(nice=0)
+    asked = []
+    tables = OpenTables(compact_every=3, compactor=lambda path: asked.append(path) or compactor(path))
+    tables._commits = {first: 0, second: 0}  # both turns after their third commit
+    with caplog.at_level(logging.INFO, logger="streaming.ops"):
+        for n in range(3):
+            append_once(tables, first, _batch((f"a{n}", n)), app_id="q", version=n)
+        # the first table's compaction is running: the second's turn is refused and asked again at each commit
+        for n in range(4):
+            append_once(tables, second, _batch((f"b{n}", n)), app_id="q", version=n)
+        assert asked[0] == first and asked[1] == second
+        assert sum(p == second for p in asked) >= 2  # refused (first still running), then asked again
+        compactor.close()  # waits for the one running, as the stream's stop does
+        tables_rows = (_rows(first), _rows(second))
+    assert tables_rows == ([(f"a{n}", n) for n in range(3)], [(f"b{n}", n) for n in range(4)])
+    compacted = [c for c in _commits(first) if c["tag"] == "c360 compaction"]
+    assert len(compacted) == 1 and len(compacted[0]["remove"]) == 3
+    assert any(f"compacted {first} in" in r.message and r.message.endswith("in the background")
+               for r in caplog.records)
