@@ -123,6 +123,14 @@ def compare(spark, ref_lake: Path, killed_lake: Path, names: list[str], kafka: d
     return {"lost": lost, "duplicated": duplicated}
 
 
+def _writer() -> str:
+    """Who commits the stream's Delta writes in these runs (``stream.writer``, as the stream resolves it)."""
+    from lakehouse.config import load
+    from lakehouse.engine import stream_writer
+
+    return stream_writer(load())
+
+
 def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_delay: float, max_delay: float,
               workdir: Path) -> tuple[list[dict], bool]:
     from lakehouse.kafka_local import LocalKafka, free_port
@@ -213,7 +221,7 @@ def run_chaos(events: int, kills: int, seed: int, rate: int, batch: int, min_del
               "moments": {m: moments.count(m) for m in sorted(set(moments))}, "delays_s": delays,
               "kill_phase_s": round(kill_phase), "replay_rate_eps": rate, "max_offsets_per_trigger": batch,
               "batches_committed_by_killed_runs": committed_by_kills, "seed": seed,
-              "tables_compared": len(names)}
+              "tables_compared": len(names), "writer": _writer()}
     bad = {k: {"lost": result["lost"][k], "duplicated": result["duplicated"][k]} for k in result["lost"]
            if result["lost"][k] or result["duplicated"][k]}
     if bad:
