@@ -10,7 +10,7 @@ help:
 	@echo "make test   - the whole test suite (real Kafka, Spark and Delta)"
 	@echo "make test-cluster - c360 on a Spark standalone cluster started on localhost (not in make test)"
 	@echo "make bench  - speed and memory figures -> bench/results/latest.json"
-	@echo "make chaos  - kill -9 the stream 20 times across a 1M-event replay: lost=0 duplicated=0 (~70 min)"
+	@echo "make chaos  - kill -9 the stream 20 times across a 1M-event replay: lost=0 duplicated=0 (~40 min)"
 	@echo "make lint   - ruff"
 	@echo "make setup  - venv + packages + JVM jars (the other targets run it)"
 	@echo "make browser - headless Chromium for the dashboard tests (make test runs it)"

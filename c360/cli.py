@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sources", type=_csv_list, metavar="A,B", help="only these sources")
     s.add_argument("--trigger", metavar="INTERVAL", help="micro-batch interval, e.g. '10 seconds'")
 
+    mnt = cmd("maintain", "compact and VACUUM the stream's tables now (a running stream does it every "
+                          "stream.maintenance_interval_minutes); safe while it runs")
+    mnt.add_argument("--reorder", action="store_true",
+                     help="first rewrite each event table whole in event-time order: once, for a lake compacted "
+                          "before 2026-12-07, whose files each span all history (every merge read them all)")
+
     gold = cmd("gold", "refresh the gold tables from one consistent silver snapshot")
     gold.add_argument("--as-of", type=_date, metavar="YYYY-MM-DD", help="measure 'days since' to this day (default today)")
     gold.add_argument("--only", type=_csv_list, metavar="TABLE,...", help="refresh only these gold tables")
@@ -346,6 +352,21 @@ def run_command(args: argparse.Namespace) -> int:
         progress = app.run(cfg, available_now=args.available_now, sources=args.sources, quality=quality)
         print(f"stream stopped; queries: {', '.join(progress) or 'none'}")
         return _report_quality(quality, cfg.stream.quarantine_failure_share)
+    if args.command == "maintain":
+        from lakehouse.engine import run_below_stream
+        from streaming import ops
+
+        run_below_stream(cfg.batch.nice)
+        check_writable(cfg.lake.root, "lake", "--lake")
+        started = time.monotonic()
+        done = ops.maintain_lake(cfg, reorder=args.reorder)
+        reordered = f"{done['reordered']} event tables put in event-time order, " if args.reorder else ""
+        print(f"{done['tables']} tables compacted and vacuumed in {time.monotonic() - started:.1f}s: {reordered}"
+              f"{done['files_deleted']} old files deleted (no version of the last "
+              f"{cfg.stream.vacuum_retention_hours} h needs them)")
+        for line in done["failed"]:
+            print(f"c360: error: maintenance failed on {line}", file=sys.stderr)
+        return 1 if done["failed"] else 0
     if args.command == "gold":
         from batch import gold
         from lakehouse.engine import run_below_stream

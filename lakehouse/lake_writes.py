@@ -177,6 +177,16 @@ class OpenTables:
             removed += len(run)
         return removed
 
+    def reorder(self, path: str, column: str) -> None:
+        """Rewrite the whole table sorted by ``column`` (delta-rs' ``z_order`` on one column; per partition), one
+        commit that changes no data: for a table whose files each span its whole history (compacted before the
+        compaction in order), after which :meth:`compact_in_order` keeps it in order."""
+        from deltalake import CommitProperties
+
+        metadata = CommitProperties(custom_metadata={"userMetadata": COMPACTION_TAG})
+        _with_retries(lambda: self.get(path).optimize.z_order([column], commit_properties=metadata), self, path,
+                      f"reorder {path}")
+
     def vacuum(self, path: str, retention_hours: int) -> int:
         """Delete the files of ``path`` that no version of the last ``retention_hours`` needs (the number
         deleted). The hours are the operator's (``stream.vacuum_retention_hours``), below Delta's 168 too."""

@@ -150,7 +150,7 @@ def test_every_command_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
     assert set(commands) >= {"setup", "config", "kafka", "generate", "replay", "stream", "gold", "dashboard",
-                             "forget", "demo"}
+                             "forget", "demo", "maintain"}
     for name in commands:
         proc = run_cli(name, "--help")
         assert proc.returncode == 0 and f"usage: c360 {name}" in proc.stdout
@@ -162,7 +162,8 @@ def test_a_lake_path_that_cannot_be_written_is_refused_before_spark_starts(tmp_p
     for args, what in ((["stream", "--lake", str(blocker / "lake")], "lake"),
                        (["stream", "--checkpoints", str(blocker / "ck")], "checkpoints"),
                        (["gold", "--lake", str(blocker / "lake")], "lake"),
-                       (["forget", "C1", "--lake", str(blocker / "lake")], "lake")):
+                       (["forget", "C1", "--lake", str(blocker / "lake")], "lake"),
+                       (["maintain", "--lake", str(blocker / "lake")], "lake")):
         proc = run_cli(*args, env={"C360_LAKE_ROOT": str(tmp_path / "lake"),
                                    "C360_LAKE_CHECKPOINT_ROOT": str(tmp_path / "ck"),
                                    "C360_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"})

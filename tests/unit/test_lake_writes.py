@@ -284,7 +284,6 @@ def _rows_of(path: str) -> list[tuple]:
     return sorted((r["login_id"], r["login_datetime"]) for r in DeltaTable(path).to_pyarrow_table().to_pylist())
 
 
-
 def test_the_long_running_streams_compactions_run_beside_its_commits_one_table_at_a_time(tmp_path, caplog):
     """A table whose turn comes is compacted in a child process while the commits go on; while it runs, another
     table's turn waits for its next commit rather than starting a second compaction. The rows never change, and
@@ -313,3 +312,37 @@ def test_the_long_running_streams_compactions_run_beside_its_commits_one_table_a
     assert len(compacted) == 1 and len(compacted[0]["remove"]) == 3
     assert any(f"compacted {first} in" in r.message and r.message.endswith("in the background")
                for r in caplog.records)
+
+
+def test_c360_maintain_reorder_puts_an_event_table_whose_files_span_all_history_in_order(cfg, monkeypatch):
+    """A lake compacted before the compaction in order: every file of silver_logins spans the table's whole
+    history, and is too big for the compaction in order to touch. ``c360 maintain --reorder`` rewrites the table
+    sorted by event time, rows unchanged, in a commit that changes no data; ``c360 maintain`` says what it did."""
+    import pyarrow.parquet as pq
+
+    from lakehouse import lake_writes
+    from streaming import ops
+    from tests.unit.test_cli_errors import run_cli
+
+    path = str(Path(cfg.lake.root) / "silver_logins")
+    write_deltalake(path, _event_rows([]).slice(0, 0), mode="overwrite")
+    for n in range(4):  # file n holds minutes n, n+4, n+8...: each spans all history
+        write_deltalake(path, _event_rows(list(range(n, 400, 4))), mode="append")
+    before = _rows_of(path)
+    monkeypatch.setattr(lake_writes, "SMALL_FILE_BYTES", 1)  # every file counts as big: compaction leaves them
+
+    assert ops.maintain_lake(cfg)["reordered"] == 0
+    assert len(_files(path)) == 4  # without --reorder, nothing to do
+    done = ops.maintain_lake(cfg, reorder=True)
+
+    assert done == {"tables": 1, "files_deleted": 0, "reordered": 1, "failed": []}
+    assert _rows_of(path) == before
+    files = DeltaTable(path).file_uris()
+    times = [t for f in sorted(files) for t in pq.read_table(f)["login_datetime"].to_pylist()]
+    assert len(files) == 1 and times == sorted(times) and len(times) == 400
+    last = _commits(path)[-1]
+    assert last["tag"] == "c360 compaction" and {a["dataChange"] for a in last["add"] + last["remove"]} == {False}
+    proc = run_cli("maintain", "--lake", cfg.lake.root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("1 tables compacted and vacuumed in ")
+    assert proc.stdout.rstrip().endswith("0 old files deleted (no version of the last 168 h needs them)")
