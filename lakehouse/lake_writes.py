@@ -15,6 +15,7 @@ Delta tables (reader 1 / writer 2): Spark reads, OPTIMIZEs, VACUUMs and DELETEs 
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -94,14 +95,14 @@ class OpenTables:
 
     def compact(self, path: str) -> None:
         """Rewrite the table's small files into bigger ones: one commit that changes no data (stream readers skip
-        it), retried when it loses to a concurrent writer. An event table (``EVENT_TIME_OF_TABLE``) in a local
-        folder is compacted in event-time order (:meth:`compact_in_order`), any other with delta-rs'
-        ``optimize.compact``."""
+        it), retried when it loses to a concurrent writer. A table of ``COMPACTION_ORDER`` (event tables, bronze)
+        in a local folder is compacted in the order of its column there (:meth:`compact_in_order`), any other with
+        delta-rs' ``optimize.compact``."""
         from deltalake import CommitProperties
 
-        from lakehouse.schemas import EVENT_TIME_OF_TABLE
+        from lakehouse.schemas import COMPACTION_ORDER
 
-        column = EVENT_TIME_OF_TABLE.get(os.path.basename(path.rstrip("/")))
+        column = COMPACTION_ORDER.get(os.path.basename(path.rstrip("/")))
         if column and _local(path) and _plain(self.get(path)):
             _with_retries(lambda: self.compact_in_order(path, column), self, path, f"compact {path}")
             return
@@ -144,8 +145,9 @@ class OpenTables:
             pieces = []
             for f in run:
                 piece = pq.ParquetFile(os.path.join(path, unquote(f["path"]))).read()  # no partitions from the path
-                for c in parts:
-                    piece = piece.append_column(c, pa.array([f[f"partition.{c}"]] * piece.num_rows, pa.string()))
+                for c in parts:  # the values as delta-rs gives them (a date partition's as dates)
+                    piece = piece.append_column(c, pa.array([f[f"partition.{c}"]] * piece.num_rows,
+                                                            schema.field(c).type))
                 pieces.append(conform(piece, schema))  # (a file may hold string views, or Spark's types)
             data = pa.concat_tables(pieces).sort_by(column)
             scratch = os.path.join(path, "_c360_compaction", uuid.uuid4().hex)
@@ -163,7 +165,8 @@ class OpenTables:
                 actions = [AddAction(a["path"], a["size"], a["partitionValues"], a["modificationTime"], False,
                                      a["stats"]) for a in adds]
                 actions += [RemoveAction(f["path"], False, now, f["size_bytes"],
-                                         {c: f[f"partition.{c}"] for c in parts} or None) for f in run]
+                                         {c: _partition_text(f[f"partition.{c}"]) for c in parts} or None)
+                            for f in run]
                 table.create_write_transaction(
                     actions, mode="append", schema=table.schema(), partition_by=parts or None,
                     commit_properties=CommitProperties(custom_metadata={"userMetadata": COMPACTION_TAG}))
@@ -200,6 +203,17 @@ class OpenTables:
 
 
 COMPACTION_TAG = "c360 compaction"
+
+
+def _partition_text(value) -> str | None:
+    """A partition value as the Delta log writes it (delta-rs gives a date partition's values as dates)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ")
+    return str(value)  # a date's ISO form, a number's digits
 
 
 def _local(path: str) -> bool:
