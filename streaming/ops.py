@@ -17,7 +17,7 @@ from lakehouse.delta import ensure_table, retry, short_vacuum_retention
 from lakehouse.engine import run_below_stream, stream_writer
 from lakehouse.errors import first_line
 from lakehouse.schemas import SILVER_SPECS
-from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, OPS_PROGRESS, QUARANTINE, table_path
+from lakehouse.tables import BRONZE_RECORDS, OPS_BATCHES, OPS_PROGRESS, QUARANTINE, SOURCES, table_path
 from streaming.alerts import ALERTS_TABLE
 from streaming.outputs import ANOMALIES_TABLE, CITY_HOUR_TABLE
 
@@ -128,8 +128,6 @@ def maintain_embedded(paths: list[str], *, retention_hours: int, reorder: bool =
 
 def maintain_lake(cfg: Config, *, reorder: bool = False) -> dict:
     """``c360 maintain``: :func:`maintain_embedded` of every table the stream writes, now."""
-    from lakehouse.tables import SOURCES
-
     paths = [table_path(cfg.lake.root, n) for n in stream_table_names(list(SOURCES))]
     return maintain_embedded(paths, retention_hours=cfg.stream.vacuum_retention_hours, reorder=reorder)
 
