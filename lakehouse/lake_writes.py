@@ -15,6 +15,7 @@ Delta tables (reader 1 / writer 2): Spark reads, OPTIMIZEs, VACUUMs and DELETEs 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -103,12 +104,13 @@ class OpenTables:
         from lakehouse.schemas import COMPACTION_ORDER
 
         column = COMPACTION_ORDER.get(os.path.basename(path.rstrip("/")))
-        if column and _local(path) and _plain(self.get(path)):
-            _with_retries(lambda: self.compact_in_order(path, column), self, path, f"compact {path}")
-            return
-        metadata = CommitProperties(custom_metadata={"userMetadata": COMPACTION_TAG})
-        metrics = _with_retries(lambda: self.get(path).optimize.compact(commit_properties=metadata), self, path,
-                                f"compact {path}")
+        with compaction_lock(path):
+            if column and _local(path) and _plain(self.get(path)):
+                _with_retries(lambda: self.compact_in_order(path, column), self, path, f"compact {path}")
+                return
+            metadata = CommitProperties(custom_metadata={"userMetadata": COMPACTION_TAG})
+            metrics = _with_retries(lambda: self.get(path).optimize.compact(commit_properties=metadata), self,
+                                    path, f"compact {path}")
         log.debug("compacted %s: %s files into %s", path, metrics.get("numFilesRemoved"),
                   metrics.get("numFilesAdded"))
 
@@ -187,8 +189,9 @@ class OpenTables:
         from deltalake import CommitProperties
 
         metadata = CommitProperties(custom_metadata={"userMetadata": COMPACTION_TAG})
-        _with_retries(lambda: self.get(path).optimize.z_order([column], commit_properties=metadata), self, path,
-                      f"reorder {path}")
+        with compaction_lock(path):
+            _with_retries(lambda: self.get(path).optimize.z_order([column], commit_properties=metadata), self, path,
+                          f"reorder {path}")
 
     def vacuum(self, path: str, retention_hours: int) -> int:
         """Delete the files of ``path`` that no version of the last ``retention_hours`` needs (the number
@@ -203,6 +206,32 @@ class OpenTables:
 
 
 COMPACTION_TAG = "c360 compaction"
+COMPACTION_LOCK = "_c360_compaction.lock"  # in the table's folder: hidden from readers and VACUUM (a leading _)
+
+
+@contextlib.contextmanager
+def compaction_lock(path: str):
+    """Hold the table's compaction lock (a local table: an exclusive ``flock`` on a file in its folder, across
+    processes) while a compaction plans and commits.
+
+    Why: delta-rs 1.6.6 lets two commits that remove the same files both succeed when the first removed them as no
+    data change (delta-rs#3982: a concurrent compaction no longer conflicts with anything). Two compactions of one
+    table planned from the same version then both commit, and every row they moved is there twice: the soak at
+    2026-12-08 01:04 doubled 2.3M bronze rows when the stream's background compaction and its scheduled
+    maintenance compacted bronze at once (two ``optimize.compact`` calls do the same, tested). Waiting for the
+    lock, the second plans on the version the first committed. A table on an object store has no lock: run one
+    compactor per table there (``c360 maintain`` not while the stream's maintenance runs)."""
+    if not _local(path) or not os.path.isdir(path):
+        yield
+        return
+    import fcntl
+
+    with open(os.path.join(path, COMPACTION_LOCK), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _partition_text(value) -> str | None:
@@ -262,6 +291,7 @@ def _runs_in_order(table, column: str, parts: list[str]) -> list[list[dict]]:
         for f in [*group, None]:
             size = f["size_bytes"] if f else 0
             if f is None or size >= SMALL_FILE_BYTES or run_bytes + size > TARGET_FILE_BYTES:
+                run = _worth_joining(run)
                 if len(run) > 1:
                     runs.append(run)
                 run = [f] if f is not None and size < SMALL_FILE_BYTES else []
@@ -270,6 +300,19 @@ def _runs_in_order(table, column: str, parts: list[str]) -> list[list[dict]]:
                 run.append(f)
                 run_bytes += size
     return runs
+
+
+def _worth_joining(run: list[dict]) -> list[dict]:
+    """``run`` without the files at its head that are bigger than the rest of it together. The head is the
+    previous compaction's file (the oldest times); joining a few new small files to it rewrote it for little, each
+    round (the soak's bronze compactions grew round after round while the partitions of its slower sources stayed
+    under ``SMALL_FILE_BYTES``). So a file is rewritten only into a file at least twice its size, and a row is
+    rewritten a number of times logarithmic in its partition's size, not once per round."""
+    total = sum(f["size_bytes"] for f in run)
+    while len(run) > 1 and 2 * run[0]["size_bytes"] > total:
+        total -= run[0]["size_bytes"]
+        run = run[1:]
+    return run
 
 
 def txn_tag(app_id: str, version: int) -> str:

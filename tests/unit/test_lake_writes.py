@@ -236,6 +236,33 @@ def test_an_event_table_is_compacted_in_event_time_order_and_its_big_files_are_l
         (tmp_path / "silver_logins" / "_c360_compaction").iterdir())
 
 
+def test_a_compacted_file_is_rewritten_only_when_the_new_files_at_least_double_it(tmp_path, monkeypatch):
+    """A slow table's compaction joins its new small files to each other, not to the big file the previous
+    compaction wrote, until they add up to as much as it: round after round, a row is not rewritten every time."""
+    from lakehouse import lake_writes
+
+    monkeypatch.setattr(lake_writes, "SMALL_FILE_BYTES", 2**30)  # every file counts as small
+    monkeypatch.setattr(lake_writes, "TARGET_FILE_BYTES", 2**31)
+    path = str(tmp_path / "silver_logins")
+    write_deltalake(path, _event_rows([]).slice(0, 0), mode="overwrite")
+    tables = OpenTables(compact_every=1000)
+    append_once(tables, path, _event_rows(list(range(0, 2000))), app_id="q", version=0)
+    big = _files(path)[0]
+    for n in range(1, 4):  # three small batches after it in event time, far smaller than it together
+        append_once(tables, path, _event_rows(list(range(2000 + n * 10, 2010 + n * 10))), app_id="q", version=n)
+    before = _rows_of(path)
+
+    tables.compact(path)
+
+    files = _files(path)
+    assert [f["path"] for f in files][0] == big["path"] and len(files) == 2  # the big one untouched, the rest one
+    assert _rows_of(path) == before
+    for n in range(4, 40):  # new batches until they outweigh it: then it is joined with them
+        append_once(tables, path, _event_rows(list(range(2000 + n * 60, 2060 + n * 60))), app_id="q", version=n)
+    tables.compact(path)
+    assert big["path"] not in [f["path"] for f in _files(path)] and len(_files(path)) == 1
+
+
 def test_a_partitioned_event_table_is_compacted_per_partition(tmp_path):
     """silver_transactions is partitioned by channel: each partition's files are joined apart, and keep their
     partition value."""
@@ -292,6 +319,45 @@ def test_bronze_is_compacted_in_kafka_time_order_per_source_and_day(tmp_path):
     got = DeltaTable(path).to_pyarrow_table()
     assert sorted(zip(got["source"].to_pylist(), got["offset"].to_pylist(), strict=True)) == sorted(
         ("logins" if n % 2 else "orders", o) for n in range(6) for o in range(n * 5, n * 5 + 5))
+
+
+def test_two_compactions_of_one_table_at_once_never_double_its_rows(tmp_path, monkeypatch):
+    """Two compactions of one table at once (the stream's own and its scheduled maintenance's, or `c360 maintain`):
+    delta-rs lets both commit when they planned from the same version, and every row moved would be there twice
+    (the soak doubled 2.3M bronze rows). The second waits for the first's lock, and plans on what it committed."""
+    import threading
+    import time
+
+    from lakehouse import lake_writes
+
+    path = str(tmp_path / "silver_logins")
+    write_deltalake(path, _event_rows([]).slice(0, 0), mode="overwrite")
+    for n in range(4):
+        write_deltalake(path, _event_rows(list(range(n * 10, n * 10 + 10))), mode="append")
+    before = _rows_of(path)
+    planned, first_planned = [], threading.Event()
+    real = lake_writes._runs_in_order
+
+    def slow_plan(table, column, parts):  # the first compaction holds on after planning, as a big one does
+        runs = real(table, column, parts)
+        planned.append((threading.current_thread().name, table.version(), len(runs)))
+        if not first_planned.is_set():
+            first_planned.set()
+            time.sleep(1.0)
+        return runs
+
+    monkeypatch.setattr(lake_writes, "_runs_in_order", slow_plan)
+    first = threading.Thread(target=lambda: OpenTables().compact(path), name="first")
+    second = threading.Thread(target=lambda: OpenTables().compact(path), name="second")
+    first.start()
+    first_planned.wait(10)
+    second.start()
+    first.join(30)
+    second.join(30)
+
+    assert _rows_of(path) == before  # each row once
+    # the second planned only once the first had committed: on its version, with nothing left to join
+    assert planned == [("first", 4, 1), ("second", 5, 0)]
 
 
 def test_a_compaction_planned_before_a_delete_commits_nothing_that_brings_the_row_back(tmp_path):
