@@ -87,10 +87,13 @@ def maintain(spark, paths: list[str], *, retention_hours: int) -> None:
     and conflicts are retried; VACUUM only deletes files no version within the retention needs."""
     from delta.tables import DeltaTable
 
+    from lakehouse.lake_writes import compaction_lock
+
     with short_vacuum_retention(spark, retention_hours):
         for path in paths:
             table = DeltaTable.forPath(spark, path)
-            retry(lambda t=table: t.optimize().executeCompaction(), what=f"optimize {path}")
+            with compaction_lock(path):  # not beside a delta-rs compaction of the table (the anomaly query's)
+                retry(lambda t=table: t.optimize().executeCompaction(), what=f"optimize {path}")
             retry(lambda t=table: t.vacuum(retention_hours), what=f"vacuum {path}")
             log.info("maintained %s", path)
 
